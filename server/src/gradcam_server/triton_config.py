@@ -1,0 +1,82 @@
+"""The Triton model config (config.pbtxt) of a Grad-CAM model, generated from the contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from gradcam_client.contract import ModelInfo
+
+_DTYPES = {"UINT8": mc.TYPE_UINT8, "INT32": mc.TYPE_INT32, "FP32": mc.TYPE_FP32}
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How Triton batches and queues requests for the model.
+
+    Priority 1 is for interactive users (the dashboard), priority 2 (the default) for batch
+    jobs; each level has its own bounded queue, and a full queue answers UNAVAILABLE.
+    """
+
+    max_batch_size: int = 16
+    max_queue_delay_us: int = 5000
+    priority_levels: int = 2
+    default_priority: int = 2
+    max_queue_size: int = 64
+    instance_count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        if not 1 <= self.default_priority <= self.priority_levels:
+            raise ValueError("default_priority must be between 1 and priority_levels")
+        if self.max_queue_size < 1 or self.instance_count < 1:
+            raise ValueError("max_queue_size and instance_count must be at least 1")
+
+
+def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
+    """The full model config: tensors from the contract, batching, queues, warm-up."""
+    config = mc.ModelConfig(
+        name=info.name,
+        backend="python",
+        max_batch_size=options.max_batch_size,
+    )
+    for name, (dtype, dims) in info.inputs().items():
+        config.input.add(name=name, data_type=_DTYPES[dtype], dims=list(dims))
+    for name, (dtype, dims) in info.outputs().items():
+        config.output.add(name=name, data_type=_DTYPES[dtype], dims=list(dims))
+
+    batching = config.dynamic_batching
+    batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    batching.priority_levels = options.priority_levels
+    batching.default_priority_level = options.default_priority
+    batching.default_queue_policy.max_queue_size = options.max_queue_size
+
+    # No kind: Triton puts the instances on the GPUs when there are any, else on the CPU.
+    config.instance_group.add(count=options.instance_count)
+
+    warmup = config.model_warmup.add(name="zeros", batch_size=1)
+    for name, (dtype, dims) in info.inputs().items():
+        warmup.inputs[name].data_type = _DTYPES[dtype]
+        warmup.inputs[name].dims.extend(dims)
+        warmup.inputs[name].zero_data = True
+
+    for key, value in info.to_parameters().items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def config_text(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def parse_config_text(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def model_info_from_config(config: mc.ModelConfig) -> ModelInfo:
+    """What a client reads back from the config (the same parsing the client uses)."""
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    return ModelInfo.from_parameters(config.name, parameters, config.max_batch_size)
