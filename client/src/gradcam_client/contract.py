@@ -6,13 +6,13 @@ from the model config parameters that `ModelInfo` round-trips.
 
 Per frame (Triton adds the batch dimension):
 
-| tensor          | dtype | shape                | meaning                                            |
-|-----------------|-------|----------------------|----------------------------------------------------|
-| FRAMES          | UINT8 | [H, W, 3]            | RGB frame at the model's input size                |
-| TARGET_CLASS    | INT32 | [1]                  | class to explain; -1 explains the predicted class  |
-| PROBABILITIES   | FP32  | [num_classes]        | softmax probabilities                              |
-| CLASS_INDEX     | INT32 | [1]                  | the class that was explained                       |
-| CAM__<layer>    | FP32  | [n_methods, h, w]    | raw ReLU'd maps at the layer's resolution          |
+| tensor        | dtype | shape             | meaning                                           |
+|---------------|-------|-------------------|---------------------------------------------------|
+| FRAMES        | UINT8 | [H, W, 3]         | RGB frame at the model's input size               |
+| TARGET_CLASS  | INT32 | [1]               | class to explain; -1 explains the predicted class |
+| PROBABILITIES | FP32  | [num_classes]     | softmax probabilities                             |
+| CLASS_INDEX   | INT32 | [1]               | the class that was explained                      |
+| CAM__<layer>  | FP32  | [n_methods, h, w] | raw ReLU'd maps at the layer's resolution         |
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from gradcam_server.triton_model import SAVEDMODEL_DIR
 
 VERSION = "1"
 
-MODEL_PY = '''"""Triton python-backend entry point of a Grad-CAM model (see gradcam_server.triton_model)."""
+MODEL_PY = '''"""Triton python-backend entry point of a Grad-CAM model."""
 
 from gradcam_server.triton_model import TritonPythonModel
 
