@@ -1,0 +1,123 @@
+"""The exporter, the Triton config and the client agree on the tensor contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import json_format
+
+from gradcam_client import contract
+from gradcam_client.contract import LayerInfo, ModelInfo
+from gradcam_server import model_sources
+from gradcam_server.exporter import ExportError, export
+from gradcam_server.triton_config import (
+    ServingOptions,
+    model_info_from_config,
+    parse_config_text,
+)
+
+DTYPES = {"UINT8": tf.uint8, "INT32": tf.int32, "FP32": tf.float32}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_keras_file):
+    source = model_sources.keras_file(tiny_keras_file, "caffe")
+    repo = tmp_path_factory.mktemp("repo")
+    folder = export(
+        source,
+        repo,
+        name="tiny",
+        layers=["conv1", "conv2"],
+        methods=["gradcam", "layercam"],
+        options=ServingOptions(max_batch_size=8, max_queue_size=10),
+    )
+    return folder
+
+
+def test_model_folder_layout(exported):
+    assert (exported / "config.pbtxt").is_file()
+    assert (exported / "1" / "model.py").is_file()
+    assert (exported / "1" / "model.savedmodel" / "saved_model.pb").is_file()
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")], "staging left"
+
+
+def test_savedmodel_signature_config_and_client_agree(exported):
+    config = parse_config_text((exported / "config.pbtxt").read_text())
+    info = model_info_from_config(config)
+    # The client reads the config as JSON from the server; it must see the same metadata.
+    as_json = json.loads(json_format.MessageToJson(config, preserving_proto_field_name=True))
+    assert ModelInfo.from_triton_config({"config": as_json}) == info
+    assert info.layers == (LayerInfo("conv1", 30, 30), LayerInfo("conv2", 13, 13))
+    assert info.methods == ("gradcam", "layercam")
+    assert info.num_classes == 5 and info.max_batch_size == 8
+
+    config_inputs = {i.name: (i.data_type, tuple(i.dims)) for i in config.input}
+    config_outputs = {o.name: (o.data_type, tuple(o.dims)) for o in config.output}
+    to_proto = {"UINT8": 2, "INT32": 8, "FP32": 11}  # model_config.proto DataType values
+    assert config_inputs == {k: (to_proto[d], s) for k, (d, s) in info.inputs().items()}
+    assert config_outputs == {k: (to_proto[d], s) for k, (d, s) in info.outputs().items()}
+
+    signature = tf.saved_model.load(str(exported / "1" / "model.savedmodel")).signatures[
+        "serving_default"
+    ]
+    sig_inputs = signature.structured_input_signature[1]
+    assert set(sig_inputs) == set(info.inputs())
+    for name, (dtype, shape) in info.inputs().items():
+        assert sig_inputs[name].dtype == DTYPES[dtype]
+        assert tuple(sig_inputs[name].shape[1:]) == shape
+    sig_outputs = signature.structured_outputs
+    assert set(sig_outputs) == set(info.outputs())
+    for name, (dtype, shape) in info.outputs().items():
+        assert sig_outputs[name].dtype == DTYPES[dtype]
+        assert tuple(sig_outputs[name].shape[1:]) == shape
+
+
+def test_config_batches_queues_and_warms_up(exported):
+    config = parse_config_text((exported / "config.pbtxt").read_text())
+    assert config.backend == "python"
+    assert config.dynamic_batching.priority_levels == 2
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == 10
+    assert config.model_warmup[0].batch_size == 1
+    assert set(config.model_warmup[0].inputs) == {contract.FRAMES, contract.TARGET_CLASS}
+
+
+def test_parameters_round_trip():
+    info = ModelInfo(
+        name="m",
+        input_height=224,
+        input_width=160,
+        class_names=("a, b", 'say "c"', "d"),
+        layers=(LayerInfo("x", 7, 5),),
+        methods=("gradcam", "xgradcam"),
+        max_batch_size=4,
+        description="demo",
+    )
+    assert ModelInfo.from_parameters("m", info.to_parameters(), 4) == info
+
+
+def test_a_config_without_gradcam_parameters_is_refused():
+    with pytest.raises(ValueError, match="not a Grad-CAM model"):
+        ModelInfo.from_triton_config({"name": "other", "max_batch_size": 8})
+
+
+def test_export_refuses_to_overwrite_unless_asked(exported, tiny_keras_file):
+    source = model_sources.keras_file(tiny_keras_file, "caffe")
+    with pytest.raises(ExportError, match="--overwrite"):
+        export(source, exported.parent, name="tiny")
+    export(source, exported.parent, name="tiny2")
+    folder = export(source, exported.parent, name="tiny2", overwrite=True)
+    info = model_info_from_config(parse_config_text((folder / "config.pbtxt").read_text()))
+    assert info.layer_names == ["conv2"], "a Keras file defaults to its last 4-D layer"
+
+
+def test_exported_model_runs_like_the_module(exported, rng):
+    signature = tf.saved_model.load(str(exported / "1" / "model.savedmodel")).signatures[
+        "serving_default"
+    ]
+    frames = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    out = signature(FRAMES=tf.constant(frames), TARGET_CLASS=tf.constant([[-1], [1], [4]]))
+    assert out[contract.CLASS_INDEX].numpy()[1:, 0].tolist() == [1, 4]
+    np.testing.assert_allclose(out[contract.PROBABILITIES].numpy().sum(axis=1), 1, atol=1e-5)
