@@ -1,0 +1,117 @@
+"""Exception types of the client.
+
+Every error meant for the user derives from `GradcamError` and has a one-line message, so a
+command line can print ``str(error)`` and exit. The hierarchy is small on purpose::
+
+    GradcamError
+    ├── InputError              a file or argument given by the user is unusable
+    │   ├── MediaNotFoundError      the file does not exist (or is not a regular file)
+    │   ├── EmptyMediaError         the file has zero bytes
+    │   ├── NotMediaError           not a video or image (e.g. a text file named .mp4)
+    │   ├── TruncatedMediaError     the file ends early (interrupted copy or recording)
+    │   ├── NoVideoStreamError      a media file without video (e.g. audio only)
+    │   ├── NoFramesError           a video stream without a single decodable frame
+    │   └── CorruptFrameError       a frame failed to decode and skipping was not allowed
+    ├── OutputError             an output file cannot be written
+    └── ServerError             the inference server failed or is unreachable
+        ├── ServerUnavailable       no answer (down, wrong URL, timeout)
+        ├── RequestRejected         the server answered with an error
+        └── ModelNotFound           the server does not serve the requested model
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "CorruptFrameError",
+    "EmptyMediaError",
+    "GradcamError",
+    "InputError",
+    "MediaNotFoundError",
+    "ModelNotFound",
+    "NoFramesError",
+    "NoVideoStreamError",
+    "NotMediaError",
+    "OutputError",
+    "RequestRejected",
+    "ServerError",
+    "ServerUnavailable",
+    "TruncatedMediaError",
+]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class GradcamError(Exception):
+    """Base class of the errors the client reports to its user."""
+
+
+class _PathError(GradcamError):
+    """An error about a file: the message is ``"<path>: <problem>"``."""
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.problem = _one_line(problem)
+        self.path = Path(path) if path is not None else None
+        super().__init__(f"{path}: {self.problem}" if path is not None else self.problem)
+
+
+class InputError(_PathError):
+    """An input (file or argument) is unusable."""
+
+
+class MediaNotFoundError(InputError):
+    """The input file does not exist or is not a regular file."""
+
+
+class EmptyMediaError(InputError):
+    """The input file is empty (zero bytes)."""
+
+
+class NotMediaError(InputError):
+    """The input is not a video or image that FFmpeg or OpenCV can read."""
+
+
+class TruncatedMediaError(InputError):
+    """The input ends early: part of the file is missing."""
+
+
+class NoVideoStreamError(InputError):
+    """The input is a media file without a video stream (e.g. audio only)."""
+
+
+class NoFramesError(InputError):
+    """The input has a video stream but no frame of it can be decoded."""
+
+
+class CorruptFrameError(InputError):
+    """A frame could not be decoded and the reader was told to stop on corrupt frames."""
+
+    def __init__(
+        self, problem: str, path: str | Path | None = None, *, index: int, time: float | None
+    ) -> None:
+        super().__init__(problem, path)
+        self.index = index
+        self.time = time
+
+
+class OutputError(_PathError):
+    """An output file cannot be written."""
+
+
+class ServerError(GradcamError):
+    """The inference server failed, refused the request or cannot be reached."""
+
+
+class ServerUnavailable(ServerError):
+    """The server cannot be reached (down, wrong URL, timeout)."""
+
+
+class RequestRejected(ServerError):
+    """The server answered a request with an error."""
+
+
+class ModelNotFound(ServerError):
+    """The server does not serve the requested model (or version)."""
