@@ -1,0 +1,49 @@
+# Grad-CAM video service. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REPO ?= model_repository
+MODEL ?= efficientnet-lite0
+GRPC_PORT ?= 8001
+HTTP_PORT ?= 8000
+METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements/constraints.txt requirements/dev.txt client/pyproject.toml server/pyproject.toml dashboard/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt \
+		-e client -e "server[cpu,triton]" -e dashboard -r requirements/dev.txt
+	touch $@
+
+setup: $(BIN)/.installed ## create .venv with the server, client, dashboard and test tools
+
+export: setup ## export the offline default model (EfficientNet-Lite0, real weights) into model_repository/
+	@if [ -f $(REPO)/$(MODEL)/config.pbtxt ]; then echo "$(REPO)/$(MODEL) exists"; \
+	else $(BIN)/gradcam-server export --model $(MODEL) --repository $(REPO) --methods all; fi
+
+serve: export ## run Triton on model_repository/ in the foreground (Ctrl-C stops it)
+	$(BIN)/gradcam-server serve --repository $(REPO) --grpc-port $(GRPC_PORT) \
+		--http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+
+demo: export ## set up, serve the offline default and turn the sample cat clip into a heat-map video in out/
+	$(BIN)/python scripts/demo.py --repository $(REPO) --model $(MODEL) --out out
+
+test: setup ## run the whole test suite (unit + real Triton integration)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## ruff format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: help setup export serve demo test lint format
