@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py, tests/triton_server.py
 
 ALL_METHODS = ["gradcam", "gradcampp", "layercam", "hirescam", "xgradcam"]
 

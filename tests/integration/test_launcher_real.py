@@ -17,11 +17,6 @@ import numpy as np
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
-
-from gradcam_server.launcher import LauncherError, TritonServer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from triton_server import (
     alive,
     assert_processes_gone,
@@ -32,6 +27,9 @@ from triton_server import (
     write_add_one_model,
     write_failing_model,
 )
+from tritonclient.utils import InferenceServerException
+
+from gradcam_server.launcher import LauncherError, TritonServer
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from triton_server import free_ports, write_add_one_model
 
 from gradcam_server import launcher
 from gradcam_server.launcher import (
@@ -20,9 +21,6 @@ from gradcam_server.launcher import (
     prepare_server_dir,
     summarize_log_errors,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from triton_server import free_ports, write_add_one_model
 
 
 @pytest.fixture

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import media
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the media helpers
-
-import media
 
 from gradcam_client import video_io as vio
 from gradcam_client.errors import (

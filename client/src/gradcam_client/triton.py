@@ -109,6 +109,10 @@ class GradcamServer:
             channel_args=[
                 ("grpc.max_receive_message_length", 1 << 30),
                 ("grpc.max_send_message_length", 1 << 30),
+                # Reconnect quickly once a restarted server is back.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
             ],
         )
 

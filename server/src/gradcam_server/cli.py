@@ -137,14 +137,23 @@ def run_serve(args: argparse.Namespace) -> int:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from gradcam_server.exporter import ExportError
+def is_user_error(error: Exception) -> bool:
+    """Errors reported in one line (bad arguments, files, ports), not as a traceback."""
     from gradcam_server.launcher import LauncherError
 
+    if isinstance(error, (LauncherError, ValueError, OSError)):
+        return True
+    exporter = sys.modules.get("gradcam_server.exporter")
+    return exporter is not None and isinstance(error, exporter.ExportError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return run_export(args) if args.command == "export" else run_serve(args)
-    except (ExportError, LauncherError, ValueError, OSError) as error:
+    except Exception as error:
+        if not is_user_error(error):
+            raise
         print(f"gradcam-server {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
