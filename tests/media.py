@@ -19,46 +19,12 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-import skimage.data
 
-PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
-"""Names of the scikit-image photos that can be used as clip sources."""
+from gradcam_client.samples import PHOTOS, pan_zoom_frames, photo
+
+__all__ = ["PHOTOS", "pan_zoom_frames", "photo"]  # re-exported for the tests
 
 DEFAULT_TIME_BASE = Fraction(1, 90000)
-
-
-def photo(name: str = "chelsea") -> np.ndarray:
-    """An RGB uint8 photo from `skimage.data` (one of `PHOTOS`)."""
-    if name not in PHOTOS:
-        raise ValueError(f"unknown photo {name!r}; choose one of {PHOTOS}")
-    image = getattr(skimage.data, name)()
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    return np.ascontiguousarray(image[..., :3], dtype=np.uint8)
-
-
-def pan_zoom_frames(
-    n_frames: int = 12, size: tuple[int, int] = (160, 120), name: str = "chelsea"
-) -> list[np.ndarray]:
-    """Frames of a camera panning left to right while zooming in on a photo.
-
-    `size` is (width, height) of the frames.
-    """
-    width, height = size
-    source = photo(name)
-    src_h, src_w = source.shape[:2]
-    aspect = width / height
-    frames = []
-    for i in range(n_frames):
-        t = i / max(n_frames - 1, 1)
-        scale = 0.95 - 0.35 * t  # zoom in: the window shrinks from 95 % to 60 % of the photo
-        win_h = min(src_h, src_w / aspect) * scale
-        win_w = win_h * aspect
-        x0 = (src_w - win_w) * (0.1 + 0.8 * t)  # pan left -> right
-        y0 = (src_h - win_h) * (0.5 + 0.3 * math.sin(2 * math.pi * t)) / 1.3
-        crop = source[int(y0) : int(y0 + win_h), int(x0) : int(x0 + win_w)]
-        frames.append(cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA))
-    return frames
 
 
 def top_bright_frames(

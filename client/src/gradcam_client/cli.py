@@ -1,0 +1,191 @@
+"""`gradcam-video`: a video (or image) in, the same with Grad-CAM heat maps out."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
+from gradcam_client.errors import GradcamError
+from gradcam_client.normalize import Scope
+from gradcam_client.pipeline import JobSettings, process_media
+from gradcam_client.triton import Connection, GradcamServer, RetryPolicy
+
+DEFAULT_URL = os.environ.get("GRADCAM_URL", "localhost:8001")
+DEFAULT_MODEL = os.environ.get("GRADCAM_MODEL", "efficientnet-lite0")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradcam-video",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("input", nargs="?", help="video (anything FFmpeg reads) or image")
+    parser.add_argument("-o", "--output", help="output .mp4 (or an image for an image input)")
+    server = parser.add_argument_group("server")
+    server.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help="Triton gRPC address HOST:PORT; several, comma-separated, share the frames "
+        "(env GRADCAM_URL)",
+    )
+    server.add_argument("--model", default=DEFAULT_MODEL, help="model name (env GRADCAM_MODEL)")
+    server.add_argument("--list-models", action="store_true", help="list the models and exit")
+    server.add_argument("--ssl", action="store_true", help="use TLS")
+    server.add_argument("--root-certificates", help="PEM file of the CA to trust")
+    server.add_argument("--private-key", help="PEM file of the client key (mutual TLS)")
+    server.add_argument("--certificate-chain", help="PEM file of the client certificate")
+    server.add_argument("--compression", choices=["gzip", "deflate"], help="compress requests")
+    server.add_argument(
+        "--retry-deadline",
+        type=float,
+        default=120.0,
+        help="seconds to keep retrying an unavailable server before giving up",
+    )
+    server.add_argument("--priority", type=int, default=0, help="request priority (1 = highest)")
+    server.add_argument("--batch-size", type=int, default=8, help="frames per request")
+    server.add_argument("--max-in-flight", type=int, default=4, help="requests in flight")
+
+    what = parser.add_argument_group("what to explain")
+    what.add_argument(
+        "--target",
+        help="'predicted' (each frame's top class, default), 'video' (one class for the whole "
+        "video), or a class index or name such as 'Siamese cat'",
+    )
+    what.add_argument("--layers", type=_csv, default=(), help="comma-separated layers")
+    what.add_argument("--methods", type=_csv, default=(), help="comma-separated methods")
+
+    look = parser.add_argument_group("how it looks")
+    look.add_argument("--layout", default="overlay", choices=[layout.value for layout in Layout])
+    look.add_argument("--colormap", default="jet", choices=sorted(COLORMAPS))
+    look.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity 0..1")
+    look.add_argument(
+        "--scope",
+        default="running",
+        choices=[s.value for s in Scope if s is not Scope.FIXED],
+        help="normalise each map by its frame's maximum, the clip's, or a running maximum",
+    )
+    look.add_argument(
+        "--smoothing", type=float, default=0.0, help="temporal EMA strength 0..1 (0 = off)"
+    )
+    look.add_argument("--no-label", action="store_true", help="no class label on frames")
+
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--predictions", help="write per-frame predictions as JSON lines")
+    out.add_argument("--maps", help="write the raw maps as a compressed .npz")
+    out.add_argument(
+        "--stop-on-corrupt", action="store_true", help="stop at a corrupt frame (default: skip)"
+    )
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def connect(args: argparse.Namespace) -> GradcamServer:
+    def read(path: str | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_text()
+        except OSError as error:
+            raise GradcamError(f"cannot read certificate file {path}: {error.strerror}") from None
+
+    connection = Connection(
+        ssl=args.ssl or bool(args.root_certificates),
+        root_certificates=read(args.root_certificates),
+        private_key=read(args.private_key),
+        certificate_chain=read(args.certificate_chain),
+        compression=args.compression,
+    )
+    return GradcamServer(
+        list(_csv(args.url)),
+        args.model,
+        connection,
+        RetryPolicy(deadline_s=args.retry_deadline),
+        priority=args.priority,
+    )
+
+
+def settings_from(args: argparse.Namespace) -> JobSettings:
+    composition = CompositionSettings(
+        colormap=args.colormap,
+        alpha=args.alpha,
+        layout=args.layout,
+        show_label=not args.no_label,
+    )
+    return JobSettings(
+        target=args.target,
+        layers=args.layers,
+        methods=args.methods,
+        scope=args.scope,
+        smoothing=args.smoothing,
+        composition=composition,
+        batch_size=args.batch_size,
+        max_in_flight=args.max_in_flight,
+        on_corrupt="raise" if args.stop_on_corrupt else "skip",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    server = connect(args)
+    if args.list_models:
+        for name in server.list_models():
+            print(name)
+        return 0
+    settings = settings_from(args)
+    from tqdm import tqdm
+
+    with tqdm(unit="frame", disable=args.quiet, dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int | None) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        result = process_media(
+            server,
+            args.input,
+            args.output,
+            settings,
+            predictions=args.predictions,
+            maps=args.maps,
+            progress=progress,
+        )
+    if not args.quiet:
+        print(f"wrote {result.output} ({result.frames} frames, {result.fps:.1f} frames/s)")
+        print(f"explained: {result.target}")
+        for extra in (result.predictions, result.maps):
+            if extra:
+                print(f"wrote {extra}")
+        if result.skipped:
+            print(result.skipped)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.list_models and (not args.input or not args.output):
+        parser.error("give an INPUT and -o OUTPUT (or --list-models)")
+    try:
+        return run(args)
+    except GradcamError as error:
+        notes = "; ".join(getattr(error, "__notes__", []))
+        print(f"gradcam-video: error: {error}" + (f" ({notes})" if notes else ""), file=sys.stderr)
+        return 1
+    except ValueError as error:  # a setting out of range
+        print(f"gradcam-video: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gradcam-video: interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
