@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ALL_METHODS, make_tiny_classifier
+from served_models import ALL_METHODS, make_tiny_classifier
 
 from gradcam_client import contract
 from gradcam_server.explainer import GradCamModule

@@ -180,8 +180,22 @@ class GradcamServer:
             return False
 
     def infer(self, frames: np.ndarray, targets: np.ndarray) -> BatchResult:
-        """Predictions and maps for frames [n, H, W, 3] uint8 and targets [n] int."""
+        """Predictions and maps for frames [n, H, W, 3] uint8 and targets [n] int.
+
+        More frames than the model's maximum batch size go as several requests.
+        """
         info = self.model_info()
+        step = info.max_batch_size
+        if len(frames) > step:
+            parts = [
+                self.infer(frames[i : i + step], targets[i : i + step])
+                for i in range(0, len(frames), step)
+            ]
+            return BatchResult(
+                probabilities=np.concatenate([p.probabilities for p in parts]),
+                class_index=np.concatenate([p.class_index for p in parts]),
+                maps={k: np.concatenate([p.maps[k] for p in parts]) for k in parts[0].maps},
+            )
         inputs = [
             grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
             grpcclient.InferInput(contract.TARGET_CLASS, [len(frames), 1], "INT32"),
