@@ -127,3 +127,13 @@ def test_every_contract_method_is_implemented():
     from gradcam_server.cam_methods import CAM_METHODS
 
     assert list(CAM_METHODS) == list(contract.METHODS) == ALL_METHODS
+
+
+def test_a_model_without_layers_only_predicts(tiny_model, rng):
+    full = GradCamModule(tiny_model, caffe, ["conv2"], ["gradcam"])
+    forward = GradCamModule(tiny_model, caffe, [], ["gradcam"])
+    frames = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    got, want = serve(forward, frames, [-1, 2, -1]), serve(full, frames, [-1, 2, -1])
+    assert set(got) == {contract.PROBABILITIES, contract.CLASS_INDEX}
+    np.testing.assert_allclose(got[contract.PROBABILITIES], want[contract.PROBABILITIES], atol=1e-6)
+    np.testing.assert_array_equal(got[contract.CLASS_INDEX], want[contract.CLASS_INDEX])

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         "or 'all' (default: gradcam)",
     )
     export.add_argument(
+        "--predictions-only",
+        action="store_true",
+        help="no maps: the forward pass alone (a baseline for benchmarks)",
+    )
+    export.add_argument(
         "--preprocessing",
         default="none",
         help="for a Keras file: lite, caffe, tf, torch, unit or none (default: none)",
@@ -116,7 +121,7 @@ def run_export(args: argparse.Namespace) -> int:
         source,
         args.repository,
         name=args.name,
-        layers=args.layers,
+        layers=[] if args.predictions_only else args.layers,
         methods=methods,
         options=options,
         overwrite=args.overwrite,

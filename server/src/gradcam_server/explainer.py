@@ -60,10 +60,9 @@ class GradCamModule(tf.Module):
                 f"cannot explain layer(s) {unknown}: not 4-D layers of {model.name!r}; "
                 f"choose from {explainable}"
             )
-        if not layers:
-            raise ValueError("choose at least one layer to explain")
         self.layers = tuple(dict.fromkeys(layers))
-        self.methods = check_methods(methods)
+        # No layers: a predictions-only model (the forward pass alone, e.g. as a baseline).
+        self.methods = check_methods(methods) if self.layers else ()
         self._preprocess = preprocess
         self.grad_model = keras.Model(
             model.inputs,
@@ -89,6 +88,15 @@ class GradCamModule(tf.Module):
 
     def _serve(self, frames: tf.Tensor, target_class: tf.Tensor) -> dict[str, tf.Tensor]:
         images = self._preprocess(tf.cast(frames, tf.float32))
+        if not self.layers:
+            logits = self.grad_model(images, training=False)
+            logits = logits[-1] if isinstance(logits, (list, tuple)) else logits
+            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            target = tf.where(tf.reshape(target_class, [-1]) < 0, predicted, target_class[:, 0])
+            return {
+                contract.PROBABILITIES: tf.nn.softmax(logits, axis=-1),
+                contract.CLASS_INDEX: target[:, None],
+            }
         with tf.GradientTape() as tape:
             *activations, logits = self.grad_model(images, training=False)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)

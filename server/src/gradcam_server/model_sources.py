@@ -32,8 +32,11 @@ class SourceModel:
     description: str = ""
 
     def resolve_layers(self, layers: list[str] | None) -> list[str]:
-        """Expand presets ("default", "blocks", ...) and keep explicit layer names."""
-        if not layers:
+        """Expand presets ("default", "blocks", ...) and keep explicit layer names.
+
+        None means the default layers; an empty list means none (predictions only).
+        """
+        if layers is None:
             return list(self.default_layers)
         presets = {"default": self.default_layers, **self.layer_presets}
         resolved: list[str] = []

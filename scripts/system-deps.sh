@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System packages the test suite needs beyond Python: Chromium and its driver (real-browser
+# dashboard tests) and docker-compose (validates docker-compose.yml; no Docker engine needed).
+# Debian/Ubuntu; run as root (CI) or with sudo. Skips what is already installed.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
