@@ -40,7 +40,7 @@ def test_chelsea_is_a_cat_and_every_method_looks_at_its_face():
     predicted = int(out[contract.CLASS_INDEX].numpy()[0, 0])
     assert predicted in CAT_CLASSES, source.class_names[predicted]
     assert probabilities[list(CAT_CLASSES)].sum() > 0.9
-    x0, y0, x1, y1 = BOXES["chelsea"]["cat_face"]
+    x0, y0, x1, y1 = BOXES["chelsea"]["cat_face"]["box"]
     maps = out[contract.cam_output_name(source.default_layers[0])].numpy()[0]
     for method, cam in zip(contract.METHODS, maps, strict=True):
         assert cam.max() > 0, method
