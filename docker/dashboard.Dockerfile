@@ -9,11 +9,7 @@ FROM python:${PYTHON_VERSION}-slim-bookworm
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONUNBUFFERED=1 \
-    STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
-    STREAMLIT_SERVER_PORT=8501 \
-    STREAMLIT_SERVER_HEADLESS=true \
-    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+    PYTHONUNBUFFERED=1
 
 WORKDIR /opt/gradcam
 COPY requirements/constraints.txt requirements/constraints.txt
@@ -30,4 +26,5 @@ RUN python -m pip install -c requirements/constraints.txt ./client ./dashboard \
 USER gradcam
 WORKDIR /home/gradcam
 EXPOSE 8501
-CMD ["gradcam-dashboard"]
+# The Triton address comes from GRADCAM_URL and GRADCAM_METRICS_URL (docker-compose.yml).
+CMD ["gradcam-dashboard", "--port", "8501", "--address", "0.0.0.0"]
