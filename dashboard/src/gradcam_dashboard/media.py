@@ -1,0 +1,216 @@
+"""Inputs and pictures: upload checks, what a file holds, inspector frames, raw-map images."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gradcam_client.compose import colorize
+from gradcam_client.pipeline import IMAGE_SUFFIXES
+from gradcam_client.video_io import open_media
+
+VIDEO_TYPES = ("mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "wmv", "flv", "3gp", "ts")
+IMAGE_TYPES = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
+UPLOAD_TYPES = VIDEO_TYPES + IMAGE_TYPES
+"""File name suffixes the uploader accepts."""
+
+BROWSER_VIDEO_TYPES = ("mp4", "m4v", "mov", "webm")
+"""Containers a browser's video element is likely to play."""
+
+
+class UploadRejected(Exception):
+    """An upload is refused before it is decoded (one-line message for the page)."""
+
+
+def human_size(size: float) -> str:
+    """``1536`` -> ``"1.5 KB"``."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def check_upload(name: str, size: int, max_bytes: int) -> str:
+    """The upload's type ("video" or "image"), or `UploadRejected` saying what is wrong."""
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if suffix in VIDEO_TYPES:
+        kind = "video"
+    elif suffix in IMAGE_TYPES:
+        kind = "image"
+    else:
+        raise UploadRejected(
+            f"{name} is not a video or image file this page accepts. Videos: "
+            f"{', '.join(VIDEO_TYPES)}; images: {', '.join(IMAGE_TYPES)}."
+        )
+    if size == 0:
+        raise UploadRejected(f"{name} is empty (0 bytes).")
+    if size > max_bytes:
+        raise UploadRejected(
+            f"{name} is {human_size(size)}; the largest file this page accepts is "
+            f"{human_size(max_bytes)}."
+        )
+    return kind
+
+
+@dataclass(frozen=True)
+class MediaSummary:
+    """What an input holds, for display."""
+
+    is_image: bool
+    width: int
+    height: int
+    fps: float
+    frames: int | None
+    duration: float | None
+    has_audio: bool
+    codec: str
+
+    def describe(self) -> str:
+        """``"480x320 video, 4.0 s, 60 frames at 15.0 fps, h264"``."""
+        if self.is_image:
+            return f"{self.width}x{self.height} image ({self.codec})"
+        parts = [f"{self.width}x{self.height} video"]
+        if self.duration:
+            parts.append(f"{self.duration:.1f} s")
+        if self.frames:
+            parts.append(f"{self.frames} frames at {self.fps:.1f} fps")
+        parts.append(self.codec + (", with audio" if self.has_audio else ""))
+        return ", ".join(parts)
+
+
+def summarize(path: Path) -> MediaSummary:
+    """Open the file with the client's reader (raising its `InputError`s) and describe it."""
+    reader = open_media(path)
+    info = reader.info
+    return MediaSummary(
+        is_image=reader.is_image,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        frames=info.estimated_frames,
+        duration=info.duration,
+        has_audio=info.has_audio,
+        codec=info.codec,
+    )
+
+
+@dataclass(frozen=True)
+class FrameStrip:
+    """Downscaled frames for the inspector: original and result of every `step`-th frame."""
+
+    folder: Path
+    frames: int  # frames in the result
+    step: int
+
+    @property
+    def indices(self) -> list[int]:
+        return list(range(0, self.frames, self.step))
+
+    def original(self, index: int) -> Path:
+        return self.folder / f"original-{self.nearest(index):06d}.jpg"
+
+    def result(self, index: int) -> Path:
+        return self.folder / f"result-{self.nearest(index):06d}.jpg"
+
+    def nearest(self, index: int) -> int:
+        """The kept frame at or before `index`."""
+        index = min(max(index, 0), self.frames - 1)
+        return index - index % self.step
+
+
+def _fit(image: np.ndarray, max_width: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if width <= max_width:
+        return image
+    size = (max_width, max(1, round(height * max_width / width)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _save_jpeg(path: Path, rgb: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+
+
+def extract_frames(
+    source: Path,
+    result: Path,
+    folder: Path,
+    frames: int,
+    max_frames: int = 300,
+    max_width: int = 640,
+) -> FrameStrip:
+    """Decode the original and the result once, keeping at most `max_frames` of each as JPEG.
+
+    Frame i of the result was made from the i-th decoded frame of the original (frames that
+    fail to decode are skipped by both), so the two are read in lock-step.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = max(frames, 1)
+    step = max(1, math.ceil(frames / max_frames))
+    strip = FrameStrip(folder, frames, step)
+    for path, name in ((source, "original"), (result, "result")):
+        for frame in open_media(path):
+            if frame.index >= frames:
+                break
+            if frame.index % step == 0:
+                _save_jpeg(folder / f"{name}-{frame.index:06d}.jpg", _fit(frame.image, max_width))
+    return strip
+
+
+def map_picture(raw: np.ndarray, colormap: str = "jet", size: int = 224) -> np.ndarray:
+    """A raw map (h, w) as an RGB picture: divided by its own maximum, each cell a square.
+
+    Nearest-neighbour enlargement keeps the layer's resolution visible (a 7x7 map shows 49
+    cells), with thin dark lines between cells when they are large enough.
+    """
+    raw = np.nan_to_num(np.asarray(raw, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(raw.max()) if raw.size else 0.0
+    heat = raw / peak if peak > 0 else np.zeros_like(raw)
+    height, width = heat.shape
+    cell = max(1, size // max(height, width))
+    picture = cv2.resize(
+        colorize(heat, colormap), (width * cell, height * cell), interpolation=cv2.INTER_NEAREST
+    )
+    if cell >= 8:
+        picture[::cell, :] = (picture[::cell, :] * 0.6).astype(np.uint8)
+        picture[:, ::cell] = (picture[:, ::cell] * 0.6).astype(np.uint8)
+    return picture
+
+
+def colormap_strip(colormap: str, width: int = 256, height: int = 14) -> np.ndarray:
+    """A horizontal bar from 0 (left) to 1 (right) in a colour map, for the settings."""
+    ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
+    return colorize(ramp, colormap)
+
+
+SAMPLE_PHOTOS: dict[str, str] = {
+    "chelsea": "Chelsea the tabby cat",
+    "coffee": "a cup of coffee",
+    "astronaut": "an astronaut",
+    "rocket": "a rocket on its launch pad",
+}
+"""The scikit-image photos sample clips are made from, and what they show."""
+
+
+def sample_clip(folder: Path, name: str, seconds: float = 4.0) -> Path:
+    """The pan-and-zoom sample clip of a photo, made once and then reused from `folder`."""
+    from gradcam_client.samples import write_sample_clip
+
+    path = folder / f"{name}-{seconds:g}s.mp4"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=".making-", dir=folder))
+    try:
+        made = write_sample_clip(private / path.name, name, seconds=seconds)
+        os.replace(made, path)  # atomic: a session never sees half a clip
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return path

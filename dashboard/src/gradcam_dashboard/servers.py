@@ -1,0 +1,119 @@
+"""What a Triton server hosts, read through the client library (`GradcamServer`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gradcam_client import contract
+from gradcam_client.contract import ModelInfo
+from gradcam_client.errors import GradcamError
+from gradcam_client.triton import GradcamServer, RetryPolicy
+
+PROBE_RETRY = RetryPolicy(deadline_s=3.0, first_delay_s=0.1, max_delay_s=0.5)
+"""Status checks give up quickly: a page should say "down" within seconds."""
+
+JOB_RETRY = RetryPolicy(deadline_s=60.0)
+"""A running job rides out a short restart of the server."""
+
+INTERACTIVE_PRIORITY = 1
+"""Dashboard requests go before batch jobs (priority 2, the server's default)."""
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A model the server hosts: its Grad-CAM metadata, or why it has none."""
+
+    name: str
+    info: ModelInfo | None = None
+    ready: bool = False
+    problem: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.info is not None and self.ready
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """Whether the server answers, and the models it hosts."""
+
+    url: str
+    live: bool
+    models: tuple[ModelSummary, ...] = field(default_factory=tuple)
+    error: str = ""
+
+    @property
+    def ready(self) -> bool:
+        """Live, and at least one Grad-CAM model ready to use."""
+        return self.live and any(model.usable for model in self.models)
+
+    @property
+    def usable_models(self) -> list[ModelSummary]:
+        return [model for model in self.models if model.usable]
+
+
+def _summary(url: str, name: str, retry: RetryPolicy) -> ModelSummary:
+    server = GradcamServer(url, name, retry=retry)
+    try:
+        try:
+            info = server.model_info()
+        except ValueError as error:  # a model without Grad-CAM parameters
+            return ModelSummary(name, problem=str(error))
+        except GradcamError as error:
+            return ModelSummary(name, problem=str(error))
+        return ModelSummary(name, info, server.is_ready())
+    finally:
+        server.close()
+
+
+def probe_server(url: str, retry: RetryPolicy = PROBE_RETRY) -> ServerStatus:
+    """The server's status and models; never raises for an unreachable or odd server."""
+    url = url.strip()
+    if not url:
+        return ServerStatus(url, live=False, error="no server address given")
+    try:
+        server = GradcamServer(url, "", retry=retry)
+    except Exception as error:  # e.g. an address gRPC cannot parse
+        return ServerStatus(url, live=False, error=f"bad address {url!r}: {error}")
+    try:
+        names = server.list_models()
+    except GradcamError as error:
+        return ServerStatus(url, live=False, error=str(error))
+    except Exception as error:
+        return ServerStatus(url, live=False, error=f"{type(error).__name__}: {error}")
+    finally:
+        server.close()
+    return ServerStatus(url, live=True, models=tuple(_summary(url, n, retry) for n in names))
+
+
+def job_server(url: str, model: str) -> GradcamServer:
+    """A client for running jobs: interactive priority, retries over a short restart."""
+    return GradcamServer(url, model, retry=JOB_RETRY, priority=INTERACTIVE_PRIORITY)
+
+
+def method_name(method: str) -> str:
+    """Display name of a method id (``gradcampp`` -> ``Grad-CAM++``)."""
+    return contract.METHODS.get(method, method)
+
+
+def model_rows(status: ServerStatus) -> list[dict[str, str]]:
+    """One table row per model: name, status, input size, classes, layers, methods."""
+    rows = []
+    for model in status.models:
+        info = model.info
+        if info is None:
+            rows.append({"model": model.name, "status": "not Grad-CAM", "layers": model.problem})
+            continue
+        rows.append(
+            {
+                "model": model.name,
+                "status": "ready" if model.ready else "not ready",
+                "input": f"{info.input_width}x{info.input_height}",
+                "classes": str(info.num_classes),
+                "layers": ", ".join(
+                    f"{lay.name} ({lay.height}x{lay.width})" for lay in info.layers
+                ),
+                "methods": ", ".join(method_name(m) for m in info.methods),
+            }
+        )
+    return rows
