@@ -105,7 +105,9 @@ def safe_filename(name: str, default: str = "upload") -> str:
     """
     base = Path(name.replace("\\", "/")).name
     folded = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    stem, suffix = os.path.splitext(folded)
+    stem, dot, suffix = folded.rpartition(".")
+    if not dot:
+        stem, suffix = folded, ""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_.")[:80] or default
     suffix = re.sub(r"[^A-Za-z0-9]+", "", suffix)[:10].lower()
     return f"{stem}.{suffix}" if suffix else stem
