@@ -21,6 +21,11 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def _layout_name(text: str) -> str:
+    """Accept "side-by-side" as well as "side_by_side"."""
+    return text.strip().lower().replace("-", "_")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradcam-video",
@@ -63,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--methods", type=_csv, default=(), help="comma-separated methods")
 
     look = parser.add_argument_group("how it looks")
-    look.add_argument("--layout", default="overlay", choices=[layout.value for layout in Layout])
+    look.add_argument(
+        "--layout",
+        default="overlay",
+        type=_layout_name,
+        choices=[layout.value for layout in Layout],
+        help="overlay, side_by_side (original | overlay) or grid (a panel per layer/method)",
+    )
     look.add_argument("--colormap", default="jet", choices=sorted(COLORMAPS))
     look.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity 0..1")
     look.add_argument(
@@ -84,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop-on-corrupt", action="store_true", help="stop at a corrupt frame (default: skip)"
     )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    out.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     return parser
 
 
@@ -141,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     from tqdm import tqdm
 
-    with tqdm(unit="frame", disable=args.quiet, dynamic_ncols=True) as bar:
+    quiet = args.quiet or not sys.stderr.isatty()  # no bar in logs
+    with tqdm(unit="frame", disable=quiet, dynamic_ncols=True) as bar:
 
         def progress(done: int, total: int | None) -> None:
             if total and bar.total != total:
@@ -157,14 +170,16 @@ def run(args: argparse.Namespace) -> int:
             maps=args.maps,
             progress=progress,
         )
+        bar.total = result.frames  # the estimate may have counted corrupt frames
+        bar.refresh()
+    if result.skipped:
+        print(f"gradcam-video: warning: {result.skipped}", file=sys.stderr)
     if not args.quiet:
         print(f"wrote {result.output} ({result.frames} frames, {result.fps:.1f} frames/s)")
         print(f"explained: {result.target}")
         for extra in (result.predictions, result.maps):
             if extra:
                 print(f"wrote {extra}")
-        if result.skipped:
-            print(result.skipped)
     return 0
 
 
@@ -176,15 +191,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except GradcamError as error:
+        if args.debug:
+            raise
         notes = "; ".join(getattr(error, "__notes__", []))
-        print(f"gradcam-video: error: {error}" + (f" ({notes})" if notes else ""), file=sys.stderr)
+        _error(f"{error}" + (f" ({notes})" if notes else ""))
         return 1
     except ValueError as error:  # a setting out of range
-        print(f"gradcam-video: error: {error}", file=sys.stderr)
+        if args.debug:
+            raise
+        _error(str(error))
         return 2
     except KeyboardInterrupt:
         print("gradcam-video: interrupted; no output was written", file=sys.stderr)
         return 130
+    except Exception as error:  # a failure nobody anticipated: still one line
+        if args.debug:
+            raise
+        _error(f"unexpected {type(error).__name__}: {error} (run with --debug for details)")
+        return 3
+
+
+def _error(message: str) -> None:
+    """Print one error line, whatever line breaks the message holds."""
+    print(f"gradcam-video: error: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

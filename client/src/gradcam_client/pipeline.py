@@ -15,21 +15,29 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
 from gradcam_client import contract
 from gradcam_client.compose import CompositionSettings, Layout, compose_frame, format_label
 from gradcam_client.contract import ModelInfo
-from gradcam_client.errors import GradcamError, InputError, OutputError
+from gradcam_client.errors import GradcamError, InputError, NoFramesError, OutputError
 from gradcam_client.normalize import DEFAULT_DECAY, Normalizer, Scope, TemporalSmoother
 from gradcam_client.results import MapStore, PredictionLog, frame_record
 from gradcam_client.targets import TargetChoice, video_class
 from gradcam_client.triton import BatchResult, GradcamServer
-from gradcam_client.video_io import Frame, MediaReader, VideoWriter, open_media, write_image
+from gradcam_client.video_io import (
+    DecodeReport,
+    Frame,
+    MediaReader,
+    VideoWriter,
+    open_media,
+    write_image,
+)
 
 Progress = Callable[[int, int | None], None]
 """Called with (frames done, total frames if known) as the job advances."""
@@ -138,14 +146,41 @@ def resize_for_model(image: np.ndarray, info: ModelInfo) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-class InferenceStream:
-    """Frames in, (frame, server output) out, in order, with bounded requests in flight."""
+FRAME_MEMORY_BUDGET = 1 << 30
+"""Bytes of full-resolution frames the stream may hold while they wait for the server."""
 
-    def __init__(self, server: GradcamServer, info: ModelInfo, settings: JobSettings) -> None:
+
+class InferenceStream:
+    """Frames in, (frame, server output) out, in order, with bounded requests in flight.
+
+    With `frame_bytes` (the size of one full-resolution frame) the batch size, requests in
+    flight and decoding queue shrink so that the frames held stay within `memory_budget`
+    (but at least one request of one frame proceeds, however large the frames).
+    """
+
+    def __init__(
+        self,
+        server: GradcamServer,
+        info: ModelInfo,
+        settings: JobSettings,
+        frame_bytes: int | None = None,
+        memory_budget: int = FRAME_MEMORY_BUDGET,
+    ) -> None:
         self.server = server
         self.info = info
-        self.batch_size = min(settings.batch_size, info.max_batch_size)
-        self.max_in_flight = settings.max_in_flight
+        batch = min(settings.batch_size, info.max_batch_size)
+        in_flight = settings.max_in_flight
+        queued = batch * in_flight
+        if frame_bytes:
+            # Held at once: the requests in flight, the batch being composed, the queue.
+            frames = max(2, memory_budget // frame_bytes)
+            if (in_flight + 1) * batch + queued > frames:
+                batch = max(1, min(batch, frames // 4))
+                in_flight = max(1, min(in_flight, frames // batch - 2))
+                queued = max(1, frames - (in_flight + 1) * batch)
+        self.batch_size = batch
+        self.max_in_flight = in_flight
+        self.queue_size = queued
 
     def _decode(self, frames: Iterable[Frame], out: queue.Queue, stop: threading.Event) -> None:
         """Background decoding: (frame, model-size image) items, then None or an exception."""
@@ -155,6 +190,9 @@ class InferenceStream:
                     return
                 out.put((frame, resize_for_model(frame.image, self.info)))
             out.put(None)
+        except av.error.FFmpegError as error:  # not anticipated by the reader: still one line
+            path = getattr(frames, "path", None)
+            out.put(InputError(f"decoding failed ({error.strerror or error})", path))
         except BaseException as error:  # handed to the consumer thread
             out.put(error)
 
@@ -181,23 +219,25 @@ class InferenceStream:
         Without ``keep_images`` the full-resolution pixels are dropped as soon as the frame is
         resized, for passes that only need the server's answers.
         """
-        items: queue.Queue = queue.Queue(maxsize=self.batch_size * self.max_in_flight)
+        items: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
         decoder = threading.Thread(target=self._decode, args=(frames, items, stop), daemon=True)
         decoder.start()
         pending: deque[tuple[list[Frame], Future[BatchResult]]] = deque()
+        pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="infer")
         try:
-            with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="infer") as pool:
-                for batch in self._batches(items):
-                    small = np.stack([image for _, image in batch])
-                    targets = np.full(len(batch), target, np.int32)
-                    kept = [f if keep_images else _without_image(f) for f, _ in batch]
-                    pending.append((kept, pool.submit(self.server.infer, small, targets)))
-                    if len(pending) >= self.max_in_flight:
-                        yield from _split(*pending.popleft())
-                while pending:
+            for batch in self._batches(items):
+                small = np.stack([image for _, image in batch])
+                targets = np.full(len(batch), target, np.int32)
+                kept = [f if keep_images else _without_image(f) for f, _ in batch]
+                del batch
+                pending.append((kept, pool.submit(self.server.infer, small, targets, stop)))
+                if len(pending) >= self.max_in_flight:
                     yield from _split(*pending.popleft())
+            while pending:
+                yield from _split(*pending.popleft())
         finally:
+            # On failure: stop decoding, drop queued requests, end retries of running ones.
             stop.set()
             for _, future in pending:
                 future.cancel()
@@ -206,6 +246,7 @@ class InferenceStream:
                     items.get_nowait()
                 except queue.Empty:
                     decoder.join(0.05)
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _without_image(frame: Frame) -> Frame:
@@ -299,25 +340,55 @@ def check_output_suffix(source: MediaReader, output: Path) -> None:
         raise OutputError("the input is a video; name an .mp4 output", output)
 
 
+def skipped_summary(report: DecodeReport) -> str:
+    """One line naming the corrupt frames that were skipped (empty when there were none)."""
+    if not report.skipped:
+        return report.summary()
+    shown = ", ".join(
+        f"#{s.index} at {s.time:.3f} s" if s.time is not None else f"#{s.index}"
+        for s in report.skipped[:5]
+    )
+    more = ", ..." if report.n_skipped > 5 else ""
+    noun = "frame" if report.n_skipped == 1 else "frames"
+    text = f"skipped {report.n_skipped} corrupt {noun} ({shown}{more})"
+    return f"{text}; input ends early ({report.truncated})" if report.truncated else text
+
+
 class _Job:
     """The state of one `process_media` call."""
 
-    def __init__(self, server, source, output, settings, predictions, maps, progress) -> None:
+    def __init__(
+        self,
+        server: GradcamServer,
+        source: str | Path,
+        output: str | Path,
+        settings: JobSettings,
+        predictions: str | Path | None,
+        maps: str | Path | None,
+        progress: Progress | None,
+    ) -> None:
         self.server = server
         self.source = Path(source)
         self.output = Path(output)
-        self.settings = settings
-        self.info = server.model_info()
-        self.reader = open_media(self.source, on_corrupt=settings.on_corrupt)
-        check_output_suffix(self.reader, self.output)
-        self.panels = select_panels(self.info, settings)
-        self.target = TargetChoice.parse(settings.target, self.info.class_names)
-        self.stream = InferenceStream(server, self.info, settings)
         self.predictions_path = Path(predictions) if predictions else None
         self.maps_path = Path(maps) if maps else None
         self.progress = progress or (lambda done, total: None)
+        self.done = 0  # frames composed
+        self.analysed = 0  # frames answered by the server (and logged)
+        self.log: PredictionLog | None = None
+        self.reader = open_media(self.source, on_corrupt=settings.on_corrupt)
+        check_output_suffix(self.reader, self.output)
+        if self.reader.is_image:  # no encoder to please: keep the image's own size
+            settings = replace(
+                settings, composition=replace(settings.composition, even_dimensions=False)
+            )
+        self.settings = settings
+        self.info = server.model_info()
+        self.panels = select_panels(self.info, settings)
+        self.target = TargetChoice.parse(settings.target, self.info.class_names)
+        width, height = self.reader.info.resolution_wh
+        self.stream = InferenceStream(server, self.info, settings, frame_bytes=width * height * 3)
         self.total = self.reader.info.estimated_frames
-        self.done = 0
 
     def advance(self) -> None:
         self.done += 1
@@ -329,12 +400,13 @@ class _Job:
         for _, out in self.stream.run(self.reader, contract.PREDICTED_CLASS, keep_images=False):
             total = out.probabilities.copy() if total is None else total + out.probabilities
             count += 1
-        assert total is not None
+        if total is None:
+            raise NoFramesError("no frame could be decoded", self.source)
         self.target = TargetChoice("fixed", video_class(total[None] / count))
 
-    def record(self, frame: Frame, out: FrameOutput, log: PredictionLog | None, store) -> None:
-        if log is not None:
-            log.write(
+    def record(self, frame: Frame, out: FrameOutput, store: MapStore | None) -> None:
+        if self.log is not None:
+            self.log.write(
                 frame_record(
                     frame.index,
                     frame.time,
@@ -346,6 +418,8 @@ class _Job:
             )
         if store is not None:
             store.append(out.maps)
+        self.times.append(frame.time)
+        self.analysed += 1
 
     def run(self) -> JobResult:
         started = time.monotonic()
@@ -357,73 +431,84 @@ class _Job:
             layer.name: (len(self.info.methods), layer.height, layer.width)
             for layer in self.info.layers
         }
+        self.times: list[float] = []
         store = MapStore(shapes) if (two_pass or self.maps_path) else None
-        log = PredictionLog(self.predictions_path) if self.predictions_path else None
         try:
+            if self.predictions_path:
+                self.log = PredictionLog(self.predictions_path)
             if two_pass:
-                frames = self._compose_from_store(target, log, store)
+                frames = self._compose_from_store(target, store)
             else:
-                frames = self._compose_streaming(target, log, store)
+                frames = self._compose_streaming(target, store)
             result = JobResult(
                 output=self.output,
                 frames=frames,
                 seconds=time.monotonic() - started,
                 target=self._target_text(),
-                skipped=self.reader.report.summary() if self.reader.report.n_skipped else "",
+                skipped=skipped_summary(self.reader.report),
             )
-            if log is not None:
-                result.predictions = log.commit()
             if store is not None and self.maps_path:
-                times = np.array(self._times, np.float64)
+                times = np.array(self.times, np.float64)
                 result.maps = store.save_npz(self.maps_path, frame_time=times)
+            if self.log is not None:
+                result.predictions = self.log.commit()
             return result
         finally:
-            if log is not None:
-                log.close()
+            if self.log is not None:
+                self.log.close()
             if store is not None:
                 store.close()
+
+    def failure_notes(self) -> list[str]:
+        """What the user should know after a failure: work done, and where it is kept."""
+        notes = []
+        if self.analysed:
+            of = f" of {self.total}" if self.total else ""
+            notes.append(f"{self.analysed}{of} frames were done")
+        if self.log is not None and self.log.count and self.log.partial.exists():
+            notes.append(f"their predictions are in {self.log.partial}")
+        if self.analysed:
+            notes.append(f"no output was written to {self.output}")
+        return notes
 
     def _target_text(self) -> str:
         if self.target.class_index == contract.PREDICTED_CLASS:
             return "predicted class of each frame"
         return f"{self.info.class_names[self.target.class_index]} ({self.target.class_index})"
 
-    def _compose_streaming(self, target: int, log, store) -> int:
+    def _compose_streaming(self, target: int, store: MapStore | None) -> int:
         renderer = MapRenderer(self.panels, self.settings, self.info.class_names)
-        self._times: list[float] = []
         if self.reader.is_image:
             for frame, out in self.stream.run(self.reader, target):
-                self.record(frame, out, log, store)
-                self._times.append(frame.time)
+                self.record(frame, out, store)
                 write_image(self.output, renderer.render(frame.image, *_explained(out)))
                 self.advance()
             return 1
         with VideoWriter(self.output, self.reader.info) as writer:
             for frame, out in self.stream.run(self.reader, target):
-                self.record(frame, out, log, store)
-                self._times.append(frame.time)
+                self.record(frame, out, store)
                 image = renderer.render(frame.image, *_explained(out))
                 writer.write(image, frame.pts, duration=frame.duration)
                 self.advance()
             return writer.frames_written
 
-    def _compose_from_store(self, target: int, log, store: MapStore) -> int:
+    def _compose_from_store(self, target: int, store: MapStore | None) -> int:
         """Clip scope: infer everything first, then compose with the clip's maxima."""
-        self._times = []
+        assert store is not None
         explained: list[tuple[int, float]] = []
         for frame, out in self.stream.run(self.reader, target, keep_images=False):
-            self.record(frame, out, log, store)
-            self._times.append(frame.time)
+            self.record(frame, out, store)
             explained.append(_explained(out)[1:])
         maxima = clip_maxima(store, self.panels, self.settings.smoothing)
         renderer = MapRenderer(self.panels, self.settings, self.info.class_names, maxima)
         layer_maps = {name: store.read(name) for name in store.shapes}
         sink = None if self.reader.is_image else VideoWriter(self.output, self.reader.info)
+        changed = InputError("the input decoded differently the second time", self.source)
         count = 0
         try:
             for i, frame in enumerate(self.reader):
-                if i >= len(explained):
-                    raise InputError("the input decoded differently the second time", self.source)
+                if i >= len(explained) or frame.time != self.times[i]:
+                    raise changed
                 maps = {name: array[i] for name, array in layer_maps.items()}
                 image = renderer.render(frame.image, maps, *explained[i])
                 if sink is None:
@@ -432,6 +517,8 @@ class _Job:
                     sink.write(image, frame.pts, duration=frame.duration)
                 count += 1
                 self.advance()
+            if count != len(explained):
+                raise changed
         except BaseException:
             if sink is not None:
                 sink.abort()
@@ -455,12 +542,12 @@ def process_media(
 
     Raises a `GradcamError` subclass with a one-line message for every expected failure; the
     output file only appears when complete, and predictions made before a failure are kept in
-    ``<predictions>.partial``.
+    ``<predictions>.partial`` (the error's notes say how many frames were done and where).
     """
     job = _Job(server, source, output, settings or JobSettings(), predictions, maps, progress)
     try:
         return job.run()
     except GradcamError as error:
-        if job.done:
-            error.add_note(f"{job.done} frame(s) were done")
+        for note in job.failure_notes():
+            error.add_note(note)
         raise

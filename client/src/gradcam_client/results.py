@@ -16,6 +16,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from gradcam_client.errors import OutputError
+
 
 def frame_record(
     index: int,
@@ -49,9 +51,13 @@ class PredictionLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO | None = self.partial.open("w", encoding="utf-8")
         self.count = 0
+        self._file: TextIO | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.partial.open("w", encoding="utf-8")
+        except OSError as error:
+            raise OutputError(f"cannot write predictions ({error.strerror})", path) from error
 
     def write(self, record: dict[str, Any]) -> None:
         assert self._file is not None
@@ -65,8 +71,12 @@ class PredictionLog:
             self._file = None
 
     def commit(self) -> Path:
+        """Close and give the file its final name."""
         self.close()
-        self.partial.replace(self.path)
+        try:
+            self.partial.replace(self.path)
+        except OSError as error:
+            raise OutputError(f"cannot write predictions ({error.strerror})", self.path) from error
         return self.path
 
 
@@ -95,11 +105,15 @@ class MapStore:
     def save_npz(self, path: str | Path, **extra: np.ndarray) -> Path:
         """Write every layer's maps (and extra arrays) as a compressed .npz, atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.stem}.partial.npz")
         arrays = {name: np.asarray(self.read(name)) for name in self.shapes}
-        np.savez_compressed(partial, **arrays, **extra)
-        partial.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(partial, **arrays, **extra)
+            partial.replace(path)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise OutputError(f"cannot write the maps ({error.strerror})", path) from error
         return path
 
     def close(self) -> None:

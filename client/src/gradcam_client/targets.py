@@ -31,19 +31,35 @@ def find_class(query: str, class_names: Sequence[str]) -> int:
         return index
     wanted = _normalise(text)
     normalised = [_normalise(name) for name in class_names]
-    if wanted in normalised:
-        return normalised.index(wanted)
-    containing = [i for i, name in enumerate(normalised) if wanted and wanted in name.split(" ")]
+    exact = [i for i, name in enumerate(normalised) if name == wanted]
+    if len(exact) == 1:
+        return exact[0]
+    if exact:
+        which = ", ".join(f"{i} ({class_names[i]})" for i in exact)
+        raise InputError(f"class name {query!r} is ambiguous; give an index: {which}")
+    words = wanted.split(" ")
+    containing = [
+        i for i, name in enumerate(normalised) if wanted and _has_words(name.split(" "), words)
+    ]
     if len(containing) == 1:
         return containing[0]
     close = difflib.get_close_matches(wanted, normalised, n=5, cutoff=0.6)
-    if len(close) == 1 and difflib.SequenceMatcher(None, wanted, close[0]).ratio() > 0.85:
-        return normalised.index(close[0])
-    suggestions = [class_names[normalised.index(c)] for c in close] or [
-        class_names[i] for i in containing[:5]
-    ]
+    # A small typo ("siamse cat") is forgiven when one class is clearly meant.
+    strong = [c for c in close if difflib.SequenceMatcher(None, wanted, c).ratio() > 0.85]
+    if not containing and len(strong) == 1:
+        return normalised.index(strong[0])
+    # Classes naming the query as words come first ("cat" -> "tiger cat", "Siamese cat").
+    candidates = containing + [normalised.index(c) for c in close]
+    suggestions = [class_names[i] for i in dict.fromkeys(candidates)][:6]
     hint = f"; did you mean: {', '.join(suggestions)}?" if suggestions else ""
-    raise InputError(f"unknown class name {query!r}{hint}")
+    kind = "ambiguous" if len(containing) > 1 else "unknown"
+    raise InputError(f"{kind} class name {query!r}{hint}")
+
+
+def _has_words(name: list[str], words: list[str]) -> bool:
+    """Whether `words` appear in `name` consecutively ("tiger" and "tiger cat" in "tiger cat")."""
+    n = len(words)
+    return any(name[i : i + n] == words for i in range(len(name) - n + 1))
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,13 @@ from tritonclient.utils import InferenceServerException
 
 from gradcam_client import contract
 from gradcam_client.contract import ModelInfo
-from gradcam_client.errors import ModelNotFound, RequestRejected, ServerUnavailable
+from gradcam_client.errors import ModelNotFound, RequestRejected, ServerError, ServerUnavailable
 
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
+
+
+class RequestCancelled(ServerError):
+    """The caller gave up on a request while it was being retried."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class BatchResult:
 
 def is_retryable(error: InferenceServerException) -> bool:
     return str(error.status()) in RETRYABLE
+
+
+def is_not_found(error: InferenceServerException) -> bool:
+    return str(error.status()) == "StatusCode.NOT_FOUND"
 
 
 def describe(error: InferenceServerException) -> str:
@@ -121,24 +129,52 @@ class GradcamServer:
             index = next(self._next)
         return self.urls[index], self._clients[index]
 
-    def _with_retry(self, action: str, call):
-        """Run `call(client)` on the next server, retrying transient errors."""
+    def _with_retry(
+        self,
+        action: str,
+        call,
+        *,
+        model_call: bool = False,
+        cancel: threading.Event | None = None,
+    ):
+        """Run `call(client)` on the next server, retrying transient errors.
+
+        With `model_call`, a NOT_FOUND from a server whose repository does not even list the
+        model fails at once with `ModelNotFound` (a model that is loading is waited for).
+        Once `cancel` is set no further attempt is made (`RequestCancelled`).
+        """
         give_up = time.monotonic() + self.retry.deadline_s
         delays = self.retry.delays()
         while True:
+            if cancel is not None and cancel.is_set():
+                raise RequestCancelled(f"{action}: cancelled")
             url, client = self._pick()
             try:
                 return call(client)
             except InferenceServerException as error:
                 if not is_retryable(error):
                     raise RequestRejected(f"{action} refused by {url}: {describe(error)}") from None
+                if model_call and is_not_found(error) and not self._lists_model(client):
+                    raise ModelNotFound(self._unknown_model_message()) from None
                 last = f"{url}: {describe(error)}"
             wait = next(delays)
             if time.monotonic() + wait > give_up:
                 raise ServerUnavailable(
-                    f"{action}: no answer for {self.retry.deadline_s:.0f} s ({last})"
+                    f"{action}: no answer for {self.retry.deadline_s:g} s ({last})"
                 )
-            time.sleep(wait)
+            if cancel is not None:
+                if cancel.wait(wait):
+                    raise RequestCancelled(f"{action}: cancelled")
+            else:
+                time.sleep(wait)
+
+    def _lists_model(self, client: grpcclient.InferenceServerClient) -> bool:
+        """Whether the server's repository has the model in any state (True if unsure)."""
+        try:
+            index = client.get_model_repository_index(as_json=True)
+        except InferenceServerException:
+            return True
+        return any(m.get("name") == self.model for m in index.get("models", []))
 
     def model_info(self) -> ModelInfo:
         """The model's metadata, read from the server's model config (cached)."""
@@ -147,9 +183,10 @@ class GradcamServer:
                 config = self._with_retry(
                     f"reading model {self.model!r}",
                     lambda client: client.get_model_config(self.model, as_json=True),
+                    model_call=True,
                 )
-            except (RequestRejected, ServerUnavailable) as error:
-                if "unknown model" in str(error).lower() or "not found" in str(error).lower():
+            except RequestRejected as error:
+                if "unknown model" in str(error).lower():
                     raise ModelNotFound(self._unknown_model_message()) from None
                 raise
             self._info = ModelInfo.from_triton_config(config)
@@ -179,16 +216,19 @@ class GradcamServer:
         except InferenceServerException:
             return False
 
-    def infer(self, frames: np.ndarray, targets: np.ndarray) -> BatchResult:
+    def infer(
+        self, frames: np.ndarray, targets: np.ndarray, cancel: threading.Event | None = None
+    ) -> BatchResult:
         """Predictions and maps for frames [n, H, W, 3] uint8 and targets [n] int.
 
-        More frames than the model's maximum batch size go as several requests.
+        More frames than the model's maximum batch size go as several requests. Setting
+        `cancel` stops retrying (`RequestCancelled`), e.g. when the job has failed anyway.
         """
         info = self.model_info()
         step = info.max_batch_size
         if len(frames) > step:
             parts = [
-                self.infer(frames[i : i + step], targets[i : i + step])
+                self.infer(frames[i : i + step], targets[i : i + step], cancel)
                 for i in range(0, len(frames), step)
             ]
             return BatchResult(
@@ -213,6 +253,8 @@ class GradcamServer:
                 client_timeout=self.connection.request_timeout_s,
                 compression_algorithm=self.connection.compression,
             ),
+            model_call=True,
+            cancel=cancel,
         )
         return BatchResult(
             probabilities=response.as_numpy(contract.PROBABILITIES),
