@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, default=8000)
     serve.add_argument("--metrics-port", type=int, default=8002)
     serve.add_argument("--log-verbose", type=int, default=0)
+    serve.add_argument(
+        "triton_args",
+        nargs="*",
+        metavar="TRITON_FLAG",
+        help="more tritonserver flags, after --, e.g. -- --model-control-mode=none "
+        "--grpc-use-ssl=true --grpc-server-cert=cert.pem --grpc-server-key=key.pem",
+    )
     return parser
 
 
@@ -139,6 +146,7 @@ def run_serve(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         metrics_port=args.metrics_port,
         log_verbose=args.log_verbose,
+        extra_args=args.triton_args,
     )
 
 
