@@ -53,6 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from gradcam_client import quality
 from gradcam_client.contract import METHODS
+from gradcam_client.normalize import DEFAULT_DECAY
 from gradcam_client.samples import pan_zoom_frames, photo
 from gradcam_client.targets import find_class
 from gradcam_client.triton import GradcamServer
@@ -69,6 +70,8 @@ DECAYS = [0.8, 0.9, 0.95, 0.98]
 FLICKER_CUT = 0.5  # the chosen setting must at most halve the baseline's flicker ...
 MIN_CORRELATION = 0.9  # ... while keeping this correlation with the per-frame maps
 CLIP_SIZE = (480, 320)  # the sample clip's size (scripts/demo.py)
+# Steady subjects (cat, cup) and a clip whose predicted class keeps changing (astronaut).
+FLICKER_CLIPS = ["chelsea", "coffee", "astronaut"]
 
 # Cascading randomisation: each stage re-initialises its layers on top of the previous ones.
 _BLOCK_PREFIXES_11_14 = tuple(f"block{i}_" for i in range(11, 15))
@@ -339,6 +342,34 @@ def summary_table(
     return rows
 
 
+TIE = 0.005  # AUC differences below this count as ties in the paired comparison
+
+
+def paired(per_case: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """Per method and baseline, frame by frame: wins/ties/losses and the mean AUC difference.
+
+    A deletion win is a lower AUC than the baseline's on the same frame, an insertion win a
+    higher one (by more than ``TIE``).
+    """
+    out: dict[str, dict[str, dict]] = {}
+    for method in ALL_METHODS:
+        out[method] = {}
+        for baseline in BASELINES:
+            entry = {}
+            for kind, sign in (("deletion", -1.0), ("insertion", 1.0)):
+                gains = np.array(
+                    [sign * (v[method][kind] - v[baseline][kind]) for v in per_case.values()]
+                )
+                entry[kind] = {
+                    "wins": int(np.sum(gains > TIE)),
+                    "ties": int(np.sum(np.abs(gains) <= TIE)),
+                    "losses": int(np.sum(gains < -TIE)),
+                    "mean_gain": float(gains.mean()),
+                }
+            out[method][baseline] = entry
+    return out
+
+
 # -- 4: steadiness ------------------------------------------------------------------------------
 
 
@@ -363,22 +394,41 @@ def settings_grid() -> list[Setting]:
     return [Setting(s, a, d) for s, d in schemes for a in ALPHAS]
 
 
-def clip_maps(
-    url: str, name: str, n_frames: int, target: str
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Raw maps [T, methods, 7, 7] and per-frame classes of a pan-and-zoom clip of a photo.
+@dataclass
+class ClipMaps:
+    """Raw maps of one clip, for each-frame targets and for one target for the whole clip."""
 
-    ``target``: ``predicted`` (each frame's top class, the client's default) or ``video`` (the
-    class with the highest mean probability over the clip).
+    predicted: np.ndarray  # [T, methods, h, w], each frame explained for its top class
+    video: np.ndarray  # [T, methods, h, w], every frame explained for the clip's class
+    classes: list[str]  # per-frame predicted class names
+    video_class: str
+
+
+def clip_maps(url: str, name: str, n_frames: int, folder: Path) -> ClipMaps:
+    """Raw maps of a pan-and-zoom clip of a photo, encoded as H.264 and decoded again.
+
+    The clip is the sample clip the demo uses (`write_sample_clip`, 30 fps), so the frames
+    carry real compression artefacts. Targets: each frame's top class (the client's default)
+    and the class with the highest mean probability over the clip (``--target video``).
     """
+    from gradcam_client.samples import write_sample_clip
+    from gradcam_client.video_io import iter_frames
+
+    path = write_sample_clip(
+        folder / f"{name}.mp4", name, seconds=n_frames / 30, fps=30, size=CLIP_SIZE
+    )
+    frames = np.stack([to_input(frame.image) for frame in iter_frames(path)])
     server = GradcamServer(url, MODEL)
-    frames = np.stack([to_input(f) for f in pan_zoom_frames(n_frames, CLIP_SIZE, name)])
-    result = server.infer(frames, np.full(len(frames), -1))
-    if target == "video":
-        chosen = int(np.argmax(result.probabilities.mean(axis=0)))
-        result = server.infer(frames, np.full(len(frames), chosen))
     names = server.model_info().class_names
-    return result.maps[LAYER], result.class_index, [names[i] for i in result.class_index]
+    predicted = server.infer(frames, np.full(len(frames), -1))
+    chosen = int(np.argmax(predicted.probabilities.mean(axis=0)))
+    video = server.infer(frames, np.full(len(frames), chosen))
+    return ClipMaps(
+        predicted=predicted.maps[LAYER],
+        video=video.maps[LAYER],
+        classes=[names[i] for i in predicted.class_index],
+        video_class=names[chosen],
+    )
 
 
 def steadiness(raw: dict[str, np.ndarray], grid: list[Setting]) -> dict[str, dict[str, list[dict]]]:
@@ -394,7 +444,7 @@ def steadiness(raw: dict[str, np.ndarray], grid: list[Setting]) -> dict[str, dic
                     sequence,
                     setting.scheme,
                     setting.smoothing,
-                    decay=setting.decay if setting.decay is not None else 0.95,
+                    decay=setting.decay if setting.decay is not None else DEFAULT_DECAY,
                 )
                 reports.append({**asdict(setting), "label": setting.label, **asdict(report)})
             baseline = next(
@@ -408,6 +458,33 @@ def steadiness(raw: dict[str, np.ndarray], grid: list[Setting]) -> dict[str, dic
     return out
 
 
+def target_comparison(
+    clips: dict[str, ClipMaps], choice: dict | None, method: str = "gradcam"
+) -> dict[str, dict[str, dict]]:
+    """Flicker with each frame's class vs one class for the clip, baseline and chosen setting."""
+    index = ALL_METHODS.index(method)
+    out: dict[str, dict[str, dict]] = {}
+    for clip, maps in clips.items():
+        out[clip] = {}
+        for target in ("predicted", "video"):
+            sequence = list(getattr(maps, target)[:, index])
+            entry = {"minmax_flicker": quality.temporal_report(sequence, quality.MINMAX).flicker}
+            if choice is not None:
+                chosen = quality.temporal_report(
+                    sequence,
+                    choice["scheme"],
+                    choice["smoothing"],
+                    decay=choice["decay"] or DEFAULT_DECAY,
+                )
+                entry.update(
+                    chosen_flicker=chosen.flicker,
+                    chosen_correlation=chosen.correlation,
+                    chosen_lag=chosen.lag,
+                )
+            out[clip][target] = entry
+    return out
+
+
 def choose_default(
     study: dict[str, dict[str, list[dict]]], method: str = "gradcam"
 ) -> tuple[dict | None, list[dict]]:
@@ -417,7 +494,7 @@ def choose_default(
     per-frame min-max baseline's and its correlation with the per-frame maps is at least
     ``MIN_CORRELATION``. Among qualifying settings that can stream (not ``clip``, which needs
     the whole clip before the first frame), the one with the smallest worst-clip lag wins (the
-    least smoothing that reaches the target), then the lowest worst-clip flicker ratio.
+    least smoothing that reaches the target), then the lowest mean flicker ratio over clips.
     """
     clips = list(study)
     table = []
@@ -431,13 +508,14 @@ def choose_default(
         row["worst_ratio"] = max(r["flicker_ratio"] for r in per_clip.values())
         row["worst_correlation"] = min(r["correlation"] for r in per_clip.values())
         row["worst_lag"] = max(r["lag"] for r in per_clip.values())
+        row["mean_ratio"] = float(np.mean([r["flicker_ratio"] for r in per_clip.values()]))
         row["qualifies"] = bool(
             row["worst_ratio"] <= FLICKER_CUT and row["worst_correlation"] >= MIN_CORRELATION
         )
         table.append(row)
     streaming = [r for r in table if r["qualifies"] and r["scheme"] != "clip"]
     candidates = streaming or [r for r in table if r["qualifies"]]
-    best = min(candidates, key=lambda r: (r["worst_lag"], r["worst_ratio"]), default=None)
+    best = min(candidates, key=lambda r: (round(r["worst_lag"], 1), r["mean_ratio"]), default=None)
     return best, table
 
 
@@ -497,6 +575,7 @@ def plot_flicker(study: dict[str, dict[str, list[dict]]], method: str, path: Pat
         row[1].axhline(MIN_CORRELATION, color="red", linestyle="--", linewidth=1)
         row[0].set_ylabel(f"{clip}: flicker")
         row[1].set_ylabel("correlation with per-frame maps")
+        row[1].set_title("(scale-invariant: the same for every scope)", fontsize=9)
         row[2].set_ylabel("lag (frames)")
         for ax in row:
             ax.set_xlabel("EMA smoothing alpha")
@@ -576,6 +655,22 @@ def markdown(results: dict) -> str:
             f"| {fmt(row['energy_in_box'])} | {row['pointing_hits']}/{row['boxes']} "
             f"| {fmt(row['randomisation_rank_correlation'], 2)} |"
         )
+    lines += [
+        "",
+        "Paired, frame by frame (wins / ties / losses against the baseline on the same frame, "
+        f"|ΔAUC| ≤ {TIE} is a tie; mean gain = how much better the method's AUC is on average):",
+        "",
+        "| method | deletion vs random | deletion vs centre | insertion vs random "
+        "| insertion vs centre |",
+        "|---|---|---|---|---|",
+    ]
+    for method, against in results["paired"].items():
+        cells = []
+        for kind in ("deletion", "insertion"):
+            for baseline in BASELINES:
+                e = against[baseline][kind]
+                cells.append(f"{e['wins']}/{e['ties']}/{e['losses']} (gain {e['mean_gain']:+.3f})")
+        lines.append(f"| {METHODS[method]} | " + " | ".join(cells) + " |")
     lines += ["", "Per frame (deletion / insertion AUC):", ""]
     names = ALL_METHODS + BASELINES
     lines.append("| frame | class (p) | " + " | ".join(names) + " |")
@@ -623,10 +718,11 @@ def steadiness_markdown(results: dict) -> list[str]:
         "",
         "## Steady heat-map videos",
         "",
-        f"Clips: `pan_zoom_frames({cfg['clip_frames']}, {CLIP_SIZE}, photo)` for "
-        f"{', '.join(clips)} (camera panning and zooming over a real photo), each frame "
-        "resized to 224x224 and explained for its predicted class (the client's default "
-        "target). Flicker: mean absolute frame-to-frame change of the normalised 7x7 maps; "
+        f"Clips: `write_sample_clip(photo, size={CLIP_SIZE}, fps=30)`, {cfg['clip_frames']} "
+        f"frames each, for {', '.join(clips)} (a camera panning and zooming over a real photo, "
+        "encoded as H.264 and decoded again), each frame resized to 224x224 and explained for "
+        "its predicted class (the client's default target). Flicker: mean absolute "
+        "frame-to-frame change of the normalised 7x7 maps; "
         "ratio: to per-frame min-max without smoothing (the baseline); corr: mean per-frame "
         "Pearson correlation with the unsmoothed maps; lag: frames by which the map-centroid "
         "trajectory trails the unsmoothed one (least-squares shift).",
@@ -637,6 +733,11 @@ def steadiness_markdown(results: dict) -> list[str]:
             f"- {clip}: {info['frames']} frames, {info['class_changes']} changes of the "
             f"predicted class ({', '.join(info['classes'])})"
         )
+    lines += [
+        "",
+        "Correlation and lag do not depend on the scope: both ignore a per-frame positive "
+        "scale, so within a smoothing strength only the flicker differs between scopes.",
+    ]
     lines += [
         "",
         f"Grad-CAM; a setting qualifies when on every clip flicker ≤ {FLICKER_CUT:g} × baseline "
@@ -673,6 +774,31 @@ def steadiness_markdown(results: dict) -> list[str]:
             "whole clip first), the smallest lag (least smoothing that reaches the target), then "
             "the lowest flicker."
         )
+    targets = results.get("targets", {})
+    if targets:
+        lines += [
+            "",
+            "Which class to explain matters as much on a clip whose top class keeps changing. "
+            "Grad-CAM flicker, each frame's class (`predicted`) vs one class for the whole clip "
+            "(`--target video`):",
+            "",
+            "| clip | class for the clip | min-max, predicted | min-max, video "
+            "| chosen, predicted | chosen, video |",
+            "|---|---|---|---|---|---|",
+        ]
+        for clip, entry in targets.items():
+            pred, video = entry["predicted"], entry["video"]
+            chosen = (
+                f"| {fmt(pred.get('chosen_flicker'), 4)} | {fmt(video.get('chosen_flicker'), 4)}"
+                if "chosen_flicker" in pred
+                else "| n/a | n/a"
+            )
+            lines.append(
+                f"| {clip} | {results['clips'][clip]['video_class']} "
+                f"| {fmt(pred['minmax_flicker'], 4)} | {fmt(video['minmax_flicker'], 4)} "
+                + chosen
+                + " |"
+            )
     others = results.get("choice_other_methods", {})
     if others and choice is not None:
         lines += [
@@ -730,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     pan_frames = args.pan_frames if args.pan_frames is not None else (1 if quick else 6)
     stages = [MAIN_STAGE] if quick else [stage for stage, _ in CASCADE]
     photos = ["chelsea"] if quick else None
-    flicker_clips = ["chelsea"] if quick else ["chelsea", "coffee"]
+    flicker_clips = ["chelsea"] if quick else FLICKER_CLIPS
     out = args.out or (
         Path(tempfile.mkdtemp(prefix="explanation_quality_")) if quick else ROOT / "bench/results"
     )
@@ -751,16 +877,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
             local = localisation(cases)
             sanity_result = sanity(cases, stages)
             log("flicker clips")
-            raw, clips_info = {}, {}
-            for clip in flicker_clips:
-                maps, classes, names = clip_maps(url, clip, clip_frames, "predicted")
-                raw[clip] = maps
-                clips_info[clip] = {
-                    "frames": len(maps),
-                    "class_changes": int(np.count_nonzero(np.diff(classes))),
-                    "classes": sorted(set(names)),
-                }
+            clips = {c: clip_maps(url, c, clip_frames, Path(tmp)) for c in flicker_clips}
 
+    raw = {clip: maps.predicted for clip, maps in clips.items()}
+    clips_info = {
+        clip: {
+            "frames": len(maps.predicted),
+            "class_changes": sum(
+                a != b for a, b in zip(maps.classes[:-1], maps.classes[1:], strict=True)
+            ),
+            "classes": sorted(set(maps.classes)),
+            "video_class": maps.video_class,
+        }
+        for clip, maps in clips.items()
+    }
     log("steadiness grid")
     grid = settings_grid()
     study = steadiness(raw, grid)
@@ -812,6 +942,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "choice": choice,
         "choice_table": table,
         "choice_other_methods": others,
+        "targets": target_comparison(clips, choice),
+        "paired": paired(per_case),
     }
     (out / "explanation_quality.json").write_text(json.dumps(jsonable(results), indent=1))
     (out / "explanation_quality.md").write_text(markdown(results))

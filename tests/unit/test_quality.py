@@ -248,6 +248,8 @@ def test_lag_frames_finds_a_shift():
     assert quality.lag_frames(reference, delayed) == pytest.approx(3.0, abs=0.11)
     assert quality.lag_frames(delayed, reference) == pytest.approx(-3.0, abs=0.11)
     assert quality.lag_frames(reference, reference) == pytest.approx(0.0)
+    assert quality.lag_frames(np.ones(30), np.ones(30)) == 0.0
+    assert np.isnan(quality.lag_frames(np.full(30, np.nan), np.ones(30)))
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.8])

@@ -466,7 +466,8 @@ def lag_frames(
     The shift ``s`` in ``[-max_lag, max_lag]`` (step ``resolution``) that minimises the mean
     squared difference between ``delayed[t]`` and ``reference[t - s]`` (linearly interpolated)
     over the frames where both exist: the peak of their cross-correlation, but also well
-    defined for trends such as a camera pan. NaN entries are ignored; NaN if nothing overlaps.
+    defined for trends such as a camera pan. Of equally good shifts the smallest is taken (a
+    still series has lag 0). NaN entries are ignored; NaN if nothing overlaps.
     """
     ref = np.asarray(reference, dtype=np.float64)
     late = np.asarray(delayed, dtype=np.float64)
@@ -475,28 +476,29 @@ def lag_frames(
     if ref.ndim == 1:
         ref, late = ref[:, None], late[:, None]
     frames = np.arange(len(ref), dtype=np.float64)
-    best, best_error = float("nan"), np.inf
+    shifts = np.round(np.arange(-max_lag, max_lag + resolution / 2, resolution), 6)
+    source = frames[None, :] - shifts[:, None]  # [shifts, T]: where delayed[t] came from
+    inside = (source >= 0) & (source <= len(ref) - 1)
+    squared = np.zeros(source.shape)
+    counted = np.zeros(source.shape)
+    for column in range(ref.shape[1]):
+        known = np.isfinite(ref[:, column])
+        if known.sum() < 2:
+            continue
+        shifted = np.interp(source, frames[known], ref[known, column])
+        diff = late[None, :, column] - shifted
+        ok = inside & np.isfinite(diff)
+        squared += np.where(ok, diff, 0.0) ** 2
+        counted += ok
+    counts = counted.sum(axis=1)
     min_overlap = max(2, len(ref) // 4)
-    for shift in np.arange(-max_lag, max_lag + resolution / 2, resolution):
-        source = frames - shift
-        valid = (source >= 0) & (source <= len(ref) - 1)
-        if valid.sum() < min_overlap:
-            continue
-        errors = []
-        for column in range(ref.shape[1]):
-            known = np.isfinite(ref[:, column])
-            if known.sum() < 2:
-                continue
-            shifted = np.interp(source[valid], frames[known], ref[known, column])
-            diff = late[valid, column] - shifted
-            errors.append(diff[np.isfinite(diff)])
-        joined = np.concatenate(errors) if errors else np.empty(0)
-        if joined.size < min_overlap:
-            continue
-        error = float(np.mean(joined**2))
-        if error < best_error - 1e-12:
-            best, best_error = float(round(shift, 6)), error
-    return best
+    usable = (inside.sum(axis=1) >= min_overlap) & (counts >= min_overlap)
+    if not usable.any():
+        return float("nan")
+    errors = np.where(usable, squared.sum(axis=1) / np.maximum(counts, 1), np.inf)
+    # Equally good shifts (e.g. a still trajectory fits any shift): the smallest one.
+    tied = errors <= errors.min() * (1 + 1e-9) + 1e-15
+    return float(shifts[tied][np.argmin(np.abs(shifts[tied]))])
 
 
 @dataclass(frozen=True)
