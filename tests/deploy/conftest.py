@@ -1,63 +1,13 @@
-"""Fixtures of the deployment tests: compose files read as data, a repository with a real model."""
+"""Fixtures of the deployment tests: compose files read as data, a repository with a real model,
+the image's entry point and the demo script as modules."""
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILES = {"gpu": ROOT / "docker-compose.yml", "cpu": ROOT / "docker-compose.cpu.yml"}
-DEPLOY_MODEL = "efficientnet-lite0"
-
-
-def docker_compose() -> str:
-    """The docker-compose command, or skip the test with the reason."""
-    found = shutil.which("docker-compose")
-    if found is None:
-        pytest.skip("docker-compose is not installed (scripts/system-deps.sh installs it)")
-    return found
-
-
-def compose_config(path: Path) -> str:
-    """`docker-compose config` of one file: validated, interpolated and normalised YAML."""
-    result = subprocess.run(
-        [docker_compose(), "-f", str(path), "config"],
-        capture_output=True,
-        text=True,
-        cwd=path.parent,
-        timeout=120,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},  # no GRADCAM_* overrides from the caller
-    )
-    assert result.returncode == 0, f"docker-compose rejects {path.name}:\n{result.stderr}"
-    return result.stdout
-
-
-def parse_yaml(text: str) -> Any:
-    """YAML as Python data: with PyYAML if this environment has it, else with the Python that
-    runs docker-compose (docker-compose 1.x is written in Python and depends on PyYAML)."""
-    try:
-        import yaml
-    except ImportError:
-        pass
-    else:
-        return yaml.safe_load(text)
-    script = Path(docker_compose())
-    first = script.read_bytes()[:200].split(b"\n", 1)[0].decode(errors="replace")
-    match = re.match(r"#!\s*(\S*python[\d.]*)", first)
-    if not match:
-        pytest.skip("no YAML parser: PyYAML is not installed and docker-compose is not Python")
-    code = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
-    result = subprocess.run(
-        [match.group(1), "-c", code], input=text, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+from deploy_support import COMPOSE_FILES, ROOT, compose_config, load_script, parse_yaml
 
 
 @pytest.fixture(scope="session")
@@ -80,19 +30,6 @@ def deploy_repository(tmp_path_factory) -> Path:
         options=ServingOptions(max_batch_size=16, max_queue_delay_us=5000),
     )
     return repository
-
-
-def load_script(path: Path, name: str):
-    """Import a script of the repository (not a package module) by its path."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import DEPLOY_MODEL, ROOT
+from deploy_support import DEPLOY_MODEL, ROOT
 from triton_server import assert_processes_gone, free_ports, processes_mentioning
 
 DEMO = ROOT / "scripts" / "demo.py"

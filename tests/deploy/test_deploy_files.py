@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import ROOT, compose_config, parse_yaml
+from deploy_support import ROOT, compose_config, parse_yaml
 
 DEPLOY = ROOT / "deploy"
 

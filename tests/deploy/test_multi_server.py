@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from conftest import DEPLOY_MODEL
+from deploy_support import DEPLOY_MODEL
 from triton_server import running_triton
 
 from gradcam_client import cli

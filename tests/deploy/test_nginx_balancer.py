@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
-from conftest import DEPLOY_MODEL, ROOT
+from deploy_support import DEPLOY_MODEL, ROOT
 from triton_server import free_port, running_triton, write_add_one_model
 
 from gradcam_client import cli

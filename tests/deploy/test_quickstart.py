@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOT
+from deploy_support import ROOT
 
 pytestmark = [
     pytest.mark.slow,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import COMPOSE_FILES, ROOT, compose_config
+from deploy_support import COMPOSE_FILES, ROOT, compose_config
 
 from gradcam_server import cli as server_cli
 from gradcam_server.launcher import TritonServer
