@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
 from gradcam_client.errors import GradcamError
@@ -26,8 +27,15 @@ def _layout_name(text: str) -> str:
     return text.strip().lower().replace("-", "_")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gradcam-video",
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
