@@ -7,6 +7,7 @@ while nothing looks complete that is not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -112,7 +113,8 @@ class MapStore:
             np.savez_compressed(partial, **arrays, **extra)
             partial.replace(path)
         except OSError as error:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
             raise OutputError(f"cannot write the maps ({error.strerror})", path) from error
         return path
 
