@@ -2,8 +2,10 @@
 
 `UNAVAILABLE` and `NOT_FOUND` (server down, restarting, queue full, model reloading) are
 retried with exponential back-off until a deadline; `INVALID_ARGUMENT` and every other error
-are not. Unary calls only: after a server restart the same channel works again, and unary
-requests spread over several servers (or sit behind a load balancer) without sticky streams.
+are not, nor is `NOT_FOUND` for a model the server's repository does not list at all (a
+mistyped model name fails at once, naming the models that are there). Unary calls only: after
+a server restart the same channel works again, and unary requests spread over several servers
+(or sit behind a load balancer) without sticky streams.
 """
 
 from __future__ import annotations
