@@ -2,9 +2,9 @@
 
 Frames are decoded in a background thread, resized to the model's input size, sent in
 batches with a bounded number of requests in flight, and put back in frame order before they
-are composed on the original full-resolution frames and encoded. Memory stays flat: at most
-``batch_size * max_in_flight`` frames wait for the server; maps go to disk when a whole-clip
-pass needs them.
+are composed on the original full-resolution frames and encoded. Memory stays flat: about
+``batch_size * max_in_flight`` frames wait for the server, fewer for huge frames (see
+`FRAME_MEMORY_BUDGET`); maps go to disk when a whole-clip pass needs them.
 """
 
 from __future__ import annotations
