@@ -151,7 +151,10 @@ def test_a_video_output_name_for_an_image_and_back(triton, good_clip, tmp_path, 
 
 
 def test_huge_frames_take_bounded_memory_and_time(triton, tmp_path, capsys):
-    """Two 8K frames (7680x4320, 100 MB each as RGB)."""
+    """Two 8K frames (7680x4320, 100 MB each as RGB): decoded, sent, composed and encoded in
+    well under a minute (about 20 s on two cores), in about 1 GB (x264's own buffers are much
+    of it; the bound leaves room for encoders using more threads). How many frames a long
+    clip keeps in memory is bounded separately (tests/unit/test_pipeline_stream.py)."""
     size = (7680, 4320)
     source = media.write_clip(tmp_path / "8k.mp4", frames=media.pan_zoom_frames(2, size),
                               fps=2, options={"preset": "ultrafast"})  # fmt: skip
@@ -179,7 +182,7 @@ def test_huge_frames_take_bounded_memory_and_time(triton, tmp_path, capsys):
     info = probe(tmp_path / "out.mp4")
     assert (info.width, info.height, info.frame_count) == (*size, 2)
     frame_bytes = size[0] * size[1] * 3
-    assert peak - baseline < 12 * frame_bytes, f"{(peak - baseline) / 2**20:.0f} MiB"
+    assert peak - baseline < 20 * frame_bytes, f"{(peak - baseline) / 2**20:.0f} MiB"
     assert seconds < 90, f"{seconds:.1f} s"
     first = next(iter(iter_frames(tmp_path / "out.mp4"))).image
     assert first.shape == (size[1], size[0], 3)
