@@ -404,20 +404,15 @@ class ClipMaps:
     video_class: str
 
 
-def clip_maps(url: str, name: str, n_frames: int, folder: Path) -> ClipMaps:
-    """Raw maps of a pan-and-zoom clip of a photo, encoded as H.264 and decoded again.
+def clip_maps(url: str, name: str, n_frames: int) -> ClipMaps:
+    """Raw maps of a pan-and-zoom clip of a photo (`pan_zoom_frames`, the sample clip's frames).
 
-    The clip is the sample clip the demo uses (`write_sample_clip`, 30 fps), so the frames
-    carry real compression artefacts. Targets: each frame's top class (the client's default)
-    and the class with the highest mean probability over the clip (``--target video``).
+    The frames are used as rendered, not through H.264: libx264's output differs slightly
+    from run to run, and on a clip whose top class is a near tie that changes the results.
+    Targets: each frame's top class (the client's default) and the class with the highest
+    mean probability over the clip (``--target video``).
     """
-    from gradcam_client.samples import write_sample_clip
-    from gradcam_client.video_io import iter_frames
-
-    path = write_sample_clip(
-        folder / f"{name}.mp4", name, seconds=n_frames / 30, fps=30, size=CLIP_SIZE
-    )
-    frames = np.stack([to_input(frame.image) for frame in iter_frames(path)])
+    frames = np.stack([to_input(f) for f in pan_zoom_frames(n_frames, CLIP_SIZE, name)])
     server = GradcamServer(url, MODEL)
     names = server.model_info().class_names
     predicted = server.infer(frames, np.full(len(frames), -1))
@@ -681,6 +676,7 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {label} | {info['class']} ({info['probability']:.2f}) | " + " | ".join(cells) + " |"
         )
+    lines += findings(results)
     if results["sanity"]:
         lines += [
             "",
@@ -711,6 +707,41 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def findings(results: dict) -> list[str]:
+    """A few sentences read off the tables (numbers, not opinions)."""
+    summary, paired_result = results["summary"], results["paired"]
+    gc, lines = summary["gradcam"], ["", "Reading the tables:", ""]
+    for baseline in BASELINES:
+        base = summary[baseline]
+        verdict = []
+        for kind, better in (("deletion", "lower"), ("insertion", "higher")):
+            ours, theirs = gc[f"{kind}_auc"], base[f"{kind}_auc"]
+            wins = paired_result["gradcam"][baseline][kind]
+            beats = ours < theirs if better == "lower" else ours > theirs
+            verdict.append(
+                f"{kind} {fmt(ours)} vs {fmt(theirs)} ({'better' if beats else 'not better'} on "
+                f"average; {wins['wins']} wins, {wins['ties']} ties, {wins['losses']} losses "
+                "frame by frame)"
+            )
+        lines.append(f"- Grad-CAM against the {baseline} map: " + "; ".join(verdict) + ".")
+    lines.append(
+        "- Grad-CAM, HiResCAM and XGrad-CAM give identical maps here: `head_activation` is "
+        "followed only by global average pooling and the dense `logits`, so the gradient of a "
+        "logit is the same at every position and the three weightings coincide."
+    )
+    stage = results["config"]["main_stage"]
+    if stage in results["sanity"]:
+        rho = {m: results["sanity"][stage][m]["mean"] for m in ALL_METHODS}
+        lines.append(
+            f"- Randomisation ({stage}): Grad-CAM's maps decorrelate (rank corr "
+            f"{fmt(rho['gradcam'], 2)}), Grad-CAM++ ({fmt(rho['gradcampp'], 2)}) and Layer-CAM "
+            f"({fmt(rho['layercam'], 2)}) much less: they keep only positive gradients, which "
+            "with a position-independent gradient weights every positively connected channel, "
+            "so their maps follow where the features are strong more than what the class uses."
+        )
+    return lines
+
+
 def steadiness_markdown(results: dict) -> list[str]:
     cfg = results["config"]
     clips = list(results["steadiness"])
@@ -718,10 +749,10 @@ def steadiness_markdown(results: dict) -> list[str]:
         "",
         "## Steady heat-map videos",
         "",
-        f"Clips: `write_sample_clip(photo, size={CLIP_SIZE}, fps=30)`, {cfg['clip_frames']} "
-        f"frames each, for {', '.join(clips)} (a camera panning and zooming over a real photo, "
-        "encoded as H.264 and decoded again), each frame resized to 224x224 and explained for "
-        "its predicted class (the client's default target). Flicker: mean absolute "
+        f"Clips: `pan_zoom_frames({cfg['clip_frames']}, {CLIP_SIZE}, photo)` for "
+        f"{', '.join(clips)} (a camera panning and zooming over a real photo: the frames of "
+        "the sample clips), each frame resized to 224x224 and explained for its predicted "
+        "class (the client's default target). Flicker: mean absolute "
         "frame-to-frame change of the normalised 7x7 maps; "
         "ratio: to per-frame min-max without smoothing (the baseline); corr: mean per-frame "
         "Pearson correlation with the unsmoothed maps; lag: frames by which the map-centroid "
@@ -772,7 +803,10 @@ def steadiness_markdown(results: dict) -> list[str]:
             f"{fmt(choice['worst_correlation'], 3)}, worst lag {fmt(choice['worst_lag'], 1)} "
             "frames. Rule: among qualifying settings that can stream (clip scope needs the "
             "whole clip first), the smallest lag (least smoothing that reaches the target), then "
-            "the lowest flicker."
+            "the lowest mean flicker ratio over the clips. For `gradcam-video` that is "
+            f"`--scope {choice['scheme']} --smoothing {choice['smoothing']:g}`"
+            + (f" with a running-maximum decay of {choice['decay']:g}" if choice["decay"] else "")
+            + "."
         )
     targets = results.get("targets", {})
     if targets:
@@ -877,7 +911,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             local = localisation(cases)
             sanity_result = sanity(cases, stages)
             log("flicker clips")
-            clips = {c: clip_maps(url, c, clip_frames, Path(tmp)) for c in flicker_clips}
+            clips = {c: clip_maps(url, c, clip_frames) for c in flicker_clips}
 
     raw = {clip: maps.predicted for clip, maps in clips.items()}
     clips_info = {
