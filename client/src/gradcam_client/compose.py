@@ -108,16 +108,22 @@ def upsample(heat: np.ndarray, size: tuple[int, int], interpolation: str = "cubi
         raise ValueError(
             f"unknown interpolation {interpolation!r}; choose one of: {', '.join(INTERPOLATIONS)}"
         )
-    arr = _check_heat(heat)
+    arr = _check_heat(heat)  # cleaned at map resolution, before the (large) resize
     if arr.shape != (height, width):
         arr = cv2.resize(arr, (width, height), interpolation=code)
-    return np.clip(arr, 0.0, 1.0)
+        np.clip(arr, 0.0, 1.0, out=arr)
+    return arr
 
 
 def colorize(heat: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """RGB uint8 image of a [0, 1] heat map under a named OpenCV colour map."""
+    return _colorize_clean(_check_heat(heat), colormap)
+
+
+def _colorize_clean(heat: np.ndarray, colormap: str) -> np.ndarray:
+    """`colorize` for a heat map already known to be float32 in [0, 1]."""
     code = colormap_code(colormap)
-    index = np.rint(_check_heat(heat) * 255.0).astype(np.uint8)
+    index = cv2.convertScaleAbs(heat, alpha=255.0)  # rounds and saturates to uint8
     return cv2.cvtColor(cv2.applyColorMap(index, code), cv2.COLOR_BGR2RGB)
 
 
@@ -157,7 +163,7 @@ def overlay(
     """Upsample ``heat`` to the frame, colour-map it and blend it onto ``frame`` (RGB uint8)."""
     frame = _check_frame(frame)
     full = upsample(heat, frame.shape[:2], interpolation)
-    return blend(frame, colorize(full, colormap), alpha, full if heat_weighted else None)
+    return blend(frame, _colorize_clean(full, colormap), alpha, full if heat_weighted else None)
 
 
 def format_label(class_name: str, probability: float) -> str:
