@@ -15,6 +15,7 @@ from triton_server import running_triton
 import gradcam_dashboard
 
 APP = Path(gradcam_dashboard.__file__).with_name("app.py")
+SAMPLE_SECONDS = 2  # sample clips of 30 frames keep the runs short
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,7 @@ def page_env(monkeypatch, tmp_path) -> Path:
     """Environment of a page whose session folders live in a fresh temporary folder."""
     root = tmp_path / "dashboard"
     monkeypatch.setenv("GRADCAM_DASHBOARD_DIR", str(root))
+    monkeypatch.setenv("GRADCAM_SAMPLE_SECONDS", str(SAMPLE_SECONDS))
     monkeypatch.delenv("GRADCAM_METRICS_URL", raising=False)
     monkeypatch.delenv("GRADCAM_MAX_UPLOAD_MB", raising=False)
     return root

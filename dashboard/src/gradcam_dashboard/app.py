@@ -157,7 +157,8 @@ def models_ui(status: ServerStatus) -> None:
     st.caption("Models on this server")
     for row in rows:
         ready = row["status"] == "ready"
-        with st.expander(f"{'🟢' if ready else '⚪'} {row['model']}", expanded=len(rows) <= 2):
+        icon = ":material/check_circle:" if ready else ":material/pending:"
+        with st.expander(row["model"], expanded=len(rows) <= 2, icon=icon):
             if "input" not in row:
                 st.caption(f"Not a Grad-CAM model: {row['layers']}")
                 continue
@@ -297,7 +298,7 @@ def sample_input(config: DashboardConfig, folder: Path) -> InputFile:
         return current
     new_input(config, folder)
     with st.spinner("Making the sample clip..."):
-        path = media.sample_clip(folders(config).samples_dir(), name)
+        path = media.sample_clip(folders(config).samples_dir(), name, config.sample_seconds)
     return checked(key, f"{name}.mp4", path)
 
 
@@ -583,9 +584,11 @@ def inspector_ui(run: RunOutput, records: list[charts.Record], info: ModelInfo, 
         record = records[min(index, len(records) - 1)]
         original, result, raw, top = st.columns([3, 3, 2, 3])
         original.image(
-            str(strip.original(index)), caption=f"Original · frame {index} · {record['time']:.2f} s"
+            str(strip.original(index)),
+            caption=f"Original · frame {index} · {record['time']:.2f} s",
+            width="stretch",
         )
-        result.image(str(strip.result(index)), caption="Grad-CAM")
+        result.image(str(strip.result(index)), caption="Grad-CAM", width="stretch")
         with raw:
             maps_ui(run, index, info)
         with top:

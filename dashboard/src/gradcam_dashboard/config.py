@@ -4,7 +4,8 @@
 - ``GRADCAM_METRICS_URL``: Triton's metrics (default ``http://HOST:8002/metrics``);
 - ``GRADCAM_MAX_UPLOAD_MB``: the largest accepted upload in MB (default 200, fractions work);
 - ``GRADCAM_DASHBOARD_DIR``: session folders and sample clips (default a temp folder);
-- ``GRADCAM_SESSION_MAX_AGE_H``: idle hours before a session's folder is removed (default 6).
+- ``GRADCAM_SESSION_MAX_AGE_H``: idle hours before a session's folder is removed (default 6);
+- ``GRADCAM_SAMPLE_SECONDS``: length of the sample clips (default 4).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ ENV_METRICS_URL = "GRADCAM_METRICS_URL"
 ENV_MAX_UPLOAD_MB = "GRADCAM_MAX_UPLOAD_MB"
 ENV_DIR = "GRADCAM_DASHBOARD_DIR"
 ENV_MAX_AGE_H = "GRADCAM_SESSION_MAX_AGE_H"
+ENV_SAMPLE_SECONDS = "GRADCAM_SAMPLE_SECONDS"
 
 DEFAULT_URL = "localhost:8001"
 DEFAULT_METRICS_PORT = 8002
 DEFAULT_MAX_UPLOAD_MB = 200.0
 DEFAULT_MAX_AGE_H = 6.0
+DEFAULT_SAMPLE_SECONDS = 4.0
 
 
 def split_host_port(url: str) -> tuple[str, int | None]:
@@ -73,6 +76,7 @@ class DashboardConfig:
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     root: Path = Path(tempfile.gettempdir()) / "gradcam-dashboard"
     max_age_hours: float = DEFAULT_MAX_AGE_H
+    sample_seconds: float = DEFAULT_SAMPLE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardConfig:
@@ -85,6 +89,7 @@ class DashboardConfig:
             max_upload_mb=_number(env, ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB),
             root=Path(root) if root else cls.root,
             max_age_hours=_number(env, ENV_MAX_AGE_H, DEFAULT_MAX_AGE_H),
+            sample_seconds=_number(env, ENV_SAMPLE_SECONDS, DEFAULT_SAMPLE_SECONDS),
         )
 
     @property
