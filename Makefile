@@ -8,6 +8,7 @@ MODEL ?= efficientnet-lite0
 GRPC_PORT ?= 8001
 HTTP_PORT ?= 8000
 METRICS_PORT ?= 8002
+DASHBOARD_PORT ?= 8501
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -33,10 +34,22 @@ serve: export ## run Triton on model_repository/ in the foreground (Ctrl-C stops
 		--http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
 
 demo: export ## set up, serve the offline default and turn the sample cat clip into a heat-map video in out/
-	$(BIN)/python scripts/demo.py --repository $(REPO) --model $(MODEL) --out out
+	$(BIN)/python scripts/demo.py --repository $(REPO) --model $(MODEL) --out out \
+		--grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT) \
+		--dashboard-port $(DASHBOARD_PORT)
+
+dashboard: setup ## run the Streamlit dashboard against GRADCAM_URL (default localhost:8001)
+	$(BIN)/gradcam-dashboard --port $(DASHBOARD_PORT)
 
 test: setup ## run the whole test suite (unit + real Triton integration)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+compose-check: ## validate docker-compose.yml and docker-compose.cpu.yml (needs docker-compose)
+	docker-compose -f docker-compose.yml config -q
+	docker-compose -f docker-compose.cpu.yml config -q
+
+check-quickstart: ## fresh clone + fresh venv: make demo, make test (smoke), check the outputs
+	bash scripts/check_quickstart.sh
 
 lint: setup ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -46,4 +59,4 @@ format: setup ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-.PHONY: help setup export serve demo test lint format
+.PHONY: help setup export serve demo dashboard test compose-check check-quickstart lint format

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond Python: Chromium and its driver (real-browser
-# dashboard tests) and docker-compose (validates docker-compose.yml; no Docker engine needed).
+# dashboard tests), docker-compose (validates docker-compose.yml; no Docker engine needed) and
+# nginx (the gRPC load-balancer config is tested in front of two real servers).
 # Debian/Ubuntu; run as root (CI) or with sudo. Skips what is already installed.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)   # gRPC balancer test
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
