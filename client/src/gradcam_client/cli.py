@@ -10,8 +10,8 @@ from typing import NoReturn
 
 from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
 from gradcam_client.errors import GradcamError
-from gradcam_client.normalize import Scope
-from gradcam_client.pipeline import JobSettings, process_media
+from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
+from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
 from gradcam_client.triton import Connection, GradcamServer, RetryPolicy
 
 DEFAULT_URL = os.environ.get("GRADCAM_URL", "localhost:8001")
@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--priority", type=int, default=0, help="request priority (1 = highest)")
     server.add_argument("--batch-size", type=int, default=8, help="frames per request")
-    server.add_argument("--max-in-flight", type=int, default=4, help="requests in flight")
+    server.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=4,
+        help="requests in flight at most (fewer while the server's queue is full)",
+    )
 
     what = parser.add_argument_group("what to explain")
     what.add_argument(
@@ -92,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="normalise each map by its frame's maximum, the clip's, or a running maximum",
     )
     look.add_argument(
-        "--smoothing", type=float, default=0.0, help="temporal EMA strength 0..1 (0 = off)"
+        "--smoothing",
+        type=float,
+        default=DEFAULT_SMOOTHING,
+        help="temporal EMA strength on the raw maps, 0..1 (0 = off)",
     )
     look.add_argument("--no-label", action="store_true", help="no class label on frames")
 
@@ -102,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--stop-on-corrupt", action="store_true", help="stop at a corrupt frame (default: skip)"
     )
+    out.add_argument(
+        "--preset",
+        default="veryfast",
+        choices=ENCODER_PRESETS,
+        help="H.264 encoder speed (slower presets make slightly smaller files)",
+    )
+    out.add_argument("--crf", type=int, default=20, help="H.264 quality, 0 (lossless) to 51")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     out.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     return parser
@@ -129,6 +144,7 @@ def connect(args: argparse.Namespace) -> GradcamServer:
         connection,
         RetryPolicy(deadline_s=args.retry_deadline),
         priority=args.priority,
+        max_in_flight=args.max_in_flight,
     )
 
 
@@ -149,16 +165,29 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
         batch_size=args.batch_size,
         max_in_flight=args.max_in_flight,
         on_corrupt="raise" if args.stop_on_corrupt else "skip",
+        encoder_preset=args.preset,
+        crf=args.crf,
     )
 
 
+def retry_summary(server: GradcamServer) -> str:
+    """One line on the requests the server refused for a while and that were retried."""
+    counts = server.retried
+    parts = []
+    if counts.queue_full:
+        parts.append(f"{counts.queue_full} refused with a full queue")
+    if counts.unavailable:
+        parts.append(f"{counts.unavailable} while the server was unavailable")
+    return f"retried requests: {', '.join(parts)}" if parts else ""
+
+
 def run(args: argparse.Namespace) -> int:
+    settings = None if args.list_models else settings_from(args)  # checked before connecting
     server = connect(args)
-    if args.list_models:
+    if settings is None:
         for name in server.list_models():
             print(name)
         return 0
-    settings = settings_from(args)
     from tqdm import tqdm
 
     quiet = args.quiet or not sys.stderr.isatty()  # no bar in logs
@@ -188,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
         for extra in (result.predictions, result.maps):
             if extra:
                 print(f"wrote {extra}")
+        if retry_summary(server):
+            print(retry_summary(server))
     return 0
 
 

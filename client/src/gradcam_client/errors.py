@@ -15,6 +15,7 @@ command line can print ``str(error)`` and exit. The hierarchy is small on purpos
     ├── OutputError             an output file cannot be written
     └── ServerError             the inference server failed or is unreachable
         ├── ServerUnavailable       no answer (down, wrong URL, timeout)
+        │   └── ServerBusy              the server's queue stayed full until the deadline
         ├── RequestRejected         the server answered with an error
         └── ModelNotFound           the server does not serve the requested model
 """
@@ -35,6 +36,7 @@ __all__ = [
     "NotMediaError",
     "OutputError",
     "RequestRejected",
+    "ServerBusy",
     "ServerError",
     "ServerUnavailable",
     "TruncatedMediaError",
@@ -107,6 +109,10 @@ class ServerError(GradcamError):
 
 class ServerUnavailable(ServerError):
     """The server cannot be reached (down, wrong URL, timeout)."""
+
+
+class ServerBusy(ServerUnavailable):
+    """The server kept refusing requests because its queue was full, until the deadline."""
 
 
 class RequestRejected(ServerError):

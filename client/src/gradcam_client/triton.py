@@ -6,12 +6,19 @@ are not, nor is `NOT_FOUND` for a model the server's repository does not list at
 mistyped model name fails at once, naming the models that are there). Unary calls only: after
 a server restart the same channel works again, and unary requests spread over several servers
 (or sit behind a load balancer) without sticky streams.
+
+A server whose queue is full ("Exceeds maximum queue size") is busy, not down: besides waiting
+before the retry, the client then sends fewer requests at once (`InFlightWindow`: halved on a
+refusal, grown back by one per window of answered requests, never above `max_in_flight`), so
+several clients share a bounded queue instead of all retrying into it.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -23,9 +30,17 @@ from tritonclient.utils import InferenceServerException
 
 from gradcam_client import contract
 from gradcam_client.contract import ModelInfo
-from gradcam_client.errors import ModelNotFound, RequestRejected, ServerError, ServerUnavailable
+from gradcam_client.errors import (
+    ModelNotFound,
+    RequestRejected,
+    ServerBusy,
+    ServerError,
+    ServerUnavailable,
+)
 
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
+QUEUE_FULL = "exceeds maximum queue size"  # Triton's message when a model's queue is full
+_REQUEST_ID = re.compile(r"^\[request id: [^\]]*\]\s*")
 
 
 class RequestCancelled(ServerError):
@@ -77,12 +92,72 @@ def is_not_found(error: InferenceServerException) -> bool:
     return str(error.status()) == "StatusCode.NOT_FOUND"
 
 
+def is_queue_full(error: InferenceServerException) -> bool:
+    """Whether the server refused the request because the model's queue is full."""
+    return (
+        str(error.status()) == "StatusCode.UNAVAILABLE"
+        and QUEUE_FULL in (error.message() or "").lower()
+    )
+
+
 def describe(error: InferenceServerException) -> str:
-    """One line: the gRPC status and Triton's message."""
+    """One line: the gRPC status and Triton's message (without its request id prefix)."""
     status = str(error.status() or "").replace("StatusCode.", "")
     message = (error.message() or "").strip().splitlines()
-    text = message[0] if message else "no message"
-    return f"{status}: {text}" if status else text
+    text = _REQUEST_ID.sub("", message[0]) if message else "no message"
+    return f"{status}: {text or 'no message'}" if status else text or "no message"
+
+
+class InFlightWindow:
+    """How many requests one client sends at once: additive increase, multiplicative decrease.
+
+    At most `cap` (None: no cap). A refusal because the server's queue is full halves the
+    window (once per window of requests: refusals of requests sent before the last cut do not
+    cut again); every answered request widens it by 1/window, i.e. by one per window. The
+    window never drops below one request, so a client always makes progress.
+    """
+
+    def __init__(self, cap: int | None = None) -> None:
+        if cap is not None and cap < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.cap = cap
+        self.limit: float = float(cap) if cap is not None else math.inf
+        self.in_flight = 0
+        self._sent = 0  # tickets handed out
+        self._cut_at = 0  # ticket count at the last cut
+        self._condition = threading.Condition()
+
+    def acquire(self, cancel: threading.Event | None = None) -> int:
+        """Wait for a free slot (or `cancel`: RequestCancelled); returns the request's ticket."""
+        with self._condition:
+            while self.limit != math.inf and self.in_flight >= max(1, math.floor(self.limit)):
+                if cancel is not None and cancel.is_set():
+                    raise RequestCancelled("cancelled while waiting to send")
+                self._condition.wait(0.05)
+            self.in_flight += 1
+            self._sent += 1
+            return self._sent
+
+    def release(self, ticket: int, *, answered: bool = False, queue_full: bool = False) -> None:
+        """Free the slot of request `ticket`, adjusting the window to how it went."""
+        with self._condition:
+            self.in_flight -= 1
+            if queue_full and ticket > self._cut_at:
+                current = min(self.limit, float(self.in_flight + 1))
+                self.limit = max(1.0, current / 2)
+                self._cut_at = self._sent
+            elif answered and self.limit != math.inf:
+                cap = math.inf if self.cap is None else float(self.cap)
+                self.limit = min(cap, self.limit + 1 / self.limit)
+            self._condition.notify_all()
+
+
+@dataclass
+class RetryCounts:
+    """Transient errors a client saw and retried (for reports; counted over its lifetime)."""
+
+    queue_full: int = 0  # refused: the model's queue was full
+    unavailable: int = 0  # any other retried error (server down, restarting, model loading)
 
 
 class GradcamServer:
@@ -95,7 +170,10 @@ class GradcamServer:
         connection: Connection | None = None,
         retry: RetryPolicy | None = None,
         priority: int = 0,
+        max_in_flight: int | None = None,
     ) -> None:
+        """`max_in_flight` caps the inference requests this client has outstanding at once,
+        over all the threads that share it (None: no cap beyond the adaptive window)."""
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("give at least one server URL")
@@ -107,6 +185,8 @@ class GradcamServer:
         self._next = itertools.cycle(range(len(self._clients)))
         self._lock = threading.Lock()
         self._info: ModelInfo | None = None
+        self.window = InFlightWindow(max_in_flight)
+        self.retried = RetryCounts()
 
     def _connect(self, url: str) -> grpcclient.InferenceServerClient:
         c = self.connection
@@ -138,29 +218,50 @@ class GradcamServer:
         *,
         model_call: bool = False,
         cancel: threading.Event | None = None,
+        window: InFlightWindow | None = None,
     ):
         """Run `call(client)` on the next server, retrying transient errors.
 
         With `model_call`, a NOT_FOUND from a server whose repository does not even list the
         model fails at once with `ModelNotFound` (a model that is loading is waited for).
-        Once `cancel` is set no further attempt is made (`RequestCancelled`).
+        Once `cancel` is set no further attempt is made (`RequestCancelled`). With `window`,
+        each attempt waits for a slot in it and reports how it went (a full queue shrinks it).
         """
         give_up = time.monotonic() + self.retry.deadline_s
         delays = self.retry.delays()
         while True:
             if cancel is not None and cancel.is_set():
                 raise RequestCancelled(f"{action}: cancelled")
-            url, client = self._pick()
+            ticket = window.acquire(cancel) if window is not None else 0
+            answered = full = False
             try:
-                return call(client)
-            except InferenceServerException as error:
-                if not is_retryable(error):
-                    raise RequestRejected(f"{action} refused by {url}: {describe(error)}") from None
-                if model_call and is_not_found(error) and not self._lists_model(client):
-                    raise ModelNotFound(self._unknown_model_message()) from None
-                last = f"{url}: {describe(error)}"
+                url, client = self._pick()
+                try:
+                    result = call(client)
+                    answered = True
+                    return result
+                except InferenceServerException as error:
+                    if not is_retryable(error):
+                        answered = True  # the server is not overloaded: it answered
+                        raise RequestRejected(
+                            f"{action} refused by {url}: {describe(error)}"
+                        ) from None
+                    if model_call and is_not_found(error) and not self._lists_model(client):
+                        raise ModelNotFound(self._unknown_model_message()) from None
+                    full = is_queue_full(error)
+                    self._count(full)
+                    last = f"{url}: {describe(error)}"
+            finally:
+                if window is not None:
+                    window.release(ticket, answered=answered, queue_full=full)
             wait = next(delays)
             if time.monotonic() + wait > give_up:
+                if full:
+                    raise ServerBusy(
+                        f"{action}: the server's queue stayed full for "
+                        f"{self.retry.deadline_s:g} s ({last}); try again later or with "
+                        "fewer requests in flight"
+                    )
                 raise ServerUnavailable(
                     f"{action}: no answer for {self.retry.deadline_s:g} s ({last})"
                 )
@@ -169,6 +270,13 @@ class GradcamServer:
                     raise RequestCancelled(f"{action}: cancelled")
             else:
                 time.sleep(wait)
+
+    def _count(self, queue_full: bool) -> None:
+        with self._lock:
+            if queue_full:
+                self.retried.queue_full += 1
+            else:
+                self.retried.unavailable += 1
 
     def _lists_model(self, client: grpcclient.InferenceServerClient) -> bool:
         """Whether the server's repository has the model in any state (True if unsure)."""
@@ -257,6 +365,7 @@ class GradcamServer:
             ),
             model_call=True,
             cancel=cancel,
+            window=self.window,
         )
         return BatchResult(
             probabilities=response.as_numpy(contract.PROBABILITIES),
