@@ -88,8 +88,13 @@ def running_dashboard(env: dict[str, str], log: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(triton, tmp_path_factory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("browser-dashboard")
+def dashboard_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("browser-dashboard")
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(triton, dashboard_folder) -> Iterator[str]:
+    folder = dashboard_folder
     env = {
         "GRADCAM_URL": triton.urls.grpc,
         "GRADCAM_METRICS_URL": triton.urls.metrics,
@@ -128,6 +133,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "coffee": write_clip(
             folder / "coffee.mp4", size=(192, 128), n_frames=10, fps=10, photo_name="coffee"
         ),
+        "long": write_clip(folder / "long.mp4", size=(96, 64), n_frames=480, fps=24),
         "fake": write_text_file(folder / "holiday.mp4"),
         "big": big,
     }
@@ -312,3 +318,28 @@ def test_two_sessions_at_once_get_their_own_results(browser, dashboard_url, clip
     finally:
         one.close()
         two.close()
+
+
+def test_stop_ends_a_run_and_drops_its_files(browser, dashboard_url, dashboard_folder, clips):
+    context, page = new_page(browser, dashboard_url)
+    try:
+        upload(page, clips["long"])
+        page.get_by_text("96x64 video").wait_for()
+        wait_idle(page)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text("The run was stopped.").wait_for()
+        wait_idle(page)
+        assert page.get_by_text("4 · Result").count() == 0
+        # the stopped run's thread ends at its next progress update and removes its files
+        deadline = time.monotonic() + 20
+        while unfinished := [
+            run
+            for run in (dashboard_folder / "sessions").glob("session-*/run-*")
+            if not (run / "result.mp4").exists()
+        ]:
+            assert time.monotonic() < deadline, unfinished
+            time.sleep(0.2)
+        screenshot(page, "09-stopped")
+    finally:
+        context.close()

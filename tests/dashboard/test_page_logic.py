@@ -84,7 +84,7 @@ def test_charts_build_vega_lite_specs(records):
     history = [(0.0, 1.0, 8.0), (5.0, 2.0, 16.0)]
     data = charts.load_history_data(history)
     assert data["seconds ago"].tolist() == [-5.0, -5.0, 0.0, 0.0]
-    assert charts.load_chart(data).to_dict()["mark"]["type"] == "line"
+    assert charts.load_chart(data).to_dict()["mark"]["type"] == "area"
     assert charts.load_history_data([]).empty
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 import time
@@ -12,6 +13,7 @@ import pytest
 from gradcam_dashboard.config import DashboardConfig, metrics_url_for, split_host_port
 from gradcam_dashboard.sessions import (
     MARKER,
+    FolderJanitor,
     SessionFolders,
     clear,
     new_subfolder,
@@ -76,6 +78,20 @@ def test_clear_empties_a_session_but_keeps_its_marker(tmp_path):
     (folder / "input" / "a.mp4").write_bytes(b"x")
     clear(folder)
     assert [p.name for p in folder.iterdir()] == [MARKER]
+
+
+def test_a_janitor_removes_its_folder_when_dropped_or_asked(tmp_path):
+    folders = SessionFolders(tmp_path)
+    dropped, asked = folders.create(), folders.create()
+    janitor = FolderJanitor(dropped)
+    (dropped / "result.mp4").write_bytes(b"x")
+    del janitor
+    gc.collect()
+    assert not dropped.exists()
+    other = FolderJanitor(asked)
+    other.remove()
+    assert not asked.exists() and not other.alive
+    other.remove()  # once is enough
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import math
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,13 @@ from gradcam_dashboard import charts, jobs, media, metrics, servers
 from gradcam_dashboard.config import DashboardConfig
 from gradcam_dashboard.jobs import RunOutput, RunRequest
 from gradcam_dashboard.servers import ServerStatus
-from gradcam_dashboard.sessions import SessionFolders, clear, new_subfolder, safe_filename
+from gradcam_dashboard.sessions import (
+    FolderJanitor,
+    SessionFolders,
+    clear,
+    new_subfolder,
+    safe_filename,
+)
 
 LOAD_REFRESH_S = 5
 LOAD_HISTORY = 60
@@ -39,6 +45,7 @@ class InputFile:
     path: Path | None = None
     summary: media.MediaSummary | None = None
     error: str = ""
+    preview: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def usable(self) -> bool:
@@ -84,6 +91,7 @@ def workspace(config: DashboardConfig) -> Path:
     folders(config).remove_stale()
     folder = folders(config).create()
     state["workdir"] = str(folder)
+    state["janitor"] = FolderJanitor(folder)  # removes the folder when the session ends
     return folder
 
 
@@ -256,6 +264,8 @@ def upload_input(config: DashboardConfig, folder: Path) -> InputFile | None:
         help=f"Videos ({', '.join(media.VIDEO_TYPES)}) or images "
         f"({', '.join(media.IMAGE_TYPES)}) up to {media.human_size(limit)}.",
     )
+    if limit < 1024 * 1024 * math.ceil(config.max_upload_mb):
+        st.caption(f"Files up to {media.human_size(limit)}.")
     if upload is None:
         return None
     key = f"upload:{upload.file_id}"
@@ -277,9 +287,10 @@ def checked(key: str, name: str, path: Path) -> InputFile:
     """An input described by the client's reader, or the reader's reason to refuse it."""
     try:
         summary = media.summarize(path)
+        preview = media.thumbnail(path)
     except GradcamError as error:
         return InputFile(key, name, error=f"{name} cannot be used: {_input_error(error)}")
-    return InputFile(key, name, path, summary)
+    return InputFile(key, name, path, summary, preview=preview)
 
 
 def sample_input(config: DashboardConfig, folder: Path) -> InputFile:
@@ -322,7 +333,10 @@ def input_ui(config: DashboardConfig, folder: Path) -> InputFile | None:
         st.error(chosen.error, icon=":material/block:")
         return None
     assert chosen.summary is not None and chosen.path is not None
-    st.caption(f"**{chosen.name}**: {chosen.summary.describe()}")
+    picture, text = st.columns([1, 4], vertical_alignment="center")
+    if chosen.preview is not None:
+        picture.image(chosen.preview, width="stretch")
+    text.caption(f"**{chosen.name}**: {chosen.summary.describe()}")
     return chosen
 
 
@@ -444,15 +458,31 @@ def run_ui(
     clicked = st.button(
         "Run", type="primary", disabled=not ready, key="run", icon=":material/play_arrow:"
     )
-    if not clicked or source is None or request is None:
+    again = st.session_state.pop("run_again", False)
+    if not (clicked or (again and ready)) or source is None or request is None:
         return
     previous = st.session_state.pop("result", None)
     if previous is not None:
         shutil.rmtree(previous.folder, ignore_errors=True)
-    run_folder = new_subfolder(folder, "run-")
+    start_run(config, folder, source, request)
+
+
+def run_again() -> None:
+    st.session_state["run_again"] = True
+
+
+def start_run(
+    config: DashboardConfig, folder: Path, source: InputFile, request: RunRequest
+) -> None:
+    """Run the job with a progress bar; keeps its result in the session, or says why not.
+
+    Clicking Stop (or anything else) reruns the page, which raises Streamlit's rerun
+    exception in the progress callback: the job ends there and its files are removed.
+    """
+    assert source.path is not None and source.summary is not None
+    run_folder: Path | None = None
     bar = st.progress(0.0, text="Starting...")
     stop_slot = st.empty()
-    stop_slot.button("Stop", on_click=stop_run, key="stop", icon=":material/stop:")
     meter = jobs.ProgressMeter()
     last_update = [0.0]
 
@@ -464,44 +494,42 @@ def run_ui(
         bar.progress(meter.fraction(done, total), text=meter.text(done, total))
         folders(config).touch(folder)
 
-    assert source.path is not None and source.summary is not None
     try:
+        stop_slot.button("Stop", on_click=stop_run, key="stop", icon=":material/stop:")
+        run_folder = new_subfolder(folder, "run-")
         client = job_client(status_url(config), request.model)
-        out = jobs.run(
-            client,
-            request,
-            source.path,
-            run_folder,
-            source.summary.is_image,
-            progress,
-        )
+        out = jobs.run(client, request, source.path, run_folder, source.summary.is_image, progress)
         out.extras["info"] = client.model_info()
-        bar.progress(1.0, text="Preparing the frame inspector...")
         out.extras["strip"] = media.extract_frames(
             source.path, out.output, run_folder / "frames", out.frames
         )
+        st.session_state["result"] = out  # kept even if the page reruns from here on
     except GradcamError as error:
-        shutil.rmtree(run_folder, ignore_errors=True)
+        _drop(run_folder)
         bar.empty()
         st.error(f"The run failed: {error}", icon=":material/error:")
-        st.button("Retry", key="retry_run", type="primary")
+        st.button("Try again", key="retry_run", type="primary", on_click=run_again)
         return
     except Exception as error:
-        shutil.rmtree(run_folder, ignore_errors=True)
+        _drop(run_folder)
         bar.empty()
         st.error(f"The run failed unexpectedly: {type(error).__name__}: {error}")
         with st.expander("Details"):
             st.code(traceback.format_exc())
         return
     except BaseException:  # stopped (the page reran): drop the half-made files
-        shutil.rmtree(run_folder, ignore_errors=True)
+        _drop(run_folder)
         raise
     finally:
         stop_slot.empty()
     bar.progress(
         1.0, text=f"Done: {out.frames} frame(s) in {out.seconds:.1f} s ({out.fps:.1f} frames/s)"
     )
-    st.session_state["result"] = out
+
+
+def _drop(run_folder: Path | None) -> None:
+    if run_folder is not None:
+        shutil.rmtree(run_folder, ignore_errors=True)
 
 
 def status_url(config: DashboardConfig) -> str:
@@ -534,7 +562,7 @@ def results_ui(run: RunOutput) -> None:
         f"{run.frames} frame(s) in {run.seconds:.1f} s ({run.fps:.1f} frames/s)"
         + (f" · {run.skipped}" if run.skipped else "")
     )
-    original, result = st.columns(2)
+    original, result = st.columns([1, 1] if request.layout == "overlay" else [1, 2])
     with original, st.container(key="original-media"):
         st.markdown("**Original**")
         if run.is_image:

@@ -142,15 +142,16 @@ def load_history_data(history: Sequence[tuple[float, float, float]]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def load_chart(data: pd.DataFrame) -> alt.Chart:
-    """A small line chart of the server's recent request and frame rates."""
+def load_chart(data: pd.DataFrame, figure: str = "frames/s") -> alt.Chart:
+    """A small area chart of one of the server's recent rates (frames/s by default)."""
     return (
         alt.Chart(data)
-        .mark_line(point=True)
+        .transform_filter(alt.datum.figure == figure)
+        .mark_area(line=True, opacity=0.35, interpolate="monotone")
         .encode(
             x=alt.X("seconds ago:Q", title="seconds ago"),
-            y=alt.Y("value:Q", title=None),
-            color=alt.Color("figure:N", title=None, legend=alt.Legend(orient="top")),
+            y=alt.Y("value:Q", title=figure, axis=alt.Axis(tickCount=3, format="~g")),
+            tooltip=[alt.Tooltip("seconds ago:Q"), alt.Tooltip("value:Q", format=".1f")],
         )
-        .properties(height=140)
+        .properties(height=150)
     )

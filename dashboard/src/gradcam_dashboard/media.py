@@ -14,7 +14,7 @@ import numpy as np
 
 from gradcam_client.compose import colorize
 from gradcam_client.pipeline import IMAGE_SUFFIXES
-from gradcam_client.video_io import open_media
+from gradcam_client.video_io import open_media, read_image
 
 VIDEO_TYPES = ("mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "wmv", "flv", "3gp", "ts")
 IMAGE_TYPES = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
@@ -182,6 +182,11 @@ def map_picture(raw: np.ndarray, colormap: str = "jet", size: int = 224) -> np.n
         picture[::cell, :] = (picture[::cell, :] * 0.6).astype(np.uint8)
         picture[:, ::cell] = (picture[:, ::cell] * 0.6).astype(np.uint8)
     return picture
+
+
+def thumbnail(path: Path, max_width: int = 360) -> np.ndarray:
+    """The first frame of a video (or the image), at most `max_width` wide."""
+    return _fit(read_image(path), max_width)
 
 
 def colormap_strip(colormap: str, width: int = 256, height: int = 14) -> np.ndarray:

@@ -12,8 +12,8 @@ from gradcam_client.triton import GradcamServer, RetryPolicy
 PROBE_RETRY = RetryPolicy(deadline_s=3.0, first_delay_s=0.1, max_delay_s=0.5)
 """Status checks give up quickly: a page should say "down" within seconds."""
 
-JOB_RETRY = RetryPolicy(deadline_s=60.0)
-"""A running job rides out a short restart of the server."""
+JOB_RETRY = RetryPolicy(deadline_s=20.0)
+"""A running job rides out a short restart of the server, but a person is waiting."""
 
 INTERACTIVE_PRIORITY = 1
 """Dashboard requests go before batch jobs (priority 2, the server's default)."""

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import unicodedata
+import weakref
 from pathlib import Path
 
 PREFIX = "session-"
@@ -77,6 +78,25 @@ class SessionFolders:
         path = self.root / SAMPLES
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class FolderJanitor:
+    """Removes a folder when this object is garbage collected (or `remove` is called).
+
+    Kept in a browser session's state, it removes the session's folder when Streamlit
+    disposes of the session (tab closed or reloaded); the stale sweep catches the rest.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(folder), True)
+
+    def remove(self) -> None:
+        self._finalizer()
+
+    @property
+    def alive(self) -> bool:
+        return self._finalizer.alive
 
 
 def clear(folder: Path) -> None:
