@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import APP
 from media import write_photo
 from streamlit.testing.v1 import AppTest
-from triton_server import free_port
+from triton_server import free_port, running_triton
 
 from gradcam_dashboard import charts, jobs, media, servers
 from gradcam_dashboard.sessions import SessionFolders
@@ -173,3 +176,49 @@ def test_an_image_runs_through_the_same_steps(triton, tmp_path):
     strip = media.extract_frames(image, out.output, tmp_path / "frames", out.frames)
     assert strip.indices == [0] and strip.result(0).is_file()
     assert media.summarize(out.output).width == 400  # original | overlay
+
+
+@pytest.fixture
+def own_triton(model_repository, tmp_path):
+    """A Triton of our own (only `tiny`), to kill and restart."""
+    repository = tmp_path / "repository"
+    shutil.copytree(model_repository / "tiny", repository / "tiny")
+    with running_triton(repository, log_dir=tmp_path) as server:
+        yield server
+
+
+def kill_when_a_run_starts(server, root: Path) -> threading.Thread:
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while not list(root.glob("session-*/run-*")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.kill()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_server_lost_during_a_run_is_a_clear_message_then_try_again_works(
+    page_env, monkeypatch, own_triton
+):
+    monkeypatch.setenv("GRADCAM_URL", own_triton.urls.grpc)
+    monkeypatch.setenv("GRADCAM_METRICS_URL", own_triton.urls.metrics)
+    monkeypatch.setenv("GRADCAM_RETRY_S", "2")
+    monkeypatch.setenv("GRADCAM_SAMPLE_SECONDS", "10")  # a run long enough to be cut short
+    at = page().run()
+    at.radio(key="source").set_value("sample").run()
+    no_exception(at)
+    watcher = kill_when_a_run_starts(own_triton, page_env)
+    at.button(key="run").click().run()
+    watcher.join()
+    no_exception(at)
+    assert "The run failed: the server stopped answering." in texts(at.error)
+    assert "result" not in at.session_state
+    assert not list(page_env.glob("session-*/run-*"))  # the half-made files are gone
+    own_triton.start()
+    own_triton.wait_ready(120)
+    at.button(key="retry_run").click().run()
+    no_exception(at)
+    assert not at.error
+    assert at.session_state["result"].frames == 150

@@ -18,7 +18,7 @@ import streamlit as st
 
 from gradcam_client.compose import COLORMAPS
 from gradcam_client.contract import ModelInfo
-from gradcam_client.errors import GradcamError
+from gradcam_client.errors import GradcamError, ServerUnavailable
 from gradcam_dashboard import charts, jobs, media, metrics, servers
 from gradcam_dashboard.config import DashboardConfig
 from gradcam_dashboard.jobs import RunOutput, RunRequest
@@ -68,9 +68,9 @@ def server_status(url: str, attempt: int) -> ServerStatus:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def job_client(url: str, model: str):
+def job_client(url: str, model: str, retry_s: float):
     """One client per server and model, shared by all sessions (it is thread-safe)."""
-    return servers.job_server(url, model)
+    return servers.job_server(url, model, retry_s)
 
 
 def folders(config: DashboardConfig) -> SessionFolders:
@@ -497,7 +497,7 @@ def start_run(
     try:
         stop_slot.button("Stop", on_click=stop_run, key="stop", icon=":material/stop:")
         run_folder = new_subfolder(folder, "run-")
-        client = job_client(status_url(config), request.model)
+        client = job_client(status_url(config), request.model, config.retry_s)
         out = jobs.run(client, request, source.path, run_folder, source.summary.is_image, progress)
         out.extras["info"] = client.model_info()
         out.extras["strip"] = media.extract_frames(
@@ -507,7 +507,12 @@ def start_run(
     except GradcamError as error:
         _drop(run_folder)
         bar.empty()
-        st.error(f"The run failed: {error}", icon=":material/error:")
+        if isinstance(error, ServerUnavailable):
+            retry_server()  # the server panel checks again on the next interaction
+            text = f"The run failed: the server stopped answering. {error}"
+        else:
+            text = f"The run failed: {error}"
+        st.error(text, icon=":material/error:")
         st.button("Try again", key="retry_run", type="primary", on_click=run_again)
         return
     except Exception as error:
@@ -610,29 +615,40 @@ def inspector_ui(run: RunOutput, records: list[charts.Record], info: ModelInfo, 
             index = 0
         index = strip.nearest(index)
         record = records[min(index, len(records) - 1)]
-        original, result, raw, top = st.columns([3, 3, 2, 3])
+        panels = jobs.panels(run.request, info)
+        if len(panels) == 1:
+            original, result, raw, top = st.columns([3, 3, 2, 3])
+        else:  # the maps get a row of their own
+            original, result, top = st.columns([2, 3, 2])
+            raw = None
         original.image(
             str(strip.original(index)),
             caption=f"Original · frame {index} · {record['time']:.2f} s",
             width="stretch",
         )
         result.image(str(strip.result(index)), caption="Grad-CAM", width="stretch")
-        with raw:
-            maps_ui(run, index, info)
         with top:
             st.altair_chart(charts.top5_chart(charts.frame_top5(record)))
             st.caption(f"Explained: **{record['explained_name']}**")
+        cells = [raw] if raw is not None else st.columns(max(len(panels), 4))
+        maps_ui(run, index, info, panels, cells)
 
 
-def maps_ui(run: RunOutput, index: int, info: ModelInfo) -> None:
+def maps_ui(
+    run: RunOutput,
+    index: int,
+    info: ModelInfo,
+    panels: list[tuple[str, int]],
+    cells: list,
+) -> None:
     """The raw maps of one frame at the layer's resolution, each scaled to its own maximum."""
     maps = _maps(run)
-    for layer, method_index in jobs.panels(run.request, info):
+    for (layer, method_index), cell in zip(panels, cells, strict=False):
         if layer not in maps or index >= len(maps[layer]):
             continue
         raw = maps[layer][index, method_index]
         method = servers.method_name(info.methods[method_index])
-        st.image(
+        cell.image(
             media.map_picture(raw, run.request.colormap),
             caption=f"{layer} · {method} · {raw.shape[0]}x{raw.shape[1]} · max {raw.max():.3g}",
             width="stretch",

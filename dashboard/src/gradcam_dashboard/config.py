@@ -5,7 +5,8 @@
 - ``GRADCAM_MAX_UPLOAD_MB``: the largest accepted upload in MB (default 200, fractions work);
 - ``GRADCAM_DASHBOARD_DIR``: session folders and sample clips (default a temp folder);
 - ``GRADCAM_SESSION_MAX_AGE_H``: idle hours before a session's folder is removed (default 6);
-- ``GRADCAM_SAMPLE_SECONDS``: length of the sample clips (default 4).
+- ``GRADCAM_SAMPLE_SECONDS``: length of the sample clips (default 4);
+- ``GRADCAM_RETRY_S``: how long a run waits for a server that stopped answering (default 20).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ ENV_MAX_UPLOAD_MB = "GRADCAM_MAX_UPLOAD_MB"
 ENV_DIR = "GRADCAM_DASHBOARD_DIR"
 ENV_MAX_AGE_H = "GRADCAM_SESSION_MAX_AGE_H"
 ENV_SAMPLE_SECONDS = "GRADCAM_SAMPLE_SECONDS"
+ENV_RETRY_S = "GRADCAM_RETRY_S"
 
 DEFAULT_URL = "localhost:8001"
 DEFAULT_METRICS_PORT = 8002
 DEFAULT_MAX_UPLOAD_MB = 200.0
 DEFAULT_MAX_AGE_H = 6.0
 DEFAULT_SAMPLE_SECONDS = 4.0
+DEFAULT_RETRY_S = 20.0
 
 
 def split_host_port(url: str) -> tuple[str, int | None]:
@@ -77,6 +80,7 @@ class DashboardConfig:
     root: Path = Path(tempfile.gettempdir()) / "gradcam-dashboard"
     max_age_hours: float = DEFAULT_MAX_AGE_H
     sample_seconds: float = DEFAULT_SAMPLE_SECONDS
+    retry_s: float = DEFAULT_RETRY_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardConfig:
@@ -90,6 +94,7 @@ class DashboardConfig:
             root=Path(root) if root else cls.root,
             max_age_hours=_number(env, ENV_MAX_AGE_H, DEFAULT_MAX_AGE_H),
             sample_seconds=_number(env, ENV_SAMPLE_SECONDS, DEFAULT_SAMPLE_SECONDS),
+            retry_s=_number(env, ENV_RETRY_S, DEFAULT_RETRY_S),
         )
 
     @property

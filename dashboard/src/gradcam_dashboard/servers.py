@@ -12,7 +12,7 @@ from gradcam_client.triton import GradcamServer, RetryPolicy
 PROBE_RETRY = RetryPolicy(deadline_s=3.0, first_delay_s=0.1, max_delay_s=0.5)
 """Status checks give up quickly: a page should say "down" within seconds."""
 
-JOB_RETRY = RetryPolicy(deadline_s=20.0)
+JOB_RETRY_S = 20.0
 """A running job rides out a short restart of the server, but a person is waiting."""
 
 INTERACTIVE_PRIORITY = 1
@@ -86,9 +86,10 @@ def probe_server(url: str, retry: RetryPolicy = PROBE_RETRY) -> ServerStatus:
     return ServerStatus(url, live=True, models=tuple(_summary(url, n, retry) for n in names))
 
 
-def job_server(url: str, model: str) -> GradcamServer:
+def job_server(url: str, model: str, retry_s: float = JOB_RETRY_S) -> GradcamServer:
     """A client for running jobs: interactive priority, retries over a short restart."""
-    return GradcamServer(url, model, retry=JOB_RETRY, priority=INTERACTIVE_PRIORITY)
+    retry = RetryPolicy(deadline_s=retry_s)
+    return GradcamServer(url, model, retry=retry, priority=INTERACTIVE_PRIORITY)
 
 
 def method_name(method: str) -> str:
