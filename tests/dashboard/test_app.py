@@ -71,6 +71,11 @@ def test_the_server_panel_lists_models_layers_methods_and_load(served_page, trit
     assert "1000 classes" in panel
     assert {m.label for m in at.sidebar.metric} >= {"Requests/s", "Frames/s", "Mean batch"}
     assert at.sidebar.text_input(key="server_url").value == triton.urls.grpc
+    # several addresses share the work; here the same server twice
+    at.sidebar.text_input(key="server_url").set_value(f"{triton.urls.grpc}, {triton.urls.grpc}")
+    at.run()
+    no_exception(at)
+    assert "Live and ready: 2 Grad-CAM model(s)" in texts(at.sidebar.success)
 
 
 def test_settings_follow_the_model_and_layout(served_page):

@@ -125,6 +125,7 @@ def test_split_host_port(url, host, port):
 def test_metrics_url_defaults_to_port_8002_on_the_servers_host():
     assert metrics_url_for("triton:8001") == "http://triton:8002/metrics"
     assert metrics_url_for("[::1]:8001") == "http://[::1]:8002/metrics"
+    assert metrics_url_for("one:8001, two:8001") == "http://one:8002/metrics"
 
 
 def test_config_from_env():

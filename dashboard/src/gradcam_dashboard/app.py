@@ -117,7 +117,8 @@ def server_ui(config: DashboardConfig) -> ServerStatus:
             "Triton gRPC address",
             value=config.url,
             key="server_url",
-            help="HOST:PORT of the Triton server's gRPC endpoint (default from GRADCAM_URL).",
+            help="HOST:PORT of the Triton server's gRPC endpoint (default from GRADCAM_URL); "
+            "several, comma-separated, share the work.",
         ).strip()
         with st.spinner("Contacting the server..."):
             status = server_status(url, st.session_state.get("attempt", 0))

@@ -50,8 +50,8 @@ def split_host_port(url: str) -> tuple[str, int | None]:
 
 
 def metrics_url_for(grpc_url: str, port: int = DEFAULT_METRICS_PORT) -> str:
-    """Triton's default metrics endpoint on the host of a gRPC address."""
-    host, _ = split_host_port(grpc_url)
+    """Triton's default metrics endpoint on the host of a gRPC address (the first, if several)."""
+    host, _ = split_host_port(grpc_url.split(",")[0])
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}/metrics"

@@ -52,8 +52,13 @@ class ServerStatus:
         return [model for model in self.models if model.usable]
 
 
+def split_urls(text: str) -> list[str]:
+    """Server addresses from ``"HOST:PORT"`` or ``"HOST:PORT,HOST:PORT"`` (requests alternate)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _summary(url: str, name: str, retry: RetryPolicy) -> ModelSummary:
-    server = GradcamServer(url, name, retry=retry)
+    server = GradcamServer(split_urls(url), name, retry=retry)
     try:
         try:
             info = server.model_info()
@@ -69,10 +74,10 @@ def _summary(url: str, name: str, retry: RetryPolicy) -> ModelSummary:
 def probe_server(url: str, retry: RetryPolicy = PROBE_RETRY) -> ServerStatus:
     """The server's status and models; never raises for an unreachable or odd server."""
     url = url.strip()
-    if not url:
+    if not split_urls(url):
         return ServerStatus(url, live=False, error="no server address given")
     try:
-        server = GradcamServer(url, "", retry=retry)
+        server = GradcamServer(split_urls(url), "", retry=retry)
     except Exception as error:  # e.g. an address gRPC cannot parse
         return ServerStatus(url, live=False, error=f"bad address {url!r}: {error}")
     try:
@@ -89,7 +94,7 @@ def probe_server(url: str, retry: RetryPolicy = PROBE_RETRY) -> ServerStatus:
 def job_server(url: str, model: str, retry_s: float = JOB_RETRY_S) -> GradcamServer:
     """A client for running jobs: interactive priority, retries over a short restart."""
     retry = RetryPolicy(deadline_s=retry_s)
-    return GradcamServer(url, model, retry=retry, priority=INTERACTIVE_PRIORITY)
+    return GradcamServer(split_urls(url), model, retry=retry, priority=INTERACTIVE_PRIORITY)
 
 
 def method_name(method: str) -> str:
