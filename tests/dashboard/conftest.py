@@ -12,9 +12,6 @@ import pytest
 from served_models import export_test_models
 from triton_server import running_triton
 
-import gradcam_dashboard
-
-APP = Path(gradcam_dashboard.__file__).with_name("app.py")
 SAMPLE_SECONDS = 2  # sample clips of 30 frames keep the runs short
 
 

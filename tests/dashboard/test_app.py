@@ -8,15 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import APP
 from media import write_photo
 from streamlit.testing.v1 import AppTest
 from triton_server import free_port, running_triton
 
+import gradcam_dashboard
 from gradcam_dashboard import charts, jobs, media, servers
 from gradcam_dashboard.sessions import SessionFolders
 
 pytestmark = pytest.mark.integration
+
+APP = Path(gradcam_dashboard.__file__).with_name("app.py")
 
 
 def page() -> AppTest:
