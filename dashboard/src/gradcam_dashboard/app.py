@@ -367,6 +367,11 @@ def _layer_method_ui(layout: str, info: ModelInfo) -> tuple[tuple[str, ...], tup
     return tuple(chosen_layers), tuple(chosen_methods)
 
 
+def _step(value: float, step: float = 0.05) -> float:
+    """A default on a slider's steps."""
+    return round(round(value / step) * step, 2)
+
+
 def settings_ui(status: ServerStatus) -> RunRequest | None:
     """Model, layers, methods, target and looks; None while the choice is incomplete."""
     st.subheader("2 · Settings")
@@ -407,18 +412,28 @@ def settings_ui(status: ServerStatus) -> RunRequest | None:
     with looks:
         colormaps = list(COLORMAPS)
         colormap = st.selectbox(
-            "Colour map", colormaps, index=colormaps.index("jet"), key="colormap"
+            "Colour map",
+            colormaps,
+            index=colormaps.index(jobs.DEFAULTS.composition.colormap),
+            key="colormap",
         )
         st.image(media.colormap_strip(colormap), caption="low → high", width="stretch")
-        alpha = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
+        alpha = st.slider(
+            "Opacity", 0.0, 1.0, _step(jobs.DEFAULTS.composition.alpha), 0.05, key="alpha"
+        )
+        scopes = list(jobs.SCOPES)
         scope = st.radio(
-            "Normalisation", list(jobs.SCOPES), format_func=jobs.SCOPES.get, key="scope"
+            "Normalisation",
+            scopes,
+            index=scopes.index(jobs.DEFAULTS.scope) if jobs.DEFAULTS.scope in scopes else 0,
+            format_func=jobs.SCOPES.get,
+            key="scope",
         )
         smoothing = st.slider(
             "Temporal smoothing",
             0.0,
             0.95,
-            0.0,
+            min(0.95, _step(jobs.DEFAULTS.smoothing)),
             0.05,
             key="smoothing",
             help="Exponential moving average of the raw maps over frames (0 = off).",

@@ -34,6 +34,9 @@ TARGETS: dict[str, str] = {
 }
 """Target modes and their labels."""
 
+DEFAULTS = JobSettings()
+"""The client's defaults (chosen from its quality benchmark); the page starts from them."""
+
 MAX_OUTPUT_WIDTH = 1920
 """Composed frames are scaled down (never up) to at most this width."""
 
@@ -48,10 +51,10 @@ class RunRequest:
     methods: tuple[str, ...] = ()
     target: str = "predicted"  # a key of TARGETS
     class_index: int | None = None  # for target "class"
-    colormap: str = "jet"
-    alpha: float = 0.5
-    scope: str = "running"
-    smoothing: float = 0.0
+    colormap: str = DEFAULTS.composition.colormap
+    alpha: float = DEFAULTS.composition.alpha
+    scope: str = DEFAULTS.scope
+    smoothing: float = DEFAULTS.smoothing
     include_original: bool = False
 
     def target_value(self) -> str:
