@@ -1,4 +1,9 @@
-"""Shared fixtures: a tiny Keras classifier file for fast tests."""
+"""Shared fixtures: a tiny Keras classifier file, and one real Triton for the whole session.
+
+The repository holds `tiny` (a small CNN, two layers, every method: fast and exact checks) and
+`efficientnet-lite0` (the offline default with its real ImageNet weights, every method). Tests
+that stop, kill or reconfigure a server start their own.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from served_models import make_tiny_classifier
+from served_models import export_test_models, make_tiny_classifier
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +22,20 @@ def tiny_keras_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("keras") / "tiny_cnn.keras"
     make_tiny_classifier().save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory, tiny_keras_file) -> Path:
+    return export_test_models(tmp_path_factory.mktemp("model_repository"), tiny_keras_file)
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository, tmp_path_factory):
+    """The shared server (started on first use, stopped at the end of the session)."""
+    from triton_server import running_triton
+
+    with running_triton(model_repository, log_dir=tmp_path_factory.mktemp("triton-logs")) as server:
+        yield server
 
 
 @pytest.fixture

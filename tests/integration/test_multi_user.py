@@ -29,7 +29,7 @@ from triton_server import running_triton
 from tritonclient.utils import InferenceServerException
 
 from gradcam_client import cli, contract
-from gradcam_client.triton import GradcamServer, RetryPolicy
+from gradcam_client.triton import GradcamServer, InFlightWindow, RetryPolicy
 from gradcam_client.video_io import read_timestamps
 
 pytestmark = pytest.mark.integration
@@ -518,6 +518,33 @@ def test_a_client_that_gives_up_on_a_full_queue_says_how_far_it_got(
         "in flight (10 of 40 frames were done; "
     ), run.error
     assert assert_failed_cleanly(run, out, reference, user.frames) == 10
+
+
+def test_the_window_of_requests_in_flight_halves_on_a_full_queue_and_grows_back():
+    """No server needed: the bookkeeping behind the overload test above."""
+    window = InFlightWindow(cap=8)
+    tickets = [window.acquire() for _ in range(8)]
+    for ticket in tickets[:4]:  # four refusals of requests sent before the cut: one cut
+        window.release(ticket, queue_full=True)
+    assert window.limit == 4 and window.in_flight == 4
+    window.release(window.acquire(), queue_full=True)  # sent after the cut: cuts again
+    assert window.limit == 2
+    for ticket in tickets[4:]:
+        window.release(ticket, answered=True)
+    for _ in range(200):
+        window.release(window.acquire(), answered=True)
+    assert window.limit == 8 and window.in_flight == 0  # back to the cap, never above
+    lone = InFlightWindow(cap=1)
+    lone.release(lone.acquire(), queue_full=True)
+    assert lone.limit == 1  # never below one request
+
+
+def test_a_full_queue_is_retried_at_a_steady_pace_not_an_ever_longer_one():
+    policy = RetryPolicy(busy_delay_s=0.1, max_delay_s=5)
+    waits = [policy.busy_delay(0.8) for _ in range(200)]
+    assert min(waits) >= 0.2 and max(waits) <= 0.6
+    assert all(0.05 <= policy.busy_delay(0.0) <= 0.15 for _ in range(50))
+    assert all(policy.busy_delay(60) <= 7.5 for _ in range(50))
 
 
 # --------------------------------------------------------------------------- faults
