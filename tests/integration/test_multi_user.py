@@ -527,9 +527,11 @@ def test_the_window_of_requests_in_flight_halves_on_a_full_queue_and_grows_back(
     for ticket in tickets[:4]:  # four refusals of requests sent before the cut: one cut
         window.release(ticket, queue_full=True)
     assert window.limit == 4 and window.in_flight == 4
+    window.release(tickets[4], answered=True)  # an answer makes room for one more
+    assert window.limit == 4.25
     window.release(window.acquire(), queue_full=True)  # sent after the cut: cuts again
-    assert window.limit == 2
-    for ticket in tickets[4:]:
+    assert window.limit == 2 and window.in_flight == 3
+    for ticket in tickets[5:]:
         window.release(ticket, answered=True)
     for _ in range(200):
         window.release(window.acquire(), answered=True)
