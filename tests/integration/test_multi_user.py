@@ -432,7 +432,7 @@ QUEUE_FULL_REPORT = re.compile(r"^retried requests: (\d+) refused with a full qu
 
 
 def test_a_full_queue_refuses_work_yet_every_client_finishes(small_queue_server, tmp_path):
-    """Four clients with four requests in flight each against a queue of two: the server
+    """Four clients with eight requests in flight each against a queue of two: the server
     refuses work (UNAVAILABLE, queue full), the clients back off and still finish with the
     right results, no frame is computed twice, and the server stays healthy."""
     url = small_queue_server.urls.grpc
@@ -445,7 +445,7 @@ def test_a_full_queue_refuses_work_yet_every_client_finishes(small_queue_server,
     before = batching_counts(url, [SMALL_QUEUE])
     clients = [
         ClientProcess(
-            cli_args(user, clips[user.name], busy[user.name], url, in_flight=4, retry_deadline=60)
+            cli_args(user, clips[user.name], busy[user.name], url, in_flight=8, retry_deadline=60)
         )
         for user in BUSY_USERS
     ]
@@ -541,14 +541,6 @@ def test_the_window_of_requests_in_flight_halves_on_a_full_queue_and_grows_back(
     assert lone.limit == 1  # never below one request
 
 
-def test_a_full_queue_is_retried_at_a_steady_pace_not_an_ever_longer_one():
-    policy = RetryPolicy(busy_delay_s=0.1, max_delay_s=5)
-    waits = [policy.busy_delay(0.8) for _ in range(200)]
-    assert min(waits) >= 0.2 and max(waits) <= 0.6
-    assert all(0.05 <= policy.busy_delay(0.0) <= 0.15 for _ in range(50))
-    assert all(policy.busy_delay(60) <= 7.5 for _ in range(50))
-
-
 # --------------------------------------------------------------------------- faults
 
 
@@ -561,7 +553,7 @@ def restartable(model_repository, tmp_path_factory) -> Iterator:
 
 
 STREAMING_USERS = [
-    User(f"stream-{photo}", TINY, photo, (48, 32), 240) for photo in ("chelsea", "coffee", "rocket")
+    User(f"stream-{photo}", TINY, photo, (48, 32), 320) for photo in ("chelsea", "coffee", "rocket")
 ]
 
 

@@ -7,13 +7,13 @@ mistyped model name fails at once, naming the models that are there). Unary call
 a server restart the same channel works again, and unary requests spread over several servers
 (or sit behind a load balancer) without sticky streams.
 
-A server whose queue is full ("Exceeds maximum queue size") is busy, not down: the client
+A server whose queue is full ("Exceeds maximum queue size") is busy, not down: the client then
 sends fewer requests at once (`InFlightWindow`: halved on a refusal, grown back by one per
-window of answered requests, never above `max_in_flight`), and a refused request goes again
-as soon as the smaller window lets it, i.e. once another request of this client is answered;
-with nothing else in flight it waits about half as long as the server recently took to answer
-(not an ever longer back-off, see `RetryPolicy`). Several clients then share a bounded queue
-fairly instead of all retrying into it.
+window of answered requests, never above `max_in_flight`). A refused request goes again as
+soon as the smaller window lets it, i.e. once another request of this client is answered;
+with nothing else in flight it backs off like for a server that is down. Refusals are counted
+(`GradcamServer.retried`), and a client that gives up says the queue stayed full
+(`ServerBusy`).
 """
 
 from __future__ import annotations
@@ -52,25 +52,11 @@ class RequestCancelled(ServerError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential back-off with jitter for transient server errors.
-
-    A full queue is different: the server is up and drains its queue at its own pace, so the
-    wait after such a refusal does not grow; it is half the time the server has recently
-    taken to answer one of this client's requests (at least `busy_delay_s`, at most
-    `max_delay_s`), jittered, unless another request of the client is in flight (then its
-    answer is the signal to go again). Clients sharing the server then retry at the same
-    pace, and none is starved by a long back-off while the others take the free places.
-    """
+    """Exponential back-off with jitter for transient server errors."""
 
     deadline_s: float = 120.0
     first_delay_s: float = 0.2
     max_delay_s: float = 5.0
-    busy_delay_s: float = 0.1
-
-    def busy_delay(self, answer_time_s: float) -> float:
-        """The wait after a full-queue refusal, given the recent time to answer a request."""
-        base = min(self.max_delay_s, max(self.busy_delay_s, answer_time_s / 2))
-        return base * random.uniform(0.5, 1.5)
 
     def delays(self):
         """Successive waits, each within [0.5, 1] of the exponential value."""
@@ -204,7 +190,6 @@ class GradcamServer:
         self._info: ModelInfo | None = None
         self.window = InFlightWindow(max_in_flight)
         self.retried = RetryCounts()
-        self._answer_time_s = 0.0  # recent time to answer an inference request
 
     def _connect(self, url: str) -> grpcclient.InferenceServerClient:
         c = self.connection
@@ -255,11 +240,8 @@ class GradcamServer:
             try:
                 url, client = self._pick()
                 try:
-                    sent = time.monotonic()
                     result = call(client)
                     answered = True
-                    if window is not None:
-                        self._answered_in(time.monotonic() - sent)
                     return result
                 except InferenceServerException as error:
                     if not is_retryable(error):
@@ -275,12 +257,9 @@ class GradcamServer:
             finally:
                 if window is not None:
                     window.release(ticket, answered=answered, queue_full=full)
-            if full and window is not None and window.in_flight > 0:
-                wait = 0.0  # the shrunk window lets it go once one of ours is answered
-            elif full:
-                wait = self.retry.busy_delay(self._answer_time_s)
-            else:
-                wait = next(delays)
+            # After a full queue, the shrunk window lets it go once one of ours is answered.
+            self_clocked = full and window is not None and window.in_flight > 0
+            wait = 0.0 if self_clocked else next(delays)
             if time.monotonic() + wait > give_up:
                 if full:
                     raise ServerBusy(
@@ -296,14 +275,6 @@ class GradcamServer:
                     raise RequestCancelled(f"{action}: cancelled")
             else:
                 time.sleep(wait)
-
-    def _answered_in(self, seconds: float) -> None:
-        """Track the recent time to answer an inference request (moving average)."""
-        with self._lock:
-            if self._answer_time_s == 0.0:
-                self._answer_time_s = seconds
-            else:
-                self._answer_time_s = 0.8 * self._answer_time_s + 0.2 * seconds
 
     def _count(self, queue_full: bool) -> None:
         with self._lock:
