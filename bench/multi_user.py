@@ -14,16 +14,16 @@ as the pipeline does: requests of ``--batch-size`` frames, at most ``--in-flight
   from its statistics over the window).
 * Overload: ``--overload-clients`` clients with ``--overload-in-flight`` requests in flight
   each, against the small queue, in interleaved rounds with the client as shipped (after a
-  full-queue refusal it sends fewer requests at once, and a refused request goes again once
-  another of its requests is answered) and with a baseline client that treats a full queue
-  like a server that is down (every request backs off on its own, always the same number in
-  flight): refusals seen, frames/s, each client's share, latency.
+  full-queue refusal it sends fewer requests at once) and with a baseline client that treats
+  a full queue like a server that is down (the same number in flight whatever happens); both
+  back off before resending: refusals seen, frames/s, each client's share, latency.
 * Memory: the real ``gradcam-video`` CLI on a clip of ``--memory-frames`` frames; RSS of the
   client and of Triton plus its backend stubs (psutil), sampled all along. The server's RSS is
-  also sampled during the whole benchmark, against the frames it has served.
+  also sampled during the whole benchmark, per process, against the frames it has served, and
+  recorded after every phase.
 
-    .venv/bin/python bench/multi_user.py            # ~10 min on 2 cores
-    .venv/bin/python bench/multi_user.py --quick    # smoke run, ~3 min
+    .venv/bin/python bench/multi_user.py            # ~8 min on 2 cores
+    .venv/bin/python bench/multi_user.py --quick    # smoke run, ~2-3 min
 
 Writes ``bench/results/multi_user.{json,md,png}`` (``multi_user-quick.*`` with ``--quick``).
 """
@@ -350,8 +350,29 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1e6
 
 
+@dataclass
+class ServerSample:
+    """Triton's memory at one moment, with the frames it had served by then."""
+
+    t: float
+    frames: float
+    total_mb: float
+    processes: dict[str, float]  # "tritonserver" or "stub <model>" -> MB
+
+
+def process_label(pid: int) -> str:
+    """ "tritonserver", or "stub <model>" for a python backend stub (named in its command)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error, IndexError):
+        command = psutil.Process(pid).cmdline()
+        if "backend_stub" in command[0]:
+            return f"stub {Path(command[1]).parent.parent.name}"
+    return "tritonserver"
+
+
 class ServerMemory:
-    """Samples Triton's RSS (with its stubs) and the frames it has served, in the background."""
+    """Samples the RSS of Triton and each backend stub, and the frames served, every second."""
 
     def __init__(self, server: Any, models: list[str], every_s: float = 1.0) -> None:
         from gradcam_client.triton import GradcamServer
@@ -359,7 +380,9 @@ class ServerMemory:
         self.server = server
         self.clients = [GradcamServer(server.urls.grpc, model) for model in models]
         self.every_s = every_s
-        self.samples: list[tuple[float, float, float]] = []  # (time, frames served, MB)
+        self.samples: list[ServerSample] = []
+        self.checkpoints: list[tuple[str, ServerSample]] = []  # after each phase or round
+        self._labels: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = time.monotonic()
@@ -367,12 +390,26 @@ class ServerMemory:
     def _served(self) -> float:
         return sum(benchlib.triton_compute(client)["inferences"] for client in self.clients)
 
+    def sample(self) -> ServerSample:
+        processes: dict[str, float] = {}
+        for pid in self.server.pids():
+            label = self._labels.setdefault(pid, process_label(pid))
+            processes[label] = processes.get(label, 0.0) + rss_mb([pid])
+        return ServerSample(
+            time.monotonic() - self._started,
+            self._served(),
+            sum(processes.values()),
+            processes,
+        )
+
+    def checkpoint(self, label: str) -> None:
+        """Record the memory now, after the work named `label`."""
+        self.checkpoints.append((label, self.sample()))
+
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
-                self.samples.append(
-                    (time.monotonic() - self._started, self._served(), rss_mb(self.server.pids()))
-                )
+                self.samples.append(self.sample())
             self._stop.wait(self.every_s)
 
     def __enter__(self) -> ServerMemory:
@@ -615,7 +652,7 @@ def plot(
     per_level: dict[int, Any],
     overload: list[Run],
     memory: dict[str, Any],
-    server_memory: list[tuple[float, float, float]],
+    server_memory: list[ServerSample],
 ) -> None:
     """Six panels: throughput, shares, latency, batch size, memory, overload."""
     import matplotlib
@@ -666,20 +703,25 @@ def plot(
     ax.set_ylim(0, 17)
 
     ax = axes[1, 1]
-    if server_memory:
-        ax.plot([s[1] for s in server_memory], [s[2] for s in server_memory], "-",
-                label="Triton + stubs (vs frames served)")  # fmt: skip
+    served = [sample.frames for sample in server_memory]
+    labels = sorted({label for sample in server_memory for label in sample.processes})
+    ax.plot(served, [sample.total_mb for sample in server_memory], "-", label="Triton, total")
+    for label in labels:
+        ax.plot(served, [sample.processes.get(label, 0.0) for sample in server_memory], "-",
+                lw=0.9, label=label)  # fmt: skip
     ax.set(xlabel="frames served by Triton (whole benchmark)", ylabel="RSS (MB)",
            title="Memory")  # fmt: skip
     samples = memory.get("samples", [])
     if samples:
         twin = ax.twiny()
-        twin.plot([s["frames"] for s in samples], [s["client_mb"] for s in samples], "-",
-                  color="C1", label="gradcam-video client (vs its frames)")  # fmt: skip
-        twin.set_xlabel("frames done by the client (memory run)", color="C1")
+        twin.plot([s["frames"] for s in samples], [s["client_mb"] for s in samples], "--",
+                  color="k", label="gradcam-video client (vs its frames, top axis)")  # fmt: skip
+        twin.set_xlabel("frames done by the client (memory run)")
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="center right")
-    ax.set_ylim(bottom=0)
+        ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper left",
+                  ncol=2)  # fmt: skip
+    top = max([sample.total_mb for sample in server_memory], default=1000.0)
+    ax.set_ylim(0, top * 1.35)
 
     ax = axes[1, 2]
     labels = [label for label in OVERLOAD_VARIANTS if any(r.label == label for r in overload)]
@@ -736,6 +778,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"batch {run.mean_batch:.1f}, p95 {run.latency(95) * 1000:.0f} ms"
                     )
                     runs.append(run)
+                server_memory.checkpoint(f"after fairness round {round_index + 1}")
             overload = []
             for round_index in range(args.rounds):
                 for label in benchlib.rotated(list(OVERLOAD_VARIANTS), round_index):
@@ -755,14 +798,18 @@ def main(argv: list[str] | None = None) -> int:
                         f"{run.refusals} refusals, shares {[round(s, 2) for s in run.shares]}"
                     )
                     overload.append(run)
+                server_memory.checkpoint(f"after overload round {round_index + 1}")
             width, _, height = args.memory_size.partition("x")
             memory = memory_run(server, work, args.memory_frames, (int(width), int(height)))
             log(
                 f"memory run: {memory['frames']} frames at {memory['fps']:.1f} frames/s; "
                 f"client {memory['client']}, server {memory['server']}"
             )
+            server_memory.checkpoint("after the memory run")
         server_samples = list(server_memory.samples)
-        report = write_report(args, name, machine, runs, overload, memory, server_samples)
+        report = write_report(
+            args, name, machine, runs, overload, memory, server_samples, server_memory.checkpoints
+        )
         print(report)
     return 0
 
@@ -774,7 +821,8 @@ def write_report(
     runs: list[Run],
     overload: list[Run],
     memory: dict[str, Any],
-    server_samples: list[tuple[float, float, float]],
+    server_samples: list[ServerSample],
+    checkpoints: list[tuple[str, ServerSample]],
 ) -> str:
     """The tables and findings as markdown; writes the JSON, the markdown and the plot."""
     rows, per_level = fairness_rows(runs, args.levels)
@@ -797,10 +845,7 @@ def write_report(
          "max share", "p50 ms", "p95 ms", "mean batch", "gave up"],
         over_rows,
     )  # fmt: skip
-    served = [s[2] for s in server_samples]
-    whole = spans(served, [s[1] for s in server_samples])
-    first_mb = served[0] if served else float("nan")
-    frames_served = server_samples[-1][1] if server_samples else 0
+    first_mb = server_samples[0].total_mb if server_samples else float("nan")
     mem_rows = [
         [
             "gradcam-video client (memory run)",
@@ -816,17 +861,19 @@ def write_report(
             memory["server"]["peak"],
             memory["server"]["end"] / memory["server"]["start"],
         ],
-        [
-            f"Triton + stubs (whole benchmark, {frames_served:.0f} frames)",
-            whole["start"],
-            whole["end"],
-            whole["peak"],
-            whole["end"] / whole["start"],
-        ],
     ]
     _, memory_md = benchlib.table(
         ["process", "start MB", "end MB", "peak MB", "end/start"], mem_rows
     )
+    labels = sorted({label for _, sample in checkpoints for label in sample.processes})
+    _, checkpoints_md = benchlib.table(
+        ["when", "frames served", *[f"{label} MB" for label in labels], "total MB"],
+        [
+            [name, int(sample.frames), *[sample.processes.get(label) for label in labels],
+             sample.total_mb]
+            for name, sample in checkpoints
+        ],
+    )  # fmt: skip
     findings = fairness_findings(per_level)
     title = "Several users on one server" + (" (quick run)" if args.quick else "")
     markdown = "\n".join(
@@ -851,11 +898,9 @@ def write_report(
             f"{args.batch_size} frames in flight each, against a copy of the model whose queue "
             f"holds {args.overload_queue} requests, {args.overload_seconds:g} s each; "
             "'as shipped' sends fewer requests at once after a refusal (halving its window, "
-            "growing it back by one per window of answers) and resends a refused request once "
-            "another of its requests is answered; 'baseline' treats a full queue like a server "
-            "that is down (every request backs off exponentially on its own, always the same "
-            "number in flight). Refusals: requests the server refused, as the clients counted "
-            "them.",
+            "growing it back by one per window of answers); 'baseline' keeps the same number "
+            "in flight. Both back off exponentially before resending a refused request. "
+            "Refusals: requests the server refused, as the clients counted them.",
             "",
             overload_md,
             "",
@@ -864,12 +909,17 @@ def write_report(
             f"`gradcam-video` on a {memory['clip']} clip ({memory['frames']} frames at "
             f"{memory['fps']:.1f} frames/s); RSS sampled every 0.5 s. Start: median of the "
             "samples taken between 10 % and 20 % of the frames (after start-up); end: median "
-            "over the last 10 %. Triton's RSS (with its backend stubs) was also sampled every "
-            "second during the whole benchmark, against the frames it had served: "
-            f"{first_mb:.0f} MB before the first request, {memory['server_idle_mb']:.0f} MB "
-            "idle before the memory run.",
+            "over the last 10 %.",
             "",
             memory_md,
+            "",
+            "Triton's RSS over the whole benchmark, per process, after each phase (the same "
+            "work repeated should leave it where it was): "
+            f"{first_mb:.0f} MB in all before the first request. The stub of {SMALL_QUEUE} "
+            "serves frames only in the overload phase: its rise there is its first use (first "
+            "batch shapes), not growth over time.",
+            "",
+            checkpoints_md,
             "",
             f"![plots]({name}.png)",
         ]
@@ -884,7 +934,7 @@ def write_report(
         },
         "overload": {"runs": [run.summary() for run in overload], "variants": per_variant},
         "memory": memory,
-        "server_memory": [{"t": t, "frames": f, "mb": mb} for t, f, mb in server_samples],
+        "server_memory": [sample.__dict__ for sample in server_samples],
     }
     benchlib.write_results(name, data, markdown, args.output_dir)
     plot(args.output_dir / f"{name}.png", runs, per_level, overload, memory, server_samples)

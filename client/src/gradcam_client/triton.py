@@ -9,11 +9,9 @@ a server restart the same channel works again, and unary requests spread over se
 
 A server whose queue is full ("Exceeds maximum queue size") is busy, not down: the client then
 sends fewer requests at once (`InFlightWindow`: halved on a refusal, grown back by one per
-window of answered requests, never above `max_in_flight`). A refused request goes again as
-soon as the smaller window lets it, i.e. once another request of this client is answered;
-with nothing else in flight it backs off like for a server that is down. Refusals are counted
-(`GradcamServer.retried`), and a client that gives up says the queue stayed full
-(`ServerBusy`).
+window of answered requests, never above `max_in_flight`) and backs off before resending a
+refused request as for a server that is down. Refusals are counted (`GradcamServer.retried`),
+and a client that gives up says the queue stayed full (`ServerBusy`).
 """
 
 from __future__ import annotations
@@ -257,9 +255,7 @@ class GradcamServer:
             finally:
                 if window is not None:
                     window.release(ticket, answered=answered, queue_full=full)
-            # After a full queue, the shrunk window lets it go once one of ours is answered.
-            self_clocked = full and window is not None and window.in_flight > 0
-            wait = 0.0 if self_clocked else next(delays)
+            wait = next(delays)
             if time.monotonic() + wait > give_up:
                 if full:
                     raise ServerBusy(
