@@ -22,7 +22,7 @@ as the pipeline does: requests of ``--batch-size`` frames, at most ``--in-flight
   also sampled during the whole benchmark, per process, against the frames it has served, and
   recorded after every phase.
 
-    .venv/bin/python bench/multi_user.py            # ~8 min on 2 cores
+    .venv/bin/python bench/multi_user.py            # ~10 min on 2 cores
     .venv/bin/python bench/multi_user.py --quick    # smoke run, ~2-3 min
 
 Writes ``bench/results/multi_user.{json,md,png}`` (``multi_user-quick.*`` with ``--quick``).
@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--levels", type=_ints, help="clients at once (default 1,2,4,8)")
-    parser.add_argument("--rounds", type=int, help="rounds over the levels (default 2)")
+    parser.add_argument("--rounds", type=int, help="rounds over the levels (default 3)")
     parser.add_argument("--seconds", type=float, help="measured window per run (default 20)")
     parser.add_argument("--warmup", type=float, help="seconds before the window (default 4)")
     parser.add_argument("--batch-size", type=int, default=4, help="frames per request")
@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     }
     full = {
         "levels": [1, 2, 4, 8],
-        "rounds": 2,
+        "rounds": 3,
         "seconds": 20.0,
         "warmup": 4.0,
         "overload_seconds": 15.0,
@@ -705,7 +705,7 @@ def plot(
     ax = axes[1, 1]
     served = [sample.frames for sample in server_memory]
     labels = sorted({label for sample in server_memory for label in sample.processes})
-    ax.plot(served, [sample.total_mb for sample in server_memory], "-", label="Triton, total")
+    ax.plot(served, [sample.total_mb for sample in server_memory], "-", label="Triton in all")
     for label in labels:
         ax.plot(served, [sample.processes.get(label, 0.0) for sample in server_memory], "-",
                 lw=0.9, label=label)  # fmt: skip
@@ -715,13 +715,12 @@ def plot(
     if samples:
         twin = ax.twiny()
         twin.plot([s["frames"] for s in samples], [s["client_mb"] for s in samples], "--",
-                  color="k", label="gradcam-video client (vs its frames, top axis)")  # fmt: skip
+                  color="k", label="client (top axis)")  # fmt: skip
         twin.set_xlabel("frames done by the client (memory run)")
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper left",
-                  ncol=2)  # fmt: skip
+        ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper left")
     top = max([sample.total_mb for sample in server_memory], default=1000.0)
-    ax.set_ylim(0, top * 1.35)
+    ax.set_ylim(0, top * 1.6)
 
     ax = axes[1, 2]
     labels = [label for label in OVERLOAD_VARIANTS if any(r.label == label for r in overload)]
@@ -733,12 +732,12 @@ def plot(
         frames = sum(run.total_frames for run in mine)
         fps = median([run.fps for run in mine])
         ax.annotate(f"{fps:.1f} frames/s\n{refusals / max(frames, 1) * 100:.0f} refusals"
-                    " per 100 frames", (x, 1.9), ha="center", va="top", fontsize=8)  # fmt: skip
+                    " per 100 frames", (x, 2.45), ha="center", va="top", fontsize=8)  # fmt: skip
     ax.axhspan(*SHARE_RANGE, color="green", alpha=0.1)
     ax.axhline(1, color="k", lw=0.8)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlim(-0.6, len(labels) - 0.4)
-    ax.set_ylim(0, 2)
+    ax.set_ylim(0, 2.5)
     ax.set(ylabel="frames / equal share", title="Overload (queue of 2): each client's share")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
