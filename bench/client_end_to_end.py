@@ -35,7 +35,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -104,27 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def write_clip(path: Path, frames: int, size: tuple[int, int], fps: int) -> Path:
     """An H.264 clip of `frames` frames panning across a photo; past 300 frames the camera
     goes back and forth over the same 300 positions (so at most 300 frames are in memory)."""
-    from gradcam_client.samples import pan_zoom_frames
-    from gradcam_client.video_io import VideoInfo, VideoWriter
+    from gradcam_client.samples import pan_zoom_frames, write_frames
 
     base = pan_zoom_frames(min(frames, 300), size)
     cycle = base + base[-2:0:-1] if len(base) > 2 else base
-    info = VideoInfo(
-        path=path,
-        width=size[0],
-        height=size[1],
-        fps=float(fps),
-        frame_count=frames,
-        duration=frames / fps,
-        has_audio=False,
-        rotation=0,
-        codec="h264",
-        time_base=Fraction(1, fps),
-    )
-    with VideoWriter(path, info, audio=False) as writer:
-        for index in range(frames):
-            writer.write(cycle[index % len(cycle)], index)
-    return path
+    images = (cycle[index % len(cycle)] for index in range(frames))
+    return write_frames(path, images, frames, size, fps)
 
 
 # --------------------------------------------------------------------------- the variants

@@ -7,6 +7,7 @@ must follow the subject from frame to frame. Needs ``pip install gradcam-client[
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -52,16 +53,10 @@ def pan_zoom_frames(
     return frames
 
 
-def write_sample_clip(
-    path: str | Path,
-    name: str = "chelsea",
-    *,
-    seconds: float = 4.0,
-    fps: int = 15,
-    size: tuple[int, int] = (480, 320),
+def write_frames(
+    path: str | Path, frames: Iterable[np.ndarray], n_frames: int, size: tuple[int, int], fps: int
 ) -> Path:
-    """Write an H.264 MP4 pan-and-zoom clip of a photo; returns its path."""
-    n_frames = max(1, round(seconds * fps))
+    """Write `n_frames` RGB frames (width, height = `size`) as an H.264 MP4 at `fps`."""
     path = Path(path)
     info = VideoInfo(
         path=path,
@@ -76,9 +71,22 @@ def write_sample_clip(
         time_base=Fraction(1, fps),
     )
     with VideoWriter(path, info, audio=False) as writer:
-        for index, frame in enumerate(pan_zoom_frames(n_frames, size, name)):
+        for index, frame in enumerate(frames):
             writer.write(frame, index)
     return path
+
+
+def write_sample_clip(
+    path: str | Path,
+    name: str = "chelsea",
+    *,
+    seconds: float = 4.0,
+    fps: int = 15,
+    size: tuple[int, int] = (480, 320),
+) -> Path:
+    """Write an H.264 MP4 pan-and-zoom clip of a photo; returns its path."""
+    n_frames = max(1, round(seconds * fps))
+    return write_frames(path, pan_zoom_frames(n_frames, size, name), n_frames, size, fps)
 
 
 def main() -> None:
