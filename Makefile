@@ -26,8 +26,8 @@ $(BIN)/.installed: requirements/constraints.txt requirements/dev.txt client/pypr
 setup: $(BIN)/.installed ## create .venv with the server, client, dashboard and test tools
 
 export: setup ## export the offline default model (EfficientNet-Lite0, real weights) into model_repository/
-	@if [ -f $(REPO)/$(MODEL)/config.pbtxt ]; then echo "$(REPO)/$(MODEL) exists"; \
-	else $(BIN)/gradcam-server export --model $(MODEL) --repository $(REPO) --methods all; fi
+	@if [ -d $(REPO)/$(MODEL)/1 ]; then echo "$(REPO)/$(MODEL) exists"; \
+	else $(BIN)/gradcam-server export --model $(MODEL) --repository $(REPO) --methods all --overwrite; fi
 
 serve: export ## run Triton on model_repository/ in the foreground (Ctrl-C stops it)
 	$(BIN)/gradcam-server serve --repository $(REPO) --grpc-port $(GRPC_PORT) \
@@ -48,6 +48,21 @@ compose-check: ## validate docker-compose.yml and docker-compose.cpu.yml (needs 
 	docker-compose -f docker-compose.yml config -q
 	docker-compose -f docker-compose.cpu.yml config -q
 
+wheelhouse: ## download every wheel (and Debian package) the images need into wheelhouse/, for offline builds
+	bash scripts/wheelhouse.sh
+
+base-image: ## build debian:bookworm-slim from Debian's packages (machines without a registry)
+	bash scripts/docker-base-image.sh
+
+images: ## build the Triton (CPU) and dashboard images, from wheelhouse/ when it is filled
+	bash scripts/compose.sh build
+
+compose-up: ## start Triton and the dashboard in containers (GPU variant if an NVIDIA GPU is here)
+	bash scripts/compose.sh up
+
+compose-down: ## stop the container stack (the exported models stay in model_repository/)
+	bash scripts/compose.sh down
+
 check-quickstart: ## fresh clone + fresh venv: make demo, make test (smoke), check the outputs
 	bash scripts/check_quickstart.sh
 
@@ -59,4 +74,5 @@ format: setup ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-.PHONY: help setup export serve demo dashboard test compose-check check-quickstart lint format
+.PHONY: help setup export serve demo dashboard test compose-check wheelhouse base-image images \
+	compose-up compose-down check-quickstart lint format

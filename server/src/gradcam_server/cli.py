@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from gradcam_client.contract import METHODS
-
-BUILTIN_MODELS = ("efficientnet-lite0", "vgg16")
+from gradcam_server.first_start import BUILTIN_MODELS
+from gradcam_server.launcher import RESTRICTED_APIS
 
 
 def _csv(text: str) -> list[str]:
@@ -81,6 +81,43 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, default=8001)
     serve.add_argument("--http-port", type=int, default=8000)
     serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument(
+        "--address",
+        default=os.environ.get("GRADCAM_ADDRESS") or "0.0.0.0",
+        help="address the three ports listen on: 127.0.0.1 for this host only "
+        "(default: $GRADCAM_ADDRESS or 0.0.0.0, every interface)",
+    )
+    serve.add_argument(
+        "--admin-key",
+        default=os.environ.get("GRADCAM_ADMIN_KEY") or None,
+        help="key that opens the restricted APIs (header admin-key); prefer the environment "
+        "variable GRADCAM_ADMIN_KEY, which other users cannot see (default: none, closed)",
+    )
+    serve.add_argument(
+        "--restricted-apis",
+        type=_csv,
+        default=_csv(os.environ.get("GRADCAM_RESTRICTED_APIS", ",".join(RESTRICTED_APIS))),
+        help="admin APIs that need the admin key ('' opens them to everyone) "
+        f"(default: $GRADCAM_RESTRICTED_APIS or {','.join(RESTRICTED_APIS)})",
+    )
+    serve.add_argument(
+        "--export-missing",
+        type=_csv,
+        default=_csv(os.environ.get("GRADCAM_EXPORT_MODELS", "")),
+        metavar="MODELS",
+        help=f"built-in models ({', '.join(BUILTIN_MODELS)}) to export into the repository "
+        "first if it lacks them (default: $GRADCAM_EXPORT_MODELS or none)",
+    )
+    serve.add_argument(
+        "--export-args",
+        default=os.environ.get("GRADCAM_EXPORT_ARGS", "--methods all"),
+        help="`gradcam-server export` options for --export-missing "
+        "(default: $GRADCAM_EXPORT_ARGS or '--methods all')",
+    )
+    serve.add_argument("--log-file", help="Triton's log (default: a new file in the temp folder)")
+    serve.add_argument(
+        "--echo-log", action="store_true", help="also copy Triton's log to standard output"
+    )
     serve.add_argument("--log-verbose", type=int, default=0)
     serve.add_argument(
         "triton_args",
@@ -138,23 +175,32 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from gradcam_server.first_start import export_missing
     from gradcam_server.launcher import serve
 
+    if args.export_missing:
+        export_missing(Path(args.repository), args.export_missing, args.export_args)
     return serve(
         args.repository,
         grpc_port=args.grpc_port,
         http_port=args.http_port,
         metrics_port=args.metrics_port,
         log_verbose=args.log_verbose,
+        address=args.address,
+        admin_key=args.admin_key,
+        restricted_apis=args.restricted_apis,
         extra_args=args.triton_args,
+        log_path=args.log_file,
+        echo_log=args.echo_log,
     )
 
 
 def is_user_error(error: Exception) -> bool:
     """Errors reported in one line (bad arguments, files, ports), not as a traceback."""
+    from gradcam_server.first_start import FirstStartError
     from gradcam_server.launcher import LauncherError
 
-    if isinstance(error, (LauncherError, ValueError, OSError)):
+    if isinstance(error, (LauncherError, FirstStartError, ValueError, OSError)):
         return True
     exporter = sys.modules.get("gradcam_server.exporter")
     return exporter is not None and isinstance(error, exporter.ExportError)

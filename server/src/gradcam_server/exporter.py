@@ -82,6 +82,7 @@ def export(
     info = model_info(name, source, module, options.max_batch_size)
     repository.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repository))
+    staging.chmod(0o755)  # mkdtemp makes it 0700: a server running as another user must read it
     try:
         version = staging / VERSION
         version.mkdir()

@@ -28,6 +28,7 @@ import importlib.util
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -68,6 +69,13 @@ _HARMLESS = ("CudaDriverHelper", "NVML", "DCGM", "pinned memory", "CUDA driver")
 
 
 _PORT_LABELS = {"grpc-port": "gRPC", "http-port": "HTTP", "metrics-port": "metrics"}
+ADMIN_HEADER = "admin-key"
+# Admin APIs closed unless a request carries `admin-key: KEY` (gRPC metadata:
+# `triton-grpc-protocol-admin-key`). Model loading and unloading are refused anyway: Triton's
+# default model control mode is "none". Inference, metadata, the repository index and statistics
+# stay open: clients use them.
+RESTRICTED_APIS = ("shared-memory", "trace", "logging")
+_WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 
 
 class LauncherError(Exception):
@@ -76,7 +84,7 @@ class LauncherError(Exception):
 
 @dataclass(frozen=True)
 class TritonUrls:
-    """Where a running server listens (Triton binds all interfaces; these use localhost)."""
+    """Where a running server listens, as seen from this host."""
 
     grpc: str  # "localhost:8001", as tritonclient.grpc expects
     http: str  # "http://localhost:8000"
@@ -357,6 +365,7 @@ class TritonServer:
         grpc_port: int = 8001,
         http_port: int = 8000,
         metrics_port: int = 8002,
+        address: str = "0.0.0.0",
         extra_args: Sequence[str] | str = (),
         log_verbose: int = 0,
         log_path: str | os.PathLike[str] | None = None,
@@ -365,6 +374,7 @@ class TritonServer:
         cache_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self.repository = Path(repository).expanduser().resolve()
+        self.address = address
         self.grpc_port = grpc_port
         self.http_port = http_port
         self.metrics_port = metrics_port
@@ -384,12 +394,26 @@ class TritonServer:
     # -- information -----------------------------------------------------------------------
 
     @property
+    def host(self) -> str:
+        """Where this host reaches the server: localhost when Triton listens everywhere."""
+        if self.address in _WILDCARD_ADDRESSES:
+            return "localhost"
+        return f"[{self.address}]" if ":" in self.address else self.address
+
+    @property
+    def _http_base(self) -> str:
+        """The HTTP endpoint for this process's own probes (IPv4 loopback when Triton listens
+        everywhere, so no time is lost on ::1)."""
+        host = "127.0.0.1" if self.address in _WILDCARD_ADDRESSES else self.host
+        return f"http://{host}:{self.http_port}"
+
+    @property
     def urls(self) -> TritonUrls:
         """The gRPC, HTTP and metrics endpoints."""
         return TritonUrls(
-            grpc=f"localhost:{self.grpc_port}",
-            http=f"http://localhost:{self.http_port}",
-            metrics=f"http://localhost:{self.metrics_port}/metrics",
+            grpc=f"{self.host}:{self.grpc_port}",
+            http=f"http://{self.host}:{self.http_port}",
+            metrics=f"http://{self.host}:{self.metrics_port}/metrics",
         )
 
     @property
@@ -435,6 +459,12 @@ class TritonServer:
             f"--http-port={self.http_port}",
             f"--metrics-port={self.metrics_port}",
         ]
+        if self.address not in _WILDCARD_ADDRESSES:
+            args += [
+                f"--grpc-address={self.address}",
+                f"--http-address={self.address}",
+                f"--metrics-address={self.address}",
+            ]
         if self.log_verbose:
             args.append(f"--log-verbose={self.log_verbose}")
         return args + self.extra_args
@@ -505,7 +535,7 @@ class TritonServer:
         """
         if self._proc is None:
             raise LauncherError("Triton is not started")
-        url = f"http://127.0.0.1:{self.http_port}/v2/health/ready"
+        url = f"{self._http_base}/v2/health/ready"
         deadline = time.monotonic() + timeout
         while True:
             if self._has_exited():
@@ -562,14 +592,14 @@ class TritonServer:
     def model_index(self) -> list[dict[str, Any]]:
         """Models of the repository with their state (`POST /v2/repository/index`)."""
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.http_port}/v2/repository/index", data=b"{}", method="POST"
+            f"{self._http_base}/v2/repository/index", data=b"{}", method="POST"
         )
         with _LOCAL_HTTP.open(request, timeout=10) as response:
             return json.loads(response.read() or b"[]")
 
     def server_metadata(self) -> dict[str, Any]:
         """Triton's name, version and extensions (`GET /v2`)."""
-        with _LOCAL_HTTP.open(f"http://127.0.0.1:{self.http_port}/v2", timeout=10) as response:
+        with _LOCAL_HTTP.open(f"{self._http_base}/v2", timeout=10) as response:
             return json.loads(response.read())
 
     def __enter__(self) -> TritonServer:
@@ -631,6 +661,47 @@ class TritonServer:
         return f"Triton {what} (full log: {self.log_path}); last lines:\n{tail}"
 
 
+def admin_flags(admin_key: str | None, apis: Sequence[str] = RESTRICTED_APIS) -> list[str]:
+    """tritonserver flags that close `apis` to requests without the header `admin-key: KEY`.
+
+    Without a key, a random one that nobody knows: the APIs are closed to everyone.
+    """
+    if not apis:
+        return []
+    key = admin_key or secrets.token_urlsafe(24)
+    joined = ",".join(apis)
+    return [
+        f"--grpc-restricted-protocol={joined}:{ADMIN_HEADER}={key}",
+        f"--http-restricted-api={joined}:{ADMIN_HEADER}={key}",
+    ]
+
+
+def hide_secrets(command: Sequence[str]) -> str:
+    """A command line for logs, with the keys of restricted APIs replaced by ***."""
+    shown = []
+    for arg in command:
+        if "-restricted-" in arg and "=" in arg.split(":", 1)[-1]:
+            arg = arg.rsplit("=", 1)[0] + "=***"
+        shown.append(arg)
+    return shlex.join(shown)
+
+
+def _follow_log(path: Path, out: IO[str], stop: threading.Event) -> None:
+    """Copy what is appended to the log file `path` to `out` (for `docker logs`) until `stop`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    with path.open("rb") as log:
+        log.seek(0, os.SEEK_END)
+        while True:
+            stopping = stop.wait(0.5)
+            chunk = log.read()
+            if chunk:
+                out.write(chunk.decode(errors="replace"))
+                out.flush()
+            if stopping:
+                return
+
+
 def _print_banner(server: TritonServer, out: IO[str]) -> None:
     try:
         version = server.server_metadata().get("version", "?")
@@ -662,28 +733,43 @@ def serve(
     metrics_port: int = 8002,
     log_verbose: int = 0,
     *,
+    address: str = "0.0.0.0",
+    admin_key: str | None = None,
+    restricted_apis: Sequence[str] = RESTRICTED_APIS,
     extra_args: Sequence[str] = (),
     log_path: str | os.PathLike[str] | None = None,
+    echo_log: bool = False,
     ready_timeout: float = 300.0,
     out: IO[str] | None = None,
 ) -> int:
     """Serve a repository in the foreground until Ctrl-C (SIGINT) or SIGTERM.
 
+    Triton listens on `address`; the admin APIs `restricted_apis` need the header
+    `admin-key: ADMIN_KEY` (closed to everyone without a key) unless `extra_args` hold
+    restricted-API flags of their own. `echo_log` copies Triton's log to `out` as it comes.
     Prints the endpoints and the models with their state once ready. Returns 0 after a clean
     stop; raises LauncherError if Triton cannot start or dies on its own. A second Ctrl-C while
     stopping kills Triton at once.
     """
     out = out or sys.stdout
+    own_restrictions = any("-restricted-" in arg for arg in extra_args)
+    security = [] if own_restrictions else admin_flags(admin_key, restricted_apis)
     server = TritonServer(
         repository,
         grpc_port=grpc_port,
         http_port=http_port,
         metrics_port=metrics_port,
-        extra_args=extra_args,
+        address=address,
+        extra_args=[*security, *extra_args],
         log_verbose=log_verbose,
         log_path=log_path,
     )
+    if security:
+        state = "need the header admin-key" if admin_key else "are closed (no admin key given)"
+        print(f"Admin APIs {', '.join(restricted_apis)} {state}.", file=out, flush=True)
     stop_requested = threading.Event()
+    stop_echo = threading.Event()
+    echo = threading.Thread(target=_follow_log, args=(server.log_path, out, stop_echo), daemon=True)
 
     def on_signal(signum: int, _frame: object) -> None:
         if stop_requested.is_set() and server.pid is not None:
@@ -697,6 +783,8 @@ def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
     try:
+        if echo_log:
+            echo.start()
         server.start()
         print(
             f"Started Triton (pid {server.pid}) on {server.repository}; loading models ...",
@@ -716,5 +804,8 @@ def serve(
         print(f"Triton stopped (exit code {code}).", file=out, flush=True)
         return 0
     finally:
+        stop_echo.set()
+        if echo.is_alive():
+            echo.join()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,37 @@ from gradcam_server.batching import InferenceFailure, RequestError, RequestInput
 SAVEDMODEL_DIR = "model.savedmodel"
 
 
+def instance_gpu(args: Mapping[str, Any]) -> int | None:
+    """The GPU Triton gave this model instance (`KIND_GPU`, one instance group per GPU when the
+    config names no kind), or None for a CPU instance."""
+    if args.get("model_instance_kind") != "GPU":
+        return None
+    return int(args.get("model_instance_device_id") or 0)
+
+
+def place_on_device(tf: Any, gpu: int | None) -> None:
+    """Let TensorFlow in this instance's process see only its own GPU (none for a CPU instance),
+    with memory growth, so instances on several GPUs do not all crowd onto GPU 0.
+
+    Each instance is a process of its own (the backend stub), so this holds for the instance.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpu is not None and not 0 <= gpu < len(gpus):
+        raise RuntimeError(f"Triton placed this instance on GPU {gpu}; TensorFlow sees {len(gpus)}")
+    visible = [gpus[gpu]] if gpu is not None else []
+    if gpus:
+        tf.config.set_visible_devices(visible, "GPU")
+    for device in visible:
+        tf.config.experimental.set_memory_growth(device, True)
+
+
 class SavedModelRunner:
     """Calls the SavedModel's serving signature on numpy arrays."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, gpu: int | None = None) -> None:
         import tensorflow as tf
 
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
+        place_on_device(tf, gpu)
         self._tf = tf
         self._loaded = tf.saved_model.load(str(path))
         self._signature = self._loaded.signatures["serving_default"]
@@ -52,7 +76,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.info = ModelInfo.from_triton_config(config)
         model_dir = Path(args["model_repository"]) / args["model_version"] / SAVEDMODEL_DIR
-        self.runner = SavedModelRunner(model_dir)
+        self.runner = SavedModelRunner(model_dir, instance_gpu(args))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
