@@ -1,5 +1,5 @@
 """Fixtures of the deployment tests: compose files read as data, a repository with a real model,
-the image's entry point and the demo script as modules."""
+the demo script as a module."""
 
 from __future__ import annotations
 
@@ -30,12 +30,6 @@ def deploy_repository(tmp_path_factory) -> Path:
         options=ServingOptions(max_batch_size=16, max_queue_delay_us=5000),
     )
     return repository
-
-
-@pytest.fixture(scope="session")
-def entrypoint():
-    """docker/triton_entrypoint.py, the Triton image's entry point."""
-    return load_script(ROOT / "docker" / "triton_entrypoint.py", "triton_entrypoint")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""The image's tritonserver flags, run on the real Triton of the nvidia-pytriton wheel (2.51):
-they are accepted, serving works, admin APIs need the key, models cannot be (un)loaded."""
+"""The admin-API flags of `gradcam-server serve` (and so of the container), run on the real Triton
+of the nvidia-pytriton wheel (2.51): serving works, admin APIs need the key, models cannot be
+(un)loaded."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from triton_server import running_triton, write_add_one_model
 from tritonclient.utils import InferenceServerException
+
+from gradcam_server.launcher import admin_flags
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +35,10 @@ def http(server, path: str, body: bytes | None = None, key: str | None = None) -
 
 
 @pytest.fixture(scope="module")
-def triton(entrypoint, tmp_path_factory):
+def triton(tmp_path_factory):
     repository = tmp_path_factory.mktemp("repo")
     write_add_one_model(repository)
-    settings = entrypoint.load_settings({})
-    command = entrypoint.triton_command(settings, admin_key=KEY)
-    # The launcher sets the repository and the ports itself.
-    launcher_flags = ("--model-repository", "--http-port", "--grpc-port", "--metrics-port")
-    flags = [arg for arg in command[1:] if not arg.startswith(launcher_flags)]
-    assert "--model-control-mode=none" in flags
+    flags = admin_flags(KEY)
     with running_triton(
         repository, extra_args=flags, log_dir=tmp_path_factory.mktemp("logs")
     ) as server:

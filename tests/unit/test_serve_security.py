@@ -1,0 +1,37 @@
+"""The flags `gradcam-server serve` gives Triton: restricted admin APIs, the bind address."""
+
+from __future__ import annotations
+
+from gradcam_server.launcher import RESTRICTED_APIS, TritonServer, admin_flags, hide_secrets
+
+
+def test_admin_apis_are_closed_with_a_random_key_unless_one_is_given() -> None:
+    first, second = admin_flags(None), admin_flags(None)
+    assert first != second  # a fresh unknown key each time
+    assert admin_flags("k") == [
+        "--grpc-restricted-protocol=shared-memory,trace,logging:admin-key=k",
+        "--http-restricted-api=shared-memory,trace,logging:admin-key=k",
+    ]
+    assert admin_flags("k", []) == []
+    assert RESTRICTED_APIS == ("shared-memory", "trace", "logging")
+
+
+def test_keys_never_reach_the_log() -> None:
+    shown = hide_secrets(["tritonserver", *admin_flags("s3cret"), "--grpc-port=1"])
+    assert "s3cret" not in shown and shown.count("admin-key=***") == 2
+    assert "--grpc-port=1" in shown
+
+
+def test_the_bind_address_reaches_every_endpoint(tmp_path) -> None:
+    everywhere = TritonServer(tmp_path)
+    assert not [a for a in everywhere.command(tmp_path) if "-address=" in a]
+    assert everywhere.urls.grpc == "localhost:8001"
+    local = TritonServer(tmp_path, address="127.0.0.1", grpc_port=9001)
+    flags = [a for a in local.command(tmp_path) if "-address=" in a]
+    assert flags == [
+        "--grpc-address=127.0.0.1",
+        "--http-address=127.0.0.1",
+        "--metrics-address=127.0.0.1",
+    ]
+    assert local.urls.grpc == "127.0.0.1:9001"
+    assert TritonServer(tmp_path, address="::1").urls.http == "http://[::1]:8000"
