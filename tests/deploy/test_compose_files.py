@@ -175,5 +175,5 @@ def test_model_names_agree() -> None:
 
     export_default = server_cli.build_parser().parse_args(["export"]).model
     assert env_file()["GRADCAM_EXPORT_MODELS"] == export_default == "efficientnet-lite0"
-    assert client_cli.DEFAULT_MODEL == export_default
+    assert export_default == client_cli.DEFAULT_MODEL
     assert re.search(rf"^MODEL \?= {export_default}$", (ROOT / "Makefile").read_text(), re.M)

@@ -7,15 +7,25 @@ from pathlib import Path
 
 from deploy_support import ROOT, compose_config, parse_yaml
 
+from gradcam_server.cli import build_parser
+from gradcam_server.first_start import BUILTIN_MODELS
+
 DEPLOY = ROOT / "deploy"
+SERVE = build_parser().parse_args(["serve"])
+PORTS = {"GRADCAM_GRPC_PORT": SERVE.grpc_port, "GRADCAM_HTTP_PORT": SERVE.http_port}
+
+
+def env_file() -> dict[str, str]:
+    lines = (ROOT / "docker" / "triton.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def yaml_documents(path: Path) -> list:
     return [parse_yaml(part) for part in path.read_text().split("\n---\n") if part.strip()]
 
 
-def test_replicas_compose_is_accepted_and_points_at_envoy(entrypoint) -> None:
-    settings = entrypoint.read_env_file(ROOT / "docker" / "triton.env")
+def test_replicas_compose_is_accepted_and_points_at_envoy() -> None:
+    settings = PORTS
     config = parse_yaml(compose_config(DEPLOY / "envoy" / "docker-compose.replicas.yml"))
     services = config["services"]
     replicas = [name for name in services if name.startswith("triton-")]
@@ -27,16 +37,17 @@ def test_replicas_compose_is_accepted_and_points_at_envoy(entrypoint) -> None:
     assert gpus == [["0"], ["1"]]
     for name in replicas:
         assert "ports" not in services[name]  # reached through Envoy only
-        assert services[name]["environment"]["GRADCAM_MODEL_REPOSITORY"] == "/models"
-    assert services["triton-1"]["environment"]["GRADCAM_EXPORT_MODEL"] == "none"
+        assert services[name]["build"]["target"] == "triton"
+        assert [v.split(":")[1] for v in services[name]["volumes"]] == ["/models"]
+    assert services["triton-1"]["environment"]["GRADCAM_EXPORT_MODELS"] == ""
     grpc = settings["GRADCAM_GRPC_PORT"]
     assert services["dashboard"]["environment"]["GRADCAM_URL"] == f"envoy:{grpc}"
     published = services["envoy"]["ports"][0]
     assert int(published["target"]) == int(published["published"]) == int(grpc)
 
 
-def test_envoy_round_robins_grpc_requests_over_ready_replicas(entrypoint) -> None:
-    settings = entrypoint.read_env_file(ROOT / "docker" / "triton.env")
+def test_envoy_round_robins_grpc_requests_over_ready_replicas() -> None:
+    settings = PORTS
     envoy = parse_yaml((DEPLOY / "envoy" / "envoy.yaml").read_text())
     listener = envoy["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"]["port_value"] == int(settings["GRADCAM_GRPC_PORT"])
@@ -58,17 +69,17 @@ def test_envoy_round_robins_grpc_requests_over_ready_replicas(entrypoint) -> Non
     assert cluster["health_checks"][0]["http_health_check"]["path"] == "/v2/health/ready"
 
 
-def test_kubernetes_files_use_the_image_and_its_settings(entrypoint) -> None:
-    settings = entrypoint.read_env_file(ROOT / "docker" / "triton.env")
+def test_kubernetes_files_use_the_image_and_its_settings() -> None:
+    settings = {**env_file(), **PORTS}
     config_map, secret = yaml_documents(DEPLOY / "k8s" / "gradcam-config.yaml")
     assert config_map["kind"] == "ConfigMap" and secret["kind"] == "Secret"
-    assert set(config_map["data"]) <= set(settings)
-    assert config_map["data"]["GRADCAM_EXPORT_MODEL"] in entrypoint.EXPORT_CHOICES
+    assert set(config_map["data"]) <= {*settings, "GRADCAM_MODEL_REPOSITORY"}
+    assert set(config_map["data"]["GRADCAM_EXPORT_MODELS"].split(",")) <= set(BUILTIN_MODELS)
     assert set(secret["stringData"]) == {"GRADCAM_ADMIN_KEY"}
     repository = config_map["data"]["GRADCAM_MODEL_REPOSITORY"]
 
     values = parse_yaml((DEPLOY / "k8s" / "helm-values.yaml").read_text())
-    assert values["image"]["imageName"].endswith("/gradcam-triton:24.12-gpu")
+    assert values["image"]["imageName"].endswith("/gradcam-triton:gpu")
     assert f"--model-repository={repository}" in values["serverArgs"]
     mounts = {m["name"]: m["mountPath"] for m in values["volumeMounts"]}
     assert mounts == {"models": repository, "dshm": "/dev/shm"}

@@ -53,7 +53,7 @@ def test_only_missing_models_are_exported_and_others_are_left_alone(tmp_path) ->
 
 
 def test_a_failed_export_and_an_unknown_model_are_clear_errors(tmp_path) -> None:
-    with pytest.raises(FirstStartError, match="exporting vgg16 into .* failed"):
+    with pytest.raises(FirstStartError, match=r"exporting vgg16 into .* failed"):
         export_missing(tmp_path, ["vgg16"], run=lambda command: 1, log=lambda _: None)
     with pytest.raises(FirstStartError, match="cannot export resnet: built-in models are"):
         export_missing(tmp_path, ["resnet"], run=lambda command: 0)
@@ -80,5 +80,5 @@ def test_serve_reports_a_failed_first_export_in_one_line(tmp_path, monkeypatch, 
     code = cli.main(["serve", "--repository", str(tmp_path), "--export-missing", "vgg16"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("gradcam-server serve: error: exporting vgg16 into") and "\n" == err[-1]
+    assert err.startswith("gradcam-server serve: error: exporting vgg16 into") and err[-1] == "\n"
     assert err.count("\n") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -123,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         "triton_args",
         nargs="*",
         metavar="TRITON_FLAG",
-        help="more tritonserver flags, after --, e.g. -- --model-control-mode=none "
-        "--grpc-use-ssl=true --grpc-server-cert=cert.pem --grpc-server-key=key.pem",
+        help="more tritonserver flags, after --, e.g. -- --grpc-use-ssl=true "
+        "--grpc-server-cert=cert.pem --grpc-server-key=key.pem (added to $GRADCAM_TRITON_ARGS)",
     )
     return parser
 
@@ -189,7 +190,7 @@ def run_serve(args: argparse.Namespace) -> int:
         address=args.address,
         admin_key=args.admin_key,
         restricted_apis=args.restricted_apis,
-        extra_args=args.triton_args,
+        extra_args=[*shlex.split(os.environ.get("GRADCAM_TRITON_ARGS", "")), *args.triton_args],
         log_path=args.log_file,
         echo_log=args.echo_log,
     )
