@@ -16,23 +16,11 @@ tensorflow=${TENSORFLOW:-tensorflow-cpu==2.21.0}
 python=${PYTHON:-python3}
 mkdir -p "$out"
 
-# The third-party requirements of the three packages (they themselves are built in the image).
+# The third-party requirements of the packages (they themselves are built in the image), and
+# what building them needs.
 requirements=$(mktemp)
 trap 'rm -f "$requirements"' EXIT
-"$python" - "$tensorflow" >"$requirements" <<'PY'
-import sys
-import tomllib
-
-own = {"gradcam-client", "gradcam-server", "gradcam-dashboard"}
-lines = {"setuptools>=68", "wheel", sys.argv[1]}
-for package, extras in (("client", []), ("server", ["triton"]), ("dashboard", [])):
-    project = tomllib.load(open(f"{package}/pyproject.toml", "rb"))["project"]
-    deps = list(project["dependencies"])
-    for extra in extras:
-        deps += project["optional-dependencies"][extra]
-    lines |= {dep for dep in deps if dep.split("[")[0].split("<")[0].split(">")[0] not in own}
-print("\n".join(sorted(lines)))
-PY
+"$python" scripts/requirements_of.py all "$tensorflow" "setuptools>=68" wheel >"$requirements"
 
 platforms=(--platform any --platform manylinux2014_x86_64)
 for minor in $(seq 17 39); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done

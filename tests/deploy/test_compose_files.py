@@ -156,7 +156,9 @@ def test_services_and_settings(compose, variant: str) -> None:
 
 def test_images_install_what_they_need() -> None:
     build = stage("build")
-    assert '"./server[triton]" "${TENSORFLOW}"' in build and "./client ./dashboard" in build
+    assert 'requirements_of.py triton "${TENSORFLOW}"' in build
+    assert "requirements_of.py dashboard >" in build
+    assert "--no-deps ./client ./server" in build and "./client ./dashboard" in build
     assert build.count("-c requirements/constraints.txt") == 2
     assert "--no-index --find-links /wheelhouse" in build
     for name in ("triton", "dashboard"):
