@@ -45,10 +45,11 @@ need_engine() {
   if docker info >/dev/null 2>&1; then
     return 0
   fi
-  if [ -S /var/run/docker.sock ] && [ "$(id -u)" -ne 0 ]; then
-    fail "no permission to use the Docker engine: add yourself to the 'docker' group or use sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    fail "no Docker engine answers to this user: start it (sudo systemctl start docker)," \
+      "or add yourself to the 'docker' group, or use sudo"
   fi
-  "$here/docker-engine.sh" start
+  "$here/docker-engine.sh" start >&2
 }
 
 need_base_image() {
