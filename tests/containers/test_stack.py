@@ -86,8 +86,8 @@ def test_images_are_lean_and_run_as_a_user(stack, images) -> None:
     assert run(no_tf, check=False).returncode != 0
     assert sizes["gradcam-dashboard:latest"] < sizes["gradcam-triton:cpu"]
     (artifacts() / "image-sizes.json").write_text(json.dumps({**sizes, **images}, indent=1))
-    users = run(["docker", "top", stack.container("triton"), "-eo", "uid,comm"]).stdout
-    rows = [line.split(None, 1) for line in users.splitlines()[1:]]
+    users = run(["docker", "top", stack.container("triton"), "-eo", "pid,uid,comm"]).stdout
+    rows = [line.split(None, 2)[1:] for line in users.splitlines()[1:]]
     assert rows and all(uid != "0" for uid, _ in rows), users
     assert any(command.strip() == "tritonserver" for _, command in rows), users
 
@@ -156,8 +156,12 @@ def test_the_dashboard_container_runs_a_clip_in_chromium(stack, clips) -> None:
                             width: v.videoWidth, error: v.error && v.error.code};
                 }"""
             )
+            video.scroll_into_view_if_needed()
             page.wait_for_timeout(1000)
-            page.screenshot(path=str(artifacts() / "dashboard-in-container.png"), full_page=True)
+            page.screenshot(path=str(artifacts() / "dashboard-in-container.png"))
+            page.locator(".st-key-result-media").screenshot(
+                path=str(artifacts() / "dashboard-in-container-result.png")
+            )
         finally:
             browser.close()
     assert state["error"] is None and state["ready"] >= 2 and state["advanced"], state
