@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,13 +229,22 @@ def test_a_killed_triton_comes_back_by_the_restart_policy(stack, clips, tmp_path
     stack.wait_healthy()
 
 
-def test_down_and_up_reuse_the_exported_model(stack, clips, tmp_path) -> None:
+def test_down_and_up_reuse_the_exported_model_and_serve_a_new_one(
+    stack, model_repository, clips, tmp_path
+) -> None:
     exported = stack.models / SAVEDMODEL
     first_export = exported.stat().st_mtime
     assert "exporting efficientnet-lite0" in stack.logs("triton")
     stack.compose("down")
     assert not stack.leftovers()["containers"]
+    # A model the user exported on the host, dropped into the repository.
+    shutil.copytree(model_repository / "tiny", stack.models / "tiny")
     stack.timings["up again"] = stack.up()
+    listed = subprocess.run(
+        [GRADCAM_VIDEO, "--list-models", "--url", stack.grpc_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0 and "tiny" in listed.stdout, listed
     logs = stack.logs()
     assert "exporting" not in stack.logs("triton")
     assert exported.stat().st_mtime == first_export
