@@ -44,6 +44,11 @@ dashboard: setup ## run the Streamlit dashboard against GRADCAM_URL (default loc
 test: setup ## run the whole test suite (unit + real Triton integration)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+crosscheck: setup ## compare every CAM method with pytorch-grad-cam (installs PyTorch's CPU build)
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -r requirements/crosscheck.txt
+	$(BIN)/python -m pip install --quiet --no-deps grad-cam==1.5.7
+	$(BIN)/python -m pytest tests/crosscheck $(PYTEST_ARGS)
+
 compose-check: ## validate docker-compose.yml and docker-compose.cpu.yml (needs docker-compose)
 	docker-compose -f docker-compose.yml config -q
 	docker-compose -f docker-compose.cpu.yml config -q
@@ -74,5 +79,5 @@ format: setup ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-.PHONY: help setup export serve demo dashboard test compose-check wheelhouse base-image images \
-	compose-up compose-down check-quickstart lint format
+.PHONY: help setup export serve demo dashboard test crosscheck compose-check wheelhouse \
+	base-image images compose-up compose-down check-quickstart lint format

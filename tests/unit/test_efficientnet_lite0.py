@@ -114,16 +114,17 @@ def test_layer_names_and_shapes() -> None:
     assert model.get_layer("stem_activation").output.shape == (None, 112, 112, 32)
     for n in range(16):
         model.get_layer(f"block{n}_output")
-    sizes = [model.get_layer(name).output.shape[1:] for name in lite0.STAGE_OUTPUTS]
+    sizes = [model.get_layer(name).output.shape[1:] for name in lite0.STAGE_ACTIVATIONS]
     assert sizes == [
-        (112, 112, 16),
-        (56, 56, 24),
-        (28, 28, 40),
-        (14, 14, 80),
-        (14, 14, 112),
-        (7, 7, 192),
-        (7, 7, 320),
+        (112, 112, 32),
+        (56, 56, 144),
+        (28, 28, 240),
+        (14, 14, 480),
+        (14, 14, 672),
+        (7, 7, 1152),
+        (7, 7, 1152),
     ]
+    assert all(isinstance(model.get_layer(n), keras.layers.ReLU) for n in lite0.STAGE_ACTIVATIONS)
     assert isinstance(model.get_layer("logits"), keras.layers.Dense)
     assert model.count_params() == 4_694_024  # every float tensor of the .pth
 

@@ -18,7 +18,7 @@ def reference_maps(acts: np.ndarray, grads: np.ndarray) -> dict[str, np.ndarray]
     weighted = lambda w: relu(np.tensordot(acts, w, axes=([2], [0])))  # noqa: E731
     g2, g3 = grads**2, grads**3
     sum_a = acts.sum(axis=(0, 1))
-    alpha = np.where(grads != 0, g2 / (2 * g2 + sum_a * g3 + 1e-7), 0)
+    alpha = np.where(grads != 0, g2 / (2 * g2 + sum_a * g3 + 1e-6), 0)
     return {
         "gradcam": weighted(grads.mean(axis=(0, 1))),
         "gradcampp": weighted((alpha * relu(grads)).sum(axis=(0, 1))),

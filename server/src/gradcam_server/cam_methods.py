@@ -13,6 +13,13 @@ from collections.abc import Callable
 import tensorflow as tf
 
 EPSILON = 1e-7
+GRADCAMPP_EPSILON = 1e-6
+"""Grad-CAM++'s guard in the denominator of its alpha coefficients, as in pytorch-grad-cam.
+
+Gradients are often ~1e-3, so their squares are comparable to the guard: it is part of the
+method's definition here, and the library most people use takes 1e-6 (the cross-check tier
+compares every map with it).
+"""
 
 CamMethod = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -32,7 +39,7 @@ def gradcampp(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
     grads_2 = tf.square(gradients)
     grads_3 = grads_2 * gradients
     sum_activations = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
-    alpha = grads_2 / (2.0 * grads_2 + sum_activations * grads_3 + EPSILON)
+    alpha = grads_2 / (2.0 * grads_2 + sum_activations * grads_3 + GRADCAMPP_EPSILON)
     alpha = tf.where(gradients != 0.0, alpha, tf.zeros_like(alpha))
     weights = tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=(1, 2))
     return _weighted_sum(activations, weights)
@@ -54,6 +61,9 @@ def xgradcam(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
     weights = tf.reduce_sum(gradients * activations, axis=(1, 2)) / (sum_activations + EPSILON)
     return _weighted_sum(activations, weights)
 
+
+NEEDS_NONNEGATIVE_ACTIVATIONS = ("gradcampp", "xgradcam")
+"""Methods whose channel weights assume activations >= 0 (sums of activations as weights)."""
 
 CAM_METHODS: dict[str, CamMethod] = {
     "gradcam": gradcam,

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--layers",
         type=_csv,
         help="comma-separated layers to explain, or a preset: 'default' (the last "
-        "convolution, block5_conv3 for VGG16) or 'blocks' (the last convolution of each block)",
+        "convolution, block5_conv3 for VGG16) or 'blocks' (a post-activation layer per block "
+        "of VGG16, per stage of EfficientNet-Lite0, plus its head)",
     )
     export.add_argument(
         "--methods",

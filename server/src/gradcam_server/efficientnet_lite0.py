@@ -74,9 +74,12 @@ def _blocks() -> list[_Block]:
 
 
 BLOCKS = tuple(_blocks())
-# Output layer of the last block of each stage (coarser maps further down).
-STAGE_OUTPUTS: tuple[str, ...] = tuple(
-    f"block{sum(s.repeats for s in _STAGES[: i + 1]) - 1}_output" for i in range(len(_STAGES))
+# The last activation (ReLU6 after the depthwise convolution) of the last block of each stage:
+# coarser maps further down. A block's own output (BatchNorm or residual Add, no activation) can
+# be negative, which Grad-CAM++, XGrad-CAM and Layer-CAM do not allow.
+STAGE_ACTIVATIONS: tuple[str, ...] = tuple(
+    f"block{sum(s.repeats for s in _STAGES[: i + 1]) - 1}_dw_activation"
+    for i in range(len(_STAGES))
 )
 
 

@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 
 from gradcam_client import contract
-from gradcam_server.cam_methods import CAM_METHODS, check_methods
+from gradcam_server.cam_methods import CAM_METHODS, NEEDS_NONNEGATIVE_ACTIVATIONS, check_methods
+from gradcam_server.layer_signs import is_nonnegative
 from gradcam_server.preprocessing import Preprocess
 
 
@@ -41,6 +42,29 @@ def conv_layer_names(model: keras.Model) -> list[str]:
     return names
 
 
+def check_layer_signs(
+    model: keras.Model, layers: tuple[str, ...], methods: tuple[str, ...]
+) -> None:
+    """Refuse methods that assume activations >= 0 on layers that can be negative."""
+    picky = [m for m in methods if m in NEEDS_NONNEGATIVE_ACTIVATIONS]
+    signed = [name for name in layers if not is_nonnegative(model.get_layer(name))]
+    if not picky or not signed:
+        return
+    name = signed[0]
+    layer = model.get_layer(name)
+    explainable = conv_layer_names(model)
+    before = [
+        n for n in explainable[: explainable.index(name)] if is_nonnegative(model.get_layer(n))
+    ]
+    hint = f" (e.g. {before[-1]!r})" if before else ""
+    shown = ", ".join(contract.METHODS[m] for m in picky)
+    raise ValueError(
+        f"{shown} assume activations >= 0, but layer {name!r} ({type(layer).__name__}, no "
+        f"non-negative activation) can be negative; explain a post-activation layer{hint} or "
+        f"leave out {','.join(picky)}"
+    )
+
+
 class GradCamModule(tf.Module):
     """A tf.Module whose `serve` signature implements the tensor contract."""
 
@@ -63,6 +87,7 @@ class GradCamModule(tf.Module):
         self.layers = tuple(dict.fromkeys(layers))
         # No layers: a predictions-only model (the forward pass alone, e.g. as a baseline).
         self.methods = check_methods(methods) if self.layers else ()
+        check_layer_signs(model, self.layers, self.methods)
         self._preprocess = preprocess
         self.grad_model = keras.Model(
             model.inputs,

@@ -86,7 +86,7 @@ def efficientnet_lite0(weights: str | None = "imagenet") -> SourceModel:
         preprocess=effnet.preprocess,
         class_names=imagenet_class_names(),
         default_layers=[effnet.HEAD_LAYER],
-        layer_presets={"blocks": [*effnet.STAGE_OUTPUTS, effnet.HEAD_LAYER]},
+        layer_presets={"blocks": [*effnet.STAGE_ACTIVATIONS, effnet.HEAD_LAYER]},
         description="EfficientNet-Lite0, ImageNet weights"
         if weights
         else "EfficientNet-Lite0, random weights",

@@ -1,0 +1,76 @@
+"""Whether a Keras layer's output is non-negative by construction (as after a ReLU).
+
+Grad-CAM++ and XGrad-CAM assume non-negative activations: their channel weights divide by (or
+multiply with) sums of activations, which a layer with signed outputs (a BatchNorm, a residual
+Add, a linear convolution: MobileNet/EfficientNet block outputs) turns meaningless, with peaks
+hundreds of times Grad-CAM's. The exporter refuses them on such layers.
+
+The check is structural and conservative: a layer counts as non-negative only if its
+activation guarantees it, or if it only pools, pads, reshapes, adds, multiplies or concatenates
+layers that are non-negative themselves. Anything else (including the model input, which
+preprocessing may centre around 0) counts as possibly negative.
+"""
+
+from __future__ import annotations
+
+import keras
+
+NONNEGATIVE_ACTIVATIONS = frozenset(
+    {"relu", "relu6", "sigmoid", "hard_sigmoid", "softmax", "softplus", "exponential"}
+)
+_ORDER_PRESERVING = (
+    keras.layers.MaxPooling1D,
+    keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.Cropping2D,
+    keras.layers.UpSampling2D,
+    keras.layers.Reshape,
+    keras.layers.Flatten,
+    keras.layers.Identity,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+    keras.layers.Add,
+    keras.layers.Multiply,
+    keras.layers.Maximum,
+    keras.layers.Concatenate,
+)
+
+
+def _activation_is_nonnegative(layer: keras.layers.Layer) -> bool | None:
+    """True/False when the layer has a (non-linear) activation that decides; None otherwise."""
+    if isinstance(layer, keras.layers.ReLU):
+        slope = float(getattr(layer, "negative_slope", 0.0) or 0.0)
+        return slope == 0.0 and float(getattr(layer, "threshold", 0.0) or 0.0) >= 0.0
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    activation = getattr(layer, "activation", None)
+    if activation is None or activation is keras.activations.linear:
+        return None
+    return getattr(activation, "__name__", "") in NONNEGATIVE_ACTIVATIONS
+
+
+def _parents(layer: keras.layers.Layer) -> list[keras.layers.Layer] | None:
+    """The layers feeding `layer`; None if that is not one fixed set (a shared layer)."""
+    try:
+        inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        return [tensor._keras_history.operation for tensor in inputs]
+    except (AttributeError, ValueError):
+        return None
+
+
+def is_nonnegative(layer: keras.layers.Layer) -> bool:
+    """Whether every output value of `layer` is >= 0 whatever the input (see module doc)."""
+    decided = _activation_is_nonnegative(layer)
+    if decided is not None:
+        return decided
+    # A linear Activation passes its input on, like the pooling and reshaping layers.
+    if not isinstance(layer, (keras.layers.Activation, *_ORDER_PRESERVING)):
+        return False
+    parents = _parents(layer)
+    return bool(parents) and all(is_nonnegative(parent) for parent in parents)
