@@ -1,7 +1,7 @@
 """Shared helpers of the benchmark scripts: Triton on free ports, exports, timing, reports.
 
 Every script starts its own Triton (from the nvidia-pytriton wheel, via
-`gradcam_server.launcher.TritonServer`) on free loopback ports, on a temporary model
+`gradcam_server.local_triton`, as the tests do) on free loopback ports, on a temporary model
 repository it exports itself, and writes ``bench/results/<name>.json`` and ``.md``.
 """
 
@@ -11,8 +11,6 @@ import contextlib
 import json
 import os
 import platform
-import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,52 +28,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range
-_HANDED_OUT: set[int] = set()
 
 
 # --------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on, not handed out before by this process."""
-    rng = random.SystemRandom()
-    for _ in range(1000):
-        port = rng.randrange(*_PORT_RANGE)
-        if port in _HANDED_OUT:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        _HANDED_OUT.add(port)
-        return port
-    raise RuntimeError(f"no free port in {_PORT_RANGE}")
-
-
 @contextlib.contextmanager
 def running_triton(repository: Path, log_dir: Path, ready_timeout: float = 600.0):
     """Start Triton on free ports for `repository`, wait until every model is ready, stop it."""
-    from gradcam_server.launcher import TritonServer
+    from gradcam_server import local_triton
 
-    grpc_port, http_port, metrics_port = (free_port() for _ in range(3))
-    server = TritonServer(
-        repository,
-        grpc_port=grpc_port,
-        http_port=http_port,
-        metrics_port=metrics_port,
-        log_path=log_dir / f"tritonserver-{grpc_port}.log",
-    )
     started = time.perf_counter()
-    server.start()
-    try:
-        server.wait_ready(ready_timeout)
+    with local_triton.running_triton(
+        repository, log_dir=log_dir, ready_timeout=ready_timeout
+    ) as server:
         log(f"Triton ready on {server.urls.grpc} after {time.perf_counter() - started:.0f} s")
         yield server
-    finally:
-        server.stop()
 
 
 def export_model(

@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -131,36 +130,15 @@ def export_models(repository: Path, stages: Sequence[str], seed: int = 0) -> dic
     return {stage: stage_layers[stage] for stage in stages}
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on (bound together, so they differ)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 @contextlib.contextmanager
 def running_triton(repository: Path, log_dir: Path) -> Iterator[str]:
     """Serve the repository on free ports; yields the gRPC URL."""
-    from gradcam_server.launcher import TritonServer
+    from gradcam_server import local_triton
 
-    grpc_port, http_port, metrics_port = free_ports(3)
-    server = TritonServer(
-        repository,
-        grpc_port=grpc_port,
-        http_port=http_port,
-        metrics_port=metrics_port,
-        log_path=log_dir / "tritonserver.log",
-    )
     log("starting Triton")
-    server.start()
-    try:
-        server.wait_ready(300)
+    with local_triton.running_triton(repository, log_dir=log_dir, ready_timeout=300) as server:
         log(f"Triton ready on {server.urls.grpc}")
         yield server.urls.grpc
-    finally:
-        server.stop()
 
 
 # -- data -------------------------------------------------------------------------------------

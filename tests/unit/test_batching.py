@@ -71,3 +71,19 @@ def test_a_model_failure_reaches_every_request_of_the_batch():
     answers = run_requests([request(1), request(1, target=9)], INFO, broken)
     assert isinstance(answers[0], InferenceFailure) and "out of memory" in str(answers[0])
     assert isinstance(answers[1], RequestError) and not isinstance(answers[1], InferenceFailure)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_map_holding_nan_or_infinity_fails_its_request_as_a_server_fault(bad):
+    def overflowing(frames, targets):
+        out = fake_model(frames, targets)
+        maps = np.ones((len(frames), 1, 2, 2), np.float32)
+        maps[frames[:, 0, 0, 0] == 3, 0, 1, 1] = bad  # the request of three frames
+        out[contract.cam_output_name("l")] = maps
+        return out
+
+    answers = run_requests([request(1), request(3), request(2)], INFO, overflowing)
+    assert isinstance(answers[1], InferenceFailure)
+    assert "NaN or infinity in CAM__l for frame 0 of this request" in str(answers[1])
+    assert answers[0][contract.cam_output_name("l")].max() == 1.0
+    assert answers[2][contract.cam_output_name("l")].shape == (2, 1, 2, 2)

@@ -75,6 +75,18 @@ def test_savedmodel_signature_config_and_client_agree(exported):
         assert tuple(sig_outputs[name].shape[1:]) == shape
 
 
+def test_every_tensor_has_one_dtype_in_the_contract(exported):
+    from tritonclient.utils import triton_to_np_dtype
+
+    info = model_info_from_config(parse_config_text((exported / "config.pbtxt").read_text()))
+    for name, (dtype, _) in {**info.inputs(), **info.outputs()}.items():
+        assert contract.triton_dtype(name) == dtype
+        assert contract.numpy_dtype(name) == triton_to_np_dtype(dtype)
+        assert tf.as_dtype(contract.numpy_dtype(name)) == DTYPES[dtype]
+    with pytest.raises(KeyError, match="not a tensor of the Grad-CAM contract"):
+        contract.triton_dtype("HEATMAP")
+
+
 def test_config_batches_queues_and_warms_up(exported):
     config = parse_config_text((exported / "config.pbtxt").read_text())
     assert config.backend == "python"

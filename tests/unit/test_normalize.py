@@ -44,10 +44,19 @@ def test_all_zero_map_zero_for_clip_and_fixed_and_helper() -> None:
     assert all((m == 0).all() for m in normalize_sequence([zeros] * 3, "clip"))
 
 
-def test_non_finite_values_count_as_zero() -> None:
-    cam = np.array([[np.nan, 1.0], [np.inf, 2.0]], np.float32)
-    out = normalize_map(cam)
-    np.testing.assert_allclose(out, [[0.0, 0.5], [0.0, 1.0]])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_map_holding_nan_or_infinity_is_refused_not_zeroed(bad) -> None:
+    cam = np.array([[bad, 1.0], [0.5, 2.0]], np.float32)
+    for normalise in (
+        normalize_map,
+        Normalizer("frame"),
+        Normalizer("running"),
+        TemporalSmoother(0.5),
+    ):
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            normalise(cam)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        clip_maximum([np.ones((2, 2)), cam])
 
 
 def test_frame_scope_divides_by_own_max() -> None:
@@ -177,7 +186,10 @@ def test_ema_off_and_reset_and_nan() -> None:
     smoother(blob(2.0))
     bad = blob(2.0)
     bad[0, 0] = np.nan
-    assert np.isfinite(smoother(bad)).all()
+    held = smoother.state.copy()
+    with pytest.raises(ValueError, match="NaN"):
+        smoother(bad)
+    np.testing.assert_array_equal(smoother.state, held)  # the state is not poisoned
     smoother.reset()
     np.testing.assert_allclose(smoother(blob(8.0)), blob(8.0))
     with pytest.raises(ValueError, match="shape changed"):

@@ -12,9 +12,15 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from gradcam_client.contract import LayerInfo, ModelInfo
-from gradcam_client.errors import ModelNotFound, ServerUnavailable
+from gradcam_client.errors import InvalidResponse, ModelNotFound, ServerUnavailable
 from gradcam_client.pipeline import InferenceStream, JobSettings
-from gradcam_client.triton import BatchResult, GradcamServer, RequestCancelled, RetryPolicy
+from gradcam_client.triton import (
+    BatchResult,
+    GradcamServer,
+    RequestCancelled,
+    RetryPolicy,
+    check_finite,
+)
 from gradcam_client.video_io import Frame
 
 INFO = ModelInfo("m", 4, 4, ("a", "b", "c"), (LayerInfo("l", 2, 2),), ("gradcam",), 8)
@@ -172,3 +178,18 @@ def test_retries_end_at_the_deadline_or_when_cancelled():
     with pytest.raises(RequestCancelled):
         server._with_retry("x", lambda c: c.get_model_config("m"), cancel=cancel)
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_an_answer_holding_nan_or_infinity_is_refused_as_the_servers_fault(bad):
+    maps = np.ones((3, 1, 2, 2), np.float32)
+    good = BatchResult(np.full((3, 3), 1 / 3, np.float32), np.zeros(3, np.int32), {"l": maps})
+    check_finite(good, INFO)
+    maps[2, 0, 0, 1] = bad
+    with pytest.raises(InvalidResponse, match=r"gradcam map of layer 'l' holding NaN or infin"):
+        check_finite(good, INFO)
+    probabilities = np.full((3, 3), 1 / 3, np.float32)
+    probabilities[1, 0] = bad
+    broken = BatchResult(probabilities, np.zeros(3, np.int32), {"l": np.ones((3, 1, 2, 2))})
+    with pytest.raises(InvalidResponse, match="probabilities for frame 1"):
+        check_finite(broken, INFO)

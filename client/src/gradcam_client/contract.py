@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 FRAMES = "FRAMES"
 TARGET_CLASS = "TARGET_CLASS"
 PROBABILITIES = "PROBABILITIES"
@@ -33,6 +35,23 @@ PREDICTED_CLASS = -1
 INPUT_DTYPES = {FRAMES: "UINT8", TARGET_CLASS: "INT32"}
 OUTPUT_DTYPES = {PROBABILITIES: "FP32", CLASS_INDEX: "INT32"}
 CAM_DTYPE = "FP32"
+_NUMPY_DTYPES = {"UINT8": np.uint8, "INT32": np.int32, "FP32": np.float32}
+
+
+def triton_dtype(tensor: str) -> str:
+    """The Triton dtype name ("UINT8", "INT32", "FP32") of a contract tensor, maps included."""
+    if tensor.startswith(CAM_PREFIX):
+        return CAM_DTYPE
+    try:
+        return {**INPUT_DTYPES, **OUTPUT_DTYPES}[tensor]
+    except KeyError:
+        raise KeyError(f"{tensor!r} is not a tensor of the Grad-CAM contract") from None
+
+
+def numpy_dtype(tensor: str) -> np.dtype:
+    """The numpy dtype of a contract tensor (TensorFlow takes it too: `tf.as_dtype`)."""
+    return np.dtype(_NUMPY_DTYPES[triton_dtype(tensor)])
+
 
 METHODS: dict[str, str] = {
     "gradcam": "Grad-CAM",

@@ -17,6 +17,7 @@ command line can print ``str(error)`` and exit. The hierarchy is small on purpos
         ├── ServerUnavailable       no answer (down, wrong URL, timeout)
         │   └── ServerBusy              the server's queue stayed full until the deadline
         ├── RequestRejected         the server answered with an error
+        ├── InvalidResponse         the server's answer is unusable (e.g. a map holding NaN)
         └── ModelNotFound           the server does not serve the requested model
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "EmptyMediaError",
     "GradcamError",
     "InputError",
+    "InvalidResponse",
     "MediaNotFoundError",
     "ModelNotFound",
     "NoFramesError",
@@ -117,6 +119,10 @@ class ServerBusy(ServerUnavailable):
 
 class RequestRejected(ServerError):
     """The server answered a request with an error."""
+
+
+class InvalidResponse(ServerError):
+    """The server answered, but with data no client can use: the server's (or model's) fault."""
 
 
 class ModelNotFound(ServerError):

@@ -21,8 +21,8 @@ The server returns raw maps: ReLU'd, unnormalised, at the explained layer's reso
 
 All normalisers take a map of shape ``(h, w)`` or a stack ``(..., h, w)`` (e.g. the
 ``[n_methods, h, w]`` tensor of one layer); each map of a stack has its own maximum. Division is
-guarded with ``eps``: an all-zero map is valid and stays all zero, never NaN. Non-finite input
-values are treated as 0. Output is float32 in [0, 1].
+guarded with ``eps``: an all-zero map is valid and stays all zero, never NaN. A map holding NaN
+or infinity is refused (ValueError), never silently zeroed. Output is float32 in [0, 1].
 
 Temporal smoothing (`TemporalSmoother`) is an exponential moving average of the *raw* maps,
 applied before normalising. `flicker` measures the mean absolute frame-to-frame change of a
@@ -74,17 +74,20 @@ class Scope(str, Enum):
 
 
 def _as_maps(cam: np.ndarray) -> np.ndarray:
-    """Float32 copy of a map or stack of maps, non-finite values set to 0."""
+    """Float32 copy of a map or stack of maps; ValueError if it holds NaN or infinity."""
     arr = np.array(cam, dtype=np.float32, copy=True)
     if arr.ndim < 2 or arr.shape[-1] == 0 or arr.shape[-2] == 0:
         raise ValueError(f"expected a map of shape (h, w) or (..., h, w); got shape {arr.shape}")
     if not np.isfinite(arr).all():
-        np.nan_to_num(arr, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        raise ValueError(
+            "a map holding NaN or infinity cannot be normalised (its peak would be lost); "
+            "raw maps from the server are finite"
+        )
     return arr
 
 
 def map_peak(cam: np.ndarray) -> np.ndarray:
-    """Maximum of each map (over the last two axes), floored at 0; non-finite values count 0."""
+    """Maximum of each map (over the last two axes), floored at 0."""
     return np.maximum(_as_maps(cam).max(axis=(-2, -1)), 0.0)
 
 
@@ -199,8 +202,8 @@ class TemporalSmoother:
 
     ``s_1 = x_1`` and ``s_t = alpha * s_(t-1) + (1 - alpha) * x_t``, with ``alpha`` in [0, 1):
     0 turns smoothing off, larger values smooth more (and lag more). The first frame is taken
-    as is rather than blended with zeros, so the clip does not fade in. Non-finite values are
-    treated as 0 so a bad frame cannot poison the state.
+    as is rather than blended with zeros, so the clip does not fade in. A map holding NaN or
+    infinity is refused (ValueError) before it can poison the state.
     """
 
     def __init__(self, alpha: float = 0.0) -> None:

@@ -32,6 +32,7 @@ from tritonclient.utils import InferenceServerException
 from gradcam_client import contract
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import (
+    InvalidResponse,
     ModelNotFound,
     RequestRejected,
     ServerBusy,
@@ -83,6 +84,30 @@ class BatchResult:
     probabilities: np.ndarray  # [n, classes]
     class_index: np.ndarray  # [n]
     maps: dict[str, np.ndarray]  # layer -> [n, methods, h, w]
+
+
+def check_finite(result: BatchResult, info: ModelInfo) -> None:
+    """Raise InvalidResponse if a probability or a map holds NaN or infinity.
+
+    A raw map is ReLU'd and finite by the contract; normalising one holding +inf would erase
+    every other value of it (and NaN would vanish as 0), so such an answer is refused whole.
+    """
+    if not np.isfinite(result.probabilities).all():
+        frame = int(np.argwhere(~np.isfinite(result.probabilities))[0][0])
+        raise InvalidResponse(
+            f"the server returned NaN or infinite probabilities for frame {frame} of a batch "
+            f"of {len(result.probabilities)}; a fault of the server or its model"
+        )
+    for layer, maps in result.maps.items():
+        bad = ~np.isfinite(maps)
+        if bad.any():
+            frame, method = (int(i) for i in np.argwhere(bad)[0][:2])
+            name = info.methods[method] if method < len(info.methods) else method
+            raise InvalidResponse(
+                f"the server returned a {name} map of layer {layer!r} holding NaN or infinity "
+                f"(frame {frame} of a batch of {len(maps)}); a fault of the server or its "
+                "model, not of the video"
+            )
 
 
 def is_retryable(error: InferenceServerException) -> bool:
@@ -347,12 +372,17 @@ class GradcamServer:
                 class_index=np.concatenate([p.class_index for p in parts]),
                 maps={k: np.concatenate([p.maps[k] for p in parts]) for k in parts[0].maps},
             )
-        inputs = [
-            grpcclient.InferInput(contract.FRAMES, list(frames.shape), "UINT8"),
-            grpcclient.InferInput(contract.TARGET_CLASS, [len(frames), 1], "INT32"),
-        ]
-        inputs[0].set_data_from_numpy(np.ascontiguousarray(frames, dtype=np.uint8))
-        inputs[1].set_data_from_numpy(np.asarray(targets, dtype=np.int32).reshape(-1, 1))
+        arrays = {
+            contract.FRAMES: np.ascontiguousarray(frames, contract.numpy_dtype(contract.FRAMES)),
+            contract.TARGET_CLASS: np.asarray(
+                targets, contract.numpy_dtype(contract.TARGET_CLASS)
+            ).reshape(-1, 1),
+        }
+        inputs = []
+        for name, array in arrays.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), contract.triton_dtype(name))
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
         outputs = [grpcclient.InferRequestedOutput(name) for name in info.outputs()]
         response = self._with_retry(
             f"inference on {len(frames)} frame(s)",
@@ -368,11 +398,13 @@ class GradcamServer:
             cancel=cancel,
             window=self.window,
         )
-        return BatchResult(
+        result = BatchResult(
             probabilities=response.as_numpy(contract.PROBABILITIES),
             class_index=response.as_numpy(contract.CLASS_INDEX).reshape(-1),
             maps={layer.name: response.as_numpy(layer.output_name) for layer in info.layers},
         )
+        check_finite(result, info)
+        return result
 
     def statistics(self) -> list[dict[str, Any]]:
         """The model's inference statistics on each server (counts, queue and compute time)."""

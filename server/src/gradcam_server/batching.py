@@ -43,15 +43,17 @@ def validate(request: RequestInputs, info: ModelInfo) -> None:
     """Raise RequestError naming what is wrong with one request."""
     frames, targets = request.frames, request.targets
     expected = (info.input_height, info.input_width, 3)
-    if frames.dtype != np.uint8:
-        raise RequestError(f"{contract.FRAMES} must be UINT8, got {frames.dtype}")
+    if frames.dtype != contract.numpy_dtype(contract.FRAMES):
+        wanted = contract.triton_dtype(contract.FRAMES)
+        raise RequestError(f"{contract.FRAMES} must be {wanted}, got {frames.dtype}")
     if frames.ndim != 4 or frames.shape[1:] != expected:
         raise RequestError(
             f"{contract.FRAMES} must have shape [batch, {', '.join(map(str, expected))}], "
             f"got {list(frames.shape)}"
         )
-    if targets.dtype != np.int32:
-        raise RequestError(f"{contract.TARGET_CLASS} must be INT32, got {targets.dtype}")
+    if targets.dtype != contract.numpy_dtype(contract.TARGET_CLASS):
+        wanted = contract.triton_dtype(contract.TARGET_CLASS)
+        raise RequestError(f"{contract.TARGET_CLASS} must be {wanted}, got {targets.dtype}")
     if targets.shape != (frames.shape[0], 1):
         raise RequestError(
             f"{contract.TARGET_CLASS} must have shape [{frames.shape[0]}, 1] "
@@ -95,6 +97,23 @@ def run_requests(
     start = 0
     for index in valid:
         stop = start + requests[index].size
-        answers[index] = {name: value[start:stop] for name, value in outputs.items()}
+        answer = {name: value[start:stop] for name, value in outputs.items()}
+        problem = non_finite(answer)
+        answers[index] = InferenceFailure(problem) if problem else answer
         start = stop
     return answers
+
+
+def non_finite(outputs: Outputs) -> str | None:
+    """What is wrong if a float output of one request holds NaN or infinity, else None.
+
+    Never sent on: a client normalising a map that holds +inf would erase every other value.
+    """
+    for name, value in outputs.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            frame = int(np.argwhere(~np.isfinite(value))[0][0])
+            return (
+                f"the model computed NaN or infinity in {name} for frame {frame} of this "
+                "request (a fault of the served model, e.g. overflowing weights)"
+            )
+    return None

@@ -11,6 +11,16 @@ from gradcam_server.layer_signs import is_nonnegative
 from gradcam_server.preprocessing import Preprocess
 
 
+def _dtype(tensor: str) -> tf.DType:
+    """The TensorFlow dtype of a contract tensor."""
+    return tf.as_dtype(contract.numpy_dtype(tensor))
+
+
+def _as_contract(outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The outputs in the contract's dtypes (a float64 model still serves FP32 maps)."""
+    return {name: tf.cast(value, _dtype(name)) for name, value in outputs.items()}
+
+
 def logits_model(model: keras.Model) -> keras.Model:
     """The same classifier with its last softmax removed, so scores are logits.
 
@@ -106,8 +116,10 @@ class GradCamModule(tf.Module):
         self.serve = tf.function(
             self._serve,
             input_signature=[
-                tf.TensorSpec([None, *self.input_size, 3], tf.uint8, name=contract.FRAMES),
-                tf.TensorSpec([None, 1], tf.int32, name=contract.TARGET_CLASS),
+                tf.TensorSpec(
+                    [None, *self.input_size, 3], _dtype(contract.FRAMES), contract.FRAMES
+                ),
+                tf.TensorSpec([None, 1], _dtype(contract.TARGET_CLASS), contract.TARGET_CLASS),
             ],
         )
 
@@ -118,10 +130,12 @@ class GradCamModule(tf.Module):
             logits = logits[-1] if isinstance(logits, (list, tuple)) else logits
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
             target = tf.where(tf.reshape(target_class, [-1]) < 0, predicted, target_class[:, 0])
-            return {
-                contract.PROBABILITIES: tf.nn.softmax(logits, axis=-1),
-                contract.CLASS_INDEX: target[:, None],
-            }
+            return _as_contract(
+                {
+                    contract.PROBABILITIES: tf.nn.softmax(logits, axis=-1),
+                    contract.CLASS_INDEX: target[:, None],
+                }
+            )
         with tf.GradientTape() as tape:
             *activations, logits = self.grad_model(images, training=False)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -137,7 +151,7 @@ class GradCamModule(tf.Module):
         for name, acts, grads in zip(self.layers, activations, gradients, strict=True):
             maps = [CAM_METHODS[method](acts, grads) for method in self.methods]
             outputs[contract.cam_output_name(name)] = tf.stack(maps, axis=1)
-        return outputs
+        return _as_contract(outputs)
 
     def save(self, path: str) -> None:
         """Write a SavedModel whose default signature is `serve`."""

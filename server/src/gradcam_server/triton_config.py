@@ -9,7 +9,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from gradcam_client.contract import ModelInfo
 
-_DTYPES = {"UINT8": mc.TYPE_UINT8, "INT32": mc.TYPE_INT32, "FP32": mc.TYPE_FP32}
+
+def _proto_dtype(name: str) -> int:
+    """model_config.proto's DataType for a contract dtype name ("FP32" -> TYPE_FP32)."""
+    return mc.DataType.Value(f"TYPE_{name}")
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
         max_batch_size=options.max_batch_size,
     )
     for name, (dtype, dims) in info.inputs().items():
-        config.input.add(name=name, data_type=_DTYPES[dtype], dims=list(dims))
+        config.input.add(name=name, data_type=_proto_dtype(dtype), dims=list(dims))
     for name, (dtype, dims) in info.outputs().items():
-        config.output.add(name=name, data_type=_DTYPES[dtype], dims=list(dims))
+        config.output.add(name=name, data_type=_proto_dtype(dtype), dims=list(dims))
 
     batching = config.dynamic_batching
     batching.max_queue_delay_microseconds = options.max_queue_delay_us
@@ -59,7 +62,7 @@ def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
 
     warmup = config.model_warmup.add(name="zeros", batch_size=1)
     for name, (dtype, dims) in info.inputs().items():
-        warmup.inputs[name].data_type = _DTYPES[dtype]
+        warmup.inputs[name].data_type = _proto_dtype(dtype)
         warmup.inputs[name].dims.extend(dims)
         warmup.inputs[name].zero_data = True
 

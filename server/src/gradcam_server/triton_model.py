@@ -60,8 +60,8 @@ class SavedModelRunner:
         tf = self._tf
         outputs = self._signature(
             **{
-                contract.FRAMES: tf.constant(frames, tf.uint8),
-                contract.TARGET_CLASS: tf.constant(targets, tf.int32),
+                name: tf.constant(value, tf.as_dtype(contract.numpy_dtype(name)))
+                for name, value in ((contract.FRAMES, frames), (contract.TARGET_CLASS, targets))
             }
         )
         return {name: value.numpy() for name, value in outputs.items()}
