@@ -31,6 +31,15 @@ def clip(tmp_path_factory):
         (["--alpha", "2"], "alpha must be in [0, 1]; got 2.0"),
         (["--smoothing", "1"], "smoothing alpha must be in [0, 1) (0 = off); got 1.0"),
         (["--colormap", "rainbow-ish"], "argument --colormap: invalid choice: 'rainbow-ish'"),
+        (
+            ["--private-key", "k.pem", "--certificate-chain", "c.pem"],
+            "--private-key and --certificate-chain need --ssl",
+        ),
+        (["--root-certificates", "ca.pem"], "--root-certificates needs --ssl"),
+        (
+            ["--ssl", "--private-key", "k.pem"],
+            "mutual TLS needs both --private-key and --certificate-chain",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(clip, tmp_path, capsys, args, message):
@@ -58,7 +67,7 @@ def test_settings_that_must_be_positive(clip, tmp_path, capsys):
 
 
 def test_a_missing_certificate_is_reported(clip, tmp_path, capsys):
-    run = run_cli(capsys, clip, "-o", tmp_path / "o.mp4", "--root-certificates",
+    run = run_cli(capsys, clip, "-o", tmp_path / "o.mp4", "--ssl", "--root-certificates",
                   tmp_path / "ca.pem")  # fmt: skip
     assert run.code == 1
     assert (

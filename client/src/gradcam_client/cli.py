@@ -52,9 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--model", default=DEFAULT_MODEL, help="model name (env GRADCAM_MODEL)")
     server.add_argument("--list-models", action="store_true", help="list the models and exit")
     server.add_argument("--ssl", action="store_true", help="use TLS")
-    server.add_argument("--root-certificates", help="PEM file of the CA to trust")
-    server.add_argument("--private-key", help="PEM file of the client key (mutual TLS)")
-    server.add_argument("--certificate-chain", help="PEM file of the client certificate")
+    server.add_argument(
+        "--root-certificates",
+        help="with --ssl: PEM file of the CA to trust (default: the system's)",
+    )
+    server.add_argument("--private-key", help="with --ssl: PEM file of the client key (mutual TLS)")
+    server.add_argument(
+        "--certificate-chain", help="with --ssl: PEM file of the client certificate (mutual TLS)"
+    )
     server.add_argument("--compression", choices=["gzip", "deflate"], help="compress requests")
     server.add_argument(
         "--retry-deadline",
@@ -122,20 +127,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def connect(args: argparse.Namespace) -> GradcamServer:
-    def read(path: str | None) -> str | None:
-        if path is None:
-            return None
-        try:
-            return Path(path).read_text()
-        except OSError as error:
-            raise GradcamError(f"cannot read certificate file {path}: {error.strerror}") from None
+TLS_FILES = ("root_certificates", "private_key", "certificate_chain")
 
+
+def tls_argument_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the TLS options, if anything (they are never silently ignored)."""
+    given = [f"--{name.replace('_', '-')}" for name in TLS_FILES if getattr(args, name)]
+    if given and not args.ssl:
+        return f"{' and '.join(given)} {'need' if len(given) > 1 else 'needs'} --ssl"
+    if bool(args.private_key) != bool(args.certificate_chain):
+        return "mutual TLS needs both --private-key and --certificate-chain"
+    return None
+
+
+def readable(path: str | None) -> str | None:
+    """`path` if it names a readable file (gRPC reads it when connecting), else a clear error."""
+    if path is None:
+        return None
+    try:
+        with Path(path).open("rb"):
+            return path
+    except OSError as error:
+        raise GradcamError(f"cannot read certificate file {path}: {error.strerror}") from None
+
+
+def connect(args: argparse.Namespace) -> GradcamServer:
     connection = Connection(
-        ssl=args.ssl or bool(args.root_certificates),
-        root_certificates=read(args.root_certificates),
-        private_key=read(args.private_key),
-        certificate_chain=read(args.certificate_chain),
+        ssl=args.ssl,
+        root_certificates=readable(args.root_certificates),
+        private_key=readable(args.private_key),
+        certificate_chain=readable(args.certificate_chain),
         compression=args.compression,
     )
     return GradcamServer(
@@ -227,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.list_models and (not args.input or not args.output):
         parser.error("give an INPUT and -o OUTPUT (or --list-models)")
+    problem = tls_argument_error(args)
+    if problem:
+        parser.error(problem)
     try:
         return run(args)
     except GradcamError as error:

@@ -18,6 +18,7 @@ command line can print ``str(error)`` and exit. The hierarchy is small on purpos
         │   └── ServerBusy              the server's queue stayed full until the deadline
         ├── RequestRejected         the server answered with an error
         ├── InvalidResponse         the server's answer is unusable (e.g. a map holding NaN)
+        ├── TlsError                the TLS handshake failed (an untrusted certificate)
         └── ModelNotFound           the server does not serve the requested model
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "ServerBusy",
     "ServerError",
     "ServerUnavailable",
+    "TlsError",
     "TruncatedMediaError",
 ]
 
@@ -123,6 +125,10 @@ class RequestRejected(ServerError):
 
 class InvalidResponse(ServerError):
     """The server answered, but with data no client can use: the server's (or model's) fault."""
+
+
+class TlsError(ServerError):
+    """The TLS handshake failed: the server's certificate is not trusted or names another host."""
 
 
 class ModelNotFound(ServerError):

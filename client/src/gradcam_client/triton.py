@@ -38,11 +38,14 @@ from gradcam_client.errors import (
     ServerBusy,
     ServerError,
     ServerUnavailable,
+    TlsError,
 )
 
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
 QUEUE_FULL = "exceeds maximum queue size"  # Triton's message when a model's queue is full
 _REQUEST_ID = re.compile(r"^\[request id: [^\]]*\]\s*")
+_TLS_FAILURE = re.compile(r"tls handshake failed|certificate_verify_failed|peer name", re.I)
+_TLS_REASON = re.compile(r"OPENSSL_internal:([A-Z_]+): ([^:]+)")
 
 
 class RequestCancelled(ServerError):
@@ -67,7 +70,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Connection:
-    """How to reach the server(s): TLS, compression and per-request timeout."""
+    """How to reach the server(s): TLS, compression and per-request timeout.
+
+    The TLS fields are paths of PEM files (gRPC reads them): the CA to trust (None: the
+    system's), and for mutual TLS the client's key and certificate.
+    """
 
     ssl: bool = False
     root_certificates: str | None = None
@@ -124,6 +131,18 @@ def is_queue_full(error: InferenceServerException) -> bool:
         str(error.status()) == "StatusCode.UNAVAILABLE"
         and QUEUE_FULL in (error.message() or "").lower()
     )
+
+
+def tls_failure(error: InferenceServerException) -> str | None:
+    """Why the TLS handshake failed ("CERTIFICATE_VERIFY_FAILED: ..."), or None if it did not.
+
+    Not transient: retrying cannot make an untrusted certificate trusted.
+    """
+    message = error.message() or ""
+    if not _TLS_FAILURE.search(message):
+        return None
+    reason = _TLS_REASON.search(message)
+    return f"{reason.group(1)}: {reason.group(2).strip()}" if reason else describe(error)
 
 
 def describe(error: InferenceServerException) -> str:
@@ -267,6 +286,14 @@ class GradcamServer:
                     answered = True
                     return result
                 except InferenceServerException as error:
+                    problem = tls_failure(error)
+                    if problem:
+                        answered = True  # a configuration problem, not an overloaded server
+                        raise TlsError(
+                            f"TLS handshake with {url} failed ({problem}): the server's "
+                            "certificate is not trusted; pass the CA that signed it with "
+                            "--root-certificates, and a --url host the certificate names"
+                        ) from None
                     if not is_retryable(error):
                         answered = True  # the server is not overloaded: it answered
                         raise RequestRejected(
@@ -290,12 +317,26 @@ class GradcamServer:
                     )
                 raise ServerUnavailable(
                     f"{action}: no answer for {self.retry.deadline_s:g} s ({last})"
+                    + self._closed_socket_hint(last)
                 )
             if cancel is not None:
                 if cancel.wait(wait):
                     raise RequestCancelled(f"{action}: cancelled")
             else:
                 time.sleep(wait)
+
+    def _closed_socket_hint(self, last: str) -> str:
+        """A server that closes every connection at once may want another kind of client."""
+        if "socket closed" not in last.lower():
+            return ""
+        if self.connection.ssl and not self.connection.certificate_chain:
+            return (
+                "; the server closed each connection at once: it may require a client "
+                "certificate (--private-key and --certificate-chain)"
+            )
+        if not self.connection.ssl:
+            return "; the server closed each connection at once: it may expect TLS (--ssl)"
+        return ""
 
     def _count(self, queue_full: bool) -> None:
         with self._lock:
