@@ -18,7 +18,7 @@ def reference_maps(acts: np.ndarray, grads: np.ndarray) -> dict[str, np.ndarray]
     weighted = lambda w: relu(np.tensordot(acts, w, axes=([2], [0])))  # noqa: E731
     g2, g3 = grads**2, grads**3
     sum_a = acts.sum(axis=(0, 1))
-    alpha = np.where(grads != 0, g2 / (2 * g2 + sum_a * g3 + 1e-6), 0)
+    alpha = np.where(grads > 0, g2 / (2 * g2 + sum_a * g3 + 1e-6), 0)
     return {
         "gradcam": weighted(grads.mean(axis=(0, 1))),
         "gradcampp": weighted((alpha * relu(grads)).sum(axis=(0, 1))),
@@ -137,3 +137,16 @@ def test_a_model_without_layers_only_predicts(tiny_model, rng):
     assert set(got) == {contract.PROBABILITIES, contract.CLASS_INDEX}
     np.testing.assert_allclose(got[contract.PROBABILITIES], want[contract.PROBABILITIES], atol=1e-6)
     np.testing.assert_array_equal(got[contract.CLASS_INDEX], want[contract.CLASS_INDEX])
+
+
+def test_gradcampp_ignores_negative_gradients_even_where_its_denominator_vanishes(monkeypatch):
+    """With sum(A) = 2 and a gradient of -1, 2g^2 + sum(A) g^3 = 0: that entry's alpha is
+    1/0, which must not turn the map into NaN (inf * ReLU(-1) = inf * 0)."""
+    from gradcam_server import cam_methods
+
+    monkeypatch.setattr(cam_methods, "GRADCAMPP_EPSILON", 0.0)  # the vanishing denominator
+    activations = tf.constant([[[[1.0], [1.0]]]])  # [batch 1, h 1, w 2, channels 1]
+    gradients = tf.constant([[[[-1.0], [0.5]]]])
+    cam = cam_methods.gradcampp(activations, gradients).numpy()
+    # Only g = 0.5 counts: alpha = 0.25 / (0.5 + 2 * 0.125) = 1/3, weight = 1/3 * 0.5.
+    np.testing.assert_allclose(cam, [[[1 / 6, 1 / 6]]], rtol=1e-6)

@@ -40,7 +40,9 @@ def gradcampp(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
     grads_3 = grads_2 * gradients
     sum_activations = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
     alpha = grads_2 / (2.0 * grads_2 + sum_activations * grads_3 + GRADCAMPP_EPSILON)
-    alpha = tf.where(gradients != 0.0, alpha, tf.zeros_like(alpha))
+    # Only positive gradients count (the ReLU below). Where a gradient is negative the
+    # denominator can reach 0 (inf * 0 = NaN); pytorch-grad-cam keeps those entries as 0 too.
+    alpha = tf.where(gradients > 0.0, alpha, tf.zeros_like(alpha))
     weights = tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=(1, 2))
     return _weighted_sum(activations, weights)
 
