@@ -15,9 +15,10 @@ method functions, since the exporter now refuses Grad-CAM++ and XGrad-CAM there.
 
 Draws the per-layer panel (one Grad-CAM heat map per layer for every labelled photo) and the
 methods-by-layers panel of the cat photo. Writes ``per_layer.json``, ``per_layer.md``,
-``per_layer_panel.png`` and ``per_layer_methods.png`` into ``--out`` (default bench/results).
+``per_layer_panel.png`` and ``per_layer_methods.png`` into ``--output-dir`` (default
+bench/results).
 
-    .venv/bin/python bench/per_layer.py      # about two minutes on 2 cores
+    .venv/bin/python bench/per_layer.py      # under a minute on 2 cores
 """
 
 from __future__ import annotations
@@ -331,7 +332,7 @@ def findings(results: dict) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=benchlib.RESULTS_DIR)
+    parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     return parser.parse_args(argv)
 
@@ -372,13 +373,13 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": benchlib.machine_info(),
         "seconds": time.monotonic() - started,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
     gradcam = ALL_METHODS.index("gradcam")
     plot_grid(
         [(c.label, c, {n: maps[n][i, gradcam] for n in layers}) for i, c in enumerate(cases)],
         layers,
         "Grad-CAM on each stage's last activation and the head (EfficientNet-Lite0)",
-        args.out / "per_layer_panel.png",
+        args.output_dir / "per_layer_panel.png",
     )
     cat = next(i for i, c in enumerate(cases) if c.label.startswith("chelsea"))
     plot_grid(
@@ -389,9 +390,9 @@ def main(argv: list[str] | None = None) -> dict:
         layers,
         f"Every method on every layer: {cases[cat].label} "
         f"({results['cases'][cases[cat].label]['class']})",
-        args.out / "per_layer_methods.png",
+        args.output_dir / "per_layer_methods.png",
     )
-    benchlib.write_results("per_layer", results, markdown(results), args.out)
+    benchlib.write_results("per_layer", results, markdown(results), args.output_dir)
     print(markdown(results))
     return results
 
