@@ -26,6 +26,8 @@ from typing import Any
 import benchlib
 from benchlib import log, median, spread
 
+from gradcam_server.local_triton import free_port
+
 NAME = "containers"
 ROOT = benchlib.BENCH_DIR.parent
 COMPOSE = ["docker-compose", "-f", str(ROOT / "docker-compose.cpu.yml")]
@@ -68,7 +70,7 @@ class Project:
 
     def __init__(self, models: Path) -> None:
         self.name = f"gradcambench{uuid.uuid4().hex[:8]}"
-        grpc, http, metrics, dashboard = (benchlib.free_port() for _ in range(4))
+        grpc, http, metrics, dashboard = (free_port() for _ in range(4))
         self.grpc = f"127.0.0.1:{grpc}"
         self.env = {
             **os.environ,
