@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,78 @@ def test_a_map_holding_nan_or_infinity_fails_its_request_as_a_server_fault(bad):
     assert "NaN or infinity in CAM__l for frame 0 of this request" in str(answers[1])
     assert answers[0][contract.cam_output_name("l")].max() == 1.0
     assert answers[2][contract.cam_output_name("l")].shape == (2, 1, 2, 2)
+
+
+def encoded_request(files: list[bytes], target: int = -1) -> RequestInputs:
+    encoded = np.array([[f] for f in files], dtype=object)
+    return RequestInputs(None, np.full((len(files), 1), target, np.int32), encoded=encoded)
+
+
+def fake_decode(encoded: np.ndarray) -> np.ndarray:
+    """'Decodes' b"<digit>" to a frame of that value; anything else is not an image."""
+    values = []
+    for (data,) in encoded:
+        if not (len(data) == 1 and data.isdigit()):
+            raise ValueError("Unknown image file format")
+        values.append(int(data))
+    return np.array(values, np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+
+
+def test_encoded_and_raw_requests_run_in_one_batch():
+    calls = []
+
+    def model(frames, targets):
+        calls.append(len(frames))
+        return fake_model(frames, targets)
+
+    requests = [request(1), encoded_request([b"7", b"8"]), request(2)]
+    answers = run_requests(requests, INFO, model, fake_decode)
+    assert calls == [5]
+    assert [a[contract.CLASS_INDEX][:, 0].tolist() for a in answers] == [[1], [7, 8], [2, 2]]
+
+
+def test_an_undecodable_frame_fails_its_request_naming_the_frame_and_the_others_succeed():
+    requests = [encoded_request([b"1"]), encoded_request([b"2", b"\xff\xd8\xff", b"3"]), request(2)]
+    answers = run_requests(requests, INFO, fake_model, fake_decode)
+    assert isinstance(answers[1], RequestError) and not isinstance(answers[1], InferenceFailure)
+    message = str(answers[1])
+    assert "ENCODED_FRAMES frame 1 of this request (3 bytes)" in message
+    assert "Unknown image file format" in message
+    assert answers[0][contract.CLASS_INDEX][:, 0].tolist() == [1]
+    assert answers[2][contract.CLASS_INDEX][:, 0].tolist() == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            RequestInputs(
+                np.zeros((1, 4, 4, 3), np.uint8),
+                np.zeros((1, 1), np.int32),
+                encoded=np.array([[b"1"]], object),
+            ),
+            "exactly one of FRAMES",
+        ),
+        (RequestInputs(None, np.zeros((1, 1), np.int32)), "exactly one of FRAMES"),
+        (
+            RequestInputs(None, np.zeros((1, 1), np.int32), encoded=np.array([b"1"], object)),
+            r"shape \[batch, 1\]",
+        ),
+        (
+            RequestInputs(
+                None, np.zeros((1, 1), np.int32), encoded=np.array([[b"1"], [b"2"]], object)
+            ),
+            "one target",
+        ),
+    ],
+)
+def test_a_bad_encoded_request_is_refused_clearly(bad, message):
+    answers = run_requests([request(1), bad], INFO, fake_model, fake_decode)
+    assert isinstance(answers[1], RequestError)
+    assert re.search(message, str(answers[1]))
+    assert answers[0][contract.CLASS_INDEX][:, 0].tolist() == [1]
+
+
+def test_a_model_without_the_decoding_step_refuses_encoded_frames():
+    answers = run_requests([encoded_request([b"1"])], INFO, fake_model)
+    assert "does not accept ENCODED_FRAMES" in str(answers[0])

@@ -134,9 +134,16 @@ def test_a_model_without_layers_only_predicts(tiny_model, rng):
     forward = GradCamModule(tiny_model, caffe, [], ["gradcam"])
     frames = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     got, want = serve(forward, frames, [-1, 2, -1]), serve(full, frames, [-1, 2, -1])
-    assert set(got) == {contract.PROBABILITIES, contract.CLASS_INDEX}
+    predictions = {
+        contract.PROBABILITIES,
+        contract.TOP_CLASSES,
+        contract.TOP_PROBABILITIES,
+        contract.CLASS_INDEX,
+    }
+    assert set(got) == predictions
     np.testing.assert_allclose(got[contract.PROBABILITIES], want[contract.PROBABILITIES], atol=1e-6)
     np.testing.assert_array_equal(got[contract.CLASS_INDEX], want[contract.CLASS_INDEX])
+    np.testing.assert_array_equal(got[contract.TOP_CLASSES], want[contract.TOP_CLASSES])
 
 
 def test_gradcampp_ignores_negative_gradients_even_where_its_denominator_vanishes(monkeypatch):

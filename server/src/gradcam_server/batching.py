@@ -3,6 +3,10 @@
 Pure numpy so that it is tested without Triton; the python backend adapter only converts
 between Triton tensors and these arrays. Every request gets exactly one answer, in order: its
 outputs or an error message of its own, while the other requests still succeed.
+
+A request brings raw frames or encoded ones (JPEG/PNG bytes); encoded frames are decoded by
+the model's own decoding step, request by request, and a frame that cannot be decoded fails
+its request with a message naming that frame.
 """
 
 from __future__ import annotations
@@ -17,18 +21,22 @@ from gradcam_client.contract import ModelInfo
 
 Outputs = dict[str, np.ndarray]
 RunBatch = Callable[[np.ndarray, np.ndarray], Outputs]
+Decode = Callable[[np.ndarray], np.ndarray]
+"""Encoded frames [n, 1] (bytes) -> frames [n, H, W, 3] uint8; raises ValueError if it cannot."""
 
 
 @dataclass(frozen=True)
 class RequestInputs:
-    """The inputs of one request: frames [n, H, W, 3] uint8 and targets [n, 1] int32."""
+    """The inputs of one request: frames [n, H, W, 3] uint8 or encoded frames [n, 1] bytes
+    (exactly one of them), and targets [n, 1] int32."""
 
-    frames: np.ndarray
+    frames: np.ndarray | None
     targets: np.ndarray
+    encoded: np.ndarray | None = None
 
     @property
     def size(self) -> int:
-        return int(self.frames.shape[0])
+        return int(self.targets.shape[0])
 
 
 class RequestError(Exception):
@@ -41,7 +49,31 @@ class InferenceFailure(RequestError):
 
 def validate(request: RequestInputs, info: ModelInfo) -> None:
     """Raise RequestError naming what is wrong with one request."""
-    frames, targets = request.frames, request.targets
+    if (request.frames is None) == (request.encoded is None):
+        raise RequestError(
+            f"give the frames as exactly one of {contract.FRAMES} (raw pixels) and "
+            f"{contract.ENCODED_FRAMES} (JPEG or PNG files)"
+        )
+    if request.encoded is not None:
+        _validate_encoded(request.encoded)
+        count = request.encoded.shape[0]
+    else:
+        _validate_frames(request.frames, info)
+        count = request.frames.shape[0]
+    _validate_targets(request.targets, count, info)
+
+
+def _validate_encoded(encoded: np.ndarray) -> None:
+    if encoded.dtype != object:
+        raise RequestError(f"{contract.ENCODED_FRAMES} must be BYTES, got {encoded.dtype}")
+    if encoded.ndim != 2 or encoded.shape[1] != 1:
+        raise RequestError(
+            f"{contract.ENCODED_FRAMES} must have shape [batch, 1] (one file per frame), "
+            f"got {list(encoded.shape)}"
+        )
+
+
+def _validate_frames(frames: np.ndarray, info: ModelInfo) -> None:
     expected = (info.input_height, info.input_width, 3)
     if frames.dtype != contract.numpy_dtype(contract.FRAMES):
         wanted = contract.triton_dtype(contract.FRAMES)
@@ -51,12 +83,15 @@ def validate(request: RequestInputs, info: ModelInfo) -> None:
             f"{contract.FRAMES} must have shape [batch, {', '.join(map(str, expected))}], "
             f"got {list(frames.shape)}"
         )
+
+
+def _validate_targets(targets: np.ndarray, count: int, info: ModelInfo) -> None:
     if targets.dtype != contract.numpy_dtype(contract.TARGET_CLASS):
         wanted = contract.triton_dtype(contract.TARGET_CLASS)
         raise RequestError(f"{contract.TARGET_CLASS} must be {wanted}, got {targets.dtype}")
-    if targets.shape != (frames.shape[0], 1):
+    if targets.shape != (count, 1):
         raise RequestError(
-            f"{contract.TARGET_CLASS} must have shape [{frames.shape[0]}, 1] "
+            f"{contract.TARGET_CLASS} must have shape [{count}, 1] "
             f"(one target per frame), got {list(targets.shape)}"
         )
     bad = targets[(targets < contract.PREDICTED_CLASS) | (targets >= info.num_classes)]
@@ -67,15 +102,44 @@ def validate(request: RequestInputs, info: ModelInfo) -> None:
         )
 
 
+def decode_request(encoded: np.ndarray, decode: Decode) -> np.ndarray:
+    """The frames of one request's encoded files, or RequestError naming the first bad one.
+
+    All files are decoded in one call; only when that fails is each decoded alone, to find it.
+    """
+    try:
+        return decode(encoded)
+    except ValueError:
+        pass
+    frames = []
+    for index in range(len(encoded)):
+        try:
+            frames.append(decode(encoded[index : index + 1]))
+        except ValueError as error:
+            size = len(encoded[index, 0])
+            raise RequestError(
+                f"{contract.ENCODED_FRAMES} frame {index} of this request ({size} bytes) is not "
+                f"a decodable JPEG or PNG image: {error}"
+            ) from None
+    return np.concatenate(frames)
+
+
 def run_requests(
-    requests: list[RequestInputs], info: ModelInfo, run: RunBatch
+    requests: list[RequestInputs], info: ModelInfo, run: RunBatch, decode: Decode | None = None
 ) -> list[Outputs | RequestError]:
     """One answer per request, in order: outputs, or the error that request caused."""
     answers: list[Outputs | RequestError] = []
     valid: list[int] = []
+    pixels: list[np.ndarray] = []
     for index, request in enumerate(requests):
         try:
             validate(request, info)
+            if request.encoded is None:
+                pixels.append(request.frames)
+            elif decode is None:
+                raise RequestError(f"this model does not accept {contract.ENCODED_FRAMES}")
+            else:
+                pixels.append(decode_request(request.encoded, decode))
         except RequestError as error:
             answers.append(error)
             continue
@@ -84,7 +148,7 @@ def run_requests(
     if not valid:
         return answers
 
-    frames = np.concatenate([requests[i].frames for i in valid])
+    frames = np.concatenate(pixels)
     targets = np.concatenate([requests[i].targets for i in valid])
     try:
         outputs = run(frames, targets)

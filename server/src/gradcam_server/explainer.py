@@ -1,4 +1,10 @@
-"""The Grad-CAM serving graph: predictions and maps of every layer and method in one pass."""
+"""The Grad-CAM serving graph: predictions and maps of every layer and method in one pass.
+
+Three signatures: `serving_default` takes raw frames, `serving_encoded` takes JPEG or PNG
+bytes (decoded and resized in the graph, as TF Serving's image-bytes inputs are), and
+`decode_frames` is that decoding step alone, which the Triton adapter runs per request so that
+one undecodable frame fails only its own request.
+"""
 
 from __future__ import annotations
 
@@ -84,6 +90,7 @@ class GradCamModule(tf.Module):
         preprocess: Preprocess,
         layers: list[str] | tuple[str, ...],
         methods: list[str] | tuple[str, ...],
+        top_k: int = contract.DEFAULT_TOP_K,
     ) -> None:
         super().__init__(name="gradcam")
         model = logits_model(model)
@@ -109,19 +116,64 @@ class GradCamModule(tf.Module):
             raise ValueError("the model needs a fixed input size (height and width)")
         self.input_size = (int(height), int(width))
         self.num_classes = int(model.output.shape[-1])
+        if not 1 <= top_k <= self.num_classes:
+            raise ValueError(f"top-k must be between 1 and the {self.num_classes} classes")
+        self.top_k = top_k
         self.layer_shapes = {
             name: (int(out.shape[1]), int(out.shape[2]))
             for name, out in zip(self.layers, self.grad_model.outputs[:-1], strict=True)
         }
-        self.serve = tf.function(
-            self._serve,
-            input_signature=[
-                tf.TensorSpec(
-                    [None, *self.input_size, 3], _dtype(contract.FRAMES), contract.FRAMES
-                ),
-                tf.TensorSpec([None, 1], _dtype(contract.TARGET_CLASS), contract.TARGET_CLASS),
-            ],
+        frames_spec = tf.TensorSpec(
+            [None, *self.input_size, 3], _dtype(contract.FRAMES), contract.FRAMES
         )
+        encoded_spec = tf.TensorSpec(
+            [None, 1], _dtype(contract.ENCODED_FRAMES), contract.ENCODED_FRAMES
+        )
+        target_spec = tf.TensorSpec([None, 1], _dtype(contract.TARGET_CLASS), contract.TARGET_CLASS)
+        self.serve = tf.function(self._serve, input_signature=[frames_spec, target_spec])
+        self.serve_encoded = tf.function(
+            self._serve_encoded, input_signature=[encoded_spec, target_spec]
+        )
+        self.decode_frames = tf.function(self._decode_frames, input_signature=[encoded_spec])
+
+    def _decode_one(self, data: tf.Tensor) -> tf.Tensor:
+        """One JPEG/PNG (or BMP, GIF: first frame) file to an RGB uint8 frame of the input size."""
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        height, width = self.input_size
+        same_size = tf.reduce_all(tf.shape(image)[:2] == tf.constant([height, width]))
+
+        def resized() -> tf.Tensor:
+            # Antialiased bilinear: area-like when shrinking, as the client's own resize.
+            scaled = tf.image.resize(image, [height, width], antialias=True)
+            return tf.cast(tf.round(tf.clip_by_value(scaled, 0.0, 255.0)), tf.uint8)
+
+        image = tf.cond(same_size, lambda: image, resized)
+        return tf.ensure_shape(image, [height, width, 3])
+
+    def _decode_frames(self, encoded_frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        frames = tf.map_fn(
+            self._decode_one,
+            tf.reshape(encoded_frames, [-1]),
+            fn_output_signature=tf.TensorSpec([*self.input_size, 3], tf.uint8),
+        )
+        return {contract.FRAMES: frames}
+
+    def _serve_encoded(
+        self, encoded_frames: tf.Tensor, target_class: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        frames = self._decode_frames(encoded_frames)[contract.FRAMES]
+        return self._serve(frames, target_class)
+
+    def _predictions(self, logits: tf.Tensor, target: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Probabilities, the top-k and the explained class."""
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        top = tf.math.top_k(probabilities, k=self.top_k)
+        return {
+            contract.PROBABILITIES: probabilities,
+            contract.TOP_CLASSES: top.indices,
+            contract.TOP_PROBABILITIES: top.values,
+            contract.CLASS_INDEX: target[:, None],
+        }
 
     def _serve(self, frames: tf.Tensor, target_class: tf.Tensor) -> dict[str, tf.Tensor]:
         images = self._preprocess(tf.cast(frames, tf.float32))
@@ -130,12 +182,7 @@ class GradCamModule(tf.Module):
             logits = logits[-1] if isinstance(logits, (list, tuple)) else logits
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
             target = tf.where(tf.reshape(target_class, [-1]) < 0, predicted, target_class[:, 0])
-            return _as_contract(
-                {
-                    contract.PROBABILITIES: tf.nn.softmax(logits, axis=-1),
-                    contract.CLASS_INDEX: target[:, None],
-                }
-            )
+            return _as_contract(self._predictions(logits, target))
         with tf.GradientTape() as tape:
             *activations, logits = self.grad_model(images, training=False)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -144,15 +191,20 @@ class GradCamModule(tf.Module):
             # Samples are independent, so the gradient of the sum is each sample's own gradient.
             score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
         gradients = tape.gradient(score, activations)
-        outputs = {
-            contract.PROBABILITIES: tf.nn.softmax(logits, axis=-1),
-            contract.CLASS_INDEX: target[:, None],
-        }
+        outputs = self._predictions(logits, target)
         for name, acts, grads in zip(self.layers, activations, gradients, strict=True):
             maps = [CAM_METHODS[method](acts, grads) for method in self.methods]
             outputs[contract.cam_output_name(name)] = tf.stack(maps, axis=1)
         return _as_contract(outputs)
 
     def save(self, path: str) -> None:
-        """Write a SavedModel whose default signature is `serve`."""
-        tf.saved_model.save(self, path, signatures={"serving_default": self.serve})
+        """Write a SavedModel whose default signature is `serve` (raw frames)."""
+        tf.saved_model.save(
+            self,
+            path,
+            signatures={
+                contract.RAW_SIGNATURE: self.serve,
+                contract.ENCODED_SIGNATURE: self.serve_encoded,
+                contract.DECODE_SIGNATURE: self.decode_frames,
+            },
+        )

@@ -53,6 +53,8 @@ def model_info(name: str, source: SourceModel, module: GradCamModule, max_batch:
         methods=module.methods,
         max_batch_size=max_batch,
         description=source.description,
+        top_k=module.top_k,
+        encoded_frames=True,
     )
 
 

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from gradcam_client import contract
 from gradcam_client.contract import ModelInfo
 
 
 def _proto_dtype(name: str) -> int:
-    """model_config.proto's DataType for a contract dtype name ("FP32" -> TYPE_FP32)."""
-    return mc.DataType.Value(f"TYPE_{name}")
+    """model_config.proto's DataType for a contract dtype name ("FP32" -> TYPE_FP32; BYTES is
+    TYPE_STRING there)."""
+    return mc.DataType.Value("TYPE_STRING" if name == "BYTES" else f"TYPE_{name}")
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,11 @@ def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
         backend="python",
         max_batch_size=options.max_batch_size,
     )
+    optional = info.optional_inputs()
     for name, (dtype, dims) in info.inputs().items():
-        config.input.add(name=name, data_type=_proto_dtype(dtype), dims=list(dims))
+        config.input.add(
+            name=name, data_type=_proto_dtype(dtype), dims=list(dims), optional=name in optional
+        )
     for name, (dtype, dims) in info.outputs().items():
         config.output.add(name=name, data_type=_proto_dtype(dtype), dims=list(dims))
 
@@ -62,6 +67,8 @@ def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
 
     warmup = config.model_warmup.add(name="zeros", batch_size=1)
     for name, (dtype, dims) in info.inputs().items():
+        if name == contract.ENCODED_FRAMES:  # a request carries frames one way only
+            continue
         warmup.inputs[name].data_type = _proto_dtype(dtype)
         warmup.inputs[name].dims.extend(dims)
         warmup.inputs[name].zero_data = True

@@ -46,7 +46,7 @@ def place_on_device(tf: Any, gpu: int | None) -> None:
 
 
 class SavedModelRunner:
-    """Calls the SavedModel's serving signature on numpy arrays."""
+    """Calls the SavedModel's signatures on numpy arrays."""
 
     def __init__(self, path: str | Path, gpu: int | None = None) -> None:
         import tensorflow as tf
@@ -54,7 +54,22 @@ class SavedModelRunner:
         place_on_device(tf, gpu)
         self._tf = tf
         self._loaded = tf.saved_model.load(str(path))
-        self._signature = self._loaded.signatures["serving_default"]
+        self._signature = self._loaded.signatures[contract.RAW_SIGNATURE]
+        self._decode = self._loaded.signatures.get(contract.DECODE_SIGNATURE)
+
+    @property
+    def decodes(self) -> bool:
+        """Whether the SavedModel has the decoding step (models exported before it have not)."""
+        return self._decode is not None
+
+    def decode(self, encoded: np.ndarray) -> np.ndarray:
+        """Encoded frames [n, 1] -> frames [n, H, W, 3] uint8; ValueError naming the problem."""
+        tf = self._tf
+        try:
+            out = self._decode(**{contract.ENCODED_FRAMES: tf.constant(encoded, tf.string)})
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(op_error(error.message)) from None
+        return out[contract.FRAMES].numpy()
 
     def __call__(self, frames: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         tf = self._tf
@@ -65,6 +80,21 @@ class SavedModelRunner:
             }
         )
         return {name: value.numpy() for name, value in outputs.items()}
+
+
+_TRACE_LINES = ("Graph execution error", "Detected at node", "<stack traces", "[[")
+
+
+def op_error(message: str) -> str:
+    """What a TensorFlow op said, without the graph trace around it."""
+    lines = [line.strip() for line in message.splitlines()]
+    said = [line for line in lines if line and not line.startswith(_TRACE_LINES)]
+    return said[-1].rstrip(".") if said else "undecodable"
+
+
+def _optional_input(pb_utils: Any, request: Any, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
 
 
 class TritonPythonModel:
@@ -81,14 +111,17 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
 
-        inputs = []
-        for request in requests:
-            frames = pb_utils.get_input_tensor_by_name(request, contract.FRAMES).as_numpy()
-            targets = pb_utils.get_input_tensor_by_name(request, contract.TARGET_CLASS).as_numpy()
-            inputs.append(RequestInputs(frames, targets))
-
+        inputs = [
+            RequestInputs(
+                frames=_optional_input(pb_utils, request, contract.FRAMES),
+                targets=_optional_input(pb_utils, request, contract.TARGET_CLASS),
+                encoded=_optional_input(pb_utils, request, contract.ENCODED_FRAMES),
+            )
+            for request in requests
+        ]
+        decode = self.runner.decode if self.runner.decodes else None
         responses = []
-        for answer in run_requests(inputs, self.info, self.runner):
+        for answer in run_requests(inputs, self.info, self.runner, decode):
             if isinstance(answer, RequestError):
                 code = (
                     pb_utils.TritonError.INTERNAL
