@@ -12,7 +12,9 @@ from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
 from gradcam_client.errors import GradcamError
 from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
 from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
+from gradcam_client.targets import PREDICTED
 from gradcam_client.triton import Connection, GradcamServer, RetryPolicy
+from gradcam_client.wire import DEFAULT_JPEG_QUALITY, WIRE_FORMATS, Wire, default_format
 
 DEFAULT_URL = os.environ.get("GRADCAM_URL", "localhost:8001")
 DEFAULT_MODEL = os.environ.get("GRADCAM_MODEL", "efficientnet-lite0")
@@ -59,6 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--private-key", help="with --ssl: PEM file of the client key (mutual TLS)")
     server.add_argument(
         "--certificate-chain", help="with --ssl: PEM file of the client certificate (mutual TLS)"
+    )
+    server.add_argument(
+        "--wire",
+        default="auto",
+        choices=["auto", *WIRE_FORMATS],
+        help="frames on the wire: raw pixels (150 KB at 224x224), JPEG (15-25 KB) or PNG "
+        "(lossless); auto: raw for a server on this machine, JPEG for a remote one",
+    )
+    server.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=DEFAULT_JPEG_QUALITY,
+        help="with --wire jpeg: 1-100 (95 keeps the maps within 0.99 correlation of raw)",
+    )
+    server.add_argument(
+        "--probabilities",
+        default="auto",
+        choices=["auto", "all", "top"],
+        help="answers with all class probabilities or only the top 5 (4 KB less per frame); "
+        "auto: top unless --target needs a class outside them",
     )
     server.add_argument("--compression", choices=["gzip", "deflate"], help="compress requests")
     server.add_argument(
@@ -151,7 +173,27 @@ def readable(path: str | None) -> str | None:
         raise GradcamError(f"cannot read certificate file {path}: {error.strerror}") from None
 
 
-def connect(args: argparse.Namespace) -> GradcamServer:
+def wire_from(args: argparse.Namespace, urls: list[str]) -> Wire:
+    """The wire format asked for (auto: by where the server is)."""
+    chosen = default_format(urls) if args.wire == "auto" else args.wire
+    return Wire(chosen, args.jpeg_quality)
+
+
+def top_k_from(args: argparse.Namespace, settings: JobSettings | None) -> int | None:
+    """How many probabilities answers carry (None: all of them).
+
+    A fixed target or `--target video` reads classes beyond the top-k, so auto keeps them all.
+    """
+    if settings is None or args.probabilities == "all":
+        return None
+    predicted = args.target is None or args.target.strip().lower() in ("", PREDICTED)
+    if args.probabilities == "auto" and not predicted:
+        return None
+    return settings.top_k
+
+
+def connect(args: argparse.Namespace, settings: JobSettings | None = None) -> GradcamServer:
+    urls = list(_csv(args.url))
     connection = Connection(
         ssl=args.ssl,
         root_certificates=readable(args.root_certificates),
@@ -160,12 +202,14 @@ def connect(args: argparse.Namespace) -> GradcamServer:
         compression=args.compression,
     )
     return GradcamServer(
-        list(_csv(args.url)),
+        urls,
         args.model,
         connection,
         RetryPolicy(deadline_s=args.retry_deadline),
         priority=args.priority,
         max_in_flight=args.max_in_flight,
+        wire=wire_from(args, urls),
+        top_k=top_k_from(args, settings),
     )
 
 
@@ -204,7 +248,7 @@ def retry_summary(server: GradcamServer) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = None if args.list_models else settings_from(args)  # checked before connecting
-    server = connect(args)
+    server = connect(args, settings)
     if settings is None:
         for name in server.list_models():
             print(name)

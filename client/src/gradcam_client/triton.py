@@ -12,6 +12,9 @@ sends fewer requests at once (`InFlightWindow`: halved on a refusal, grown back 
 window of answered requests, never above `max_in_flight`) and backs off before resending a
 refused request as for a server that is down. Refusals are counted (`GradcamServer.retried`),
 and a client that gives up says the queue stayed full (`ServerBusy`).
+
+Frames go raw or encoded (`Wire`); answers carry the full probability vector or only the
+top-k (`top_k`), which the client spreads back into a vector that is zero elsewhere.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tritonclient.utils import InferenceServerException
 from gradcam_client import contract
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import (
+    GradcamError,
     InvalidResponse,
     ModelNotFound,
     RequestRejected,
@@ -40,6 +44,7 @@ from gradcam_client.errors import (
     ServerUnavailable,
     TlsError,
 )
+from gradcam_client.wire import Wire
 
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
 QUEUE_FULL = "exceeds maximum queue size"  # Triton's message when a model's queue is full
@@ -216,9 +221,15 @@ class GradcamServer:
         retry: RetryPolicy | None = None,
         priority: int = 0,
         max_in_flight: int | None = None,
+        wire: Wire | None = None,
+        top_k: int | None = None,
     ) -> None:
         """`max_in_flight` caps the inference requests this client has outstanding at once,
-        over all the threads that share it (None: no cap beyond the adaptive window)."""
+        over all the threads that share it (None: no cap beyond the adaptive window).
+
+        `wire` is the form of the frames on the wire (default raw). With `top_k`, answers carry
+        only the top-k probabilities (the model's TOP_* outputs) when the model has at least
+        that many; the others read as 0."""
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("give at least one server URL")
@@ -232,6 +243,8 @@ class GradcamServer:
         self._info: ModelInfo | None = None
         self.window = InFlightWindow(max_in_flight)
         self.retried = RetryCounts()
+        self.wire = wire or Wire()
+        self.top_k = top_k
 
     def _connect(self, url: str) -> grpcclient.InferenceServerClient:
         c = self.connection
@@ -366,8 +379,33 @@ class GradcamServer:
                 if "unknown model" in str(error).lower():
                     raise ModelNotFound(self._unknown_model_message()) from None
                 raise
-            self._info = ModelInfo.from_triton_config(config)
+            info = ModelInfo.from_triton_config(config)
+            if self.wire.encoded and not info.encoded_frames:
+                raise GradcamError(
+                    f"model {self.model!r} takes raw frames only (it was exported before "
+                    f"encoded frames existed): use --wire raw, or export it again to send "
+                    f"{self.wire.format.upper()}"
+                )
+            self._info = info
         return self._info
+
+    def answers_top_k(self) -> bool:
+        """Whether answers carry the top-k only (asked for, and the model has enough)."""
+        return self.top_k is not None and self.model_info().top_k >= self.top_k
+
+    def _requested_outputs(self, info: ModelInfo) -> list[str]:
+        if self.answers_top_k():
+            unwanted = {contract.PROBABILITIES}
+        else:
+            unwanted = {contract.TOP_CLASSES, contract.TOP_PROBABILITIES}
+        return [name for name in info.outputs() if name not in unwanted]
+
+    def _frame_inputs(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        if self.wire.encoded:
+            return {contract.ENCODED_FRAMES: self.wire.encode(frames)}
+        return {
+            contract.FRAMES: np.ascontiguousarray(frames, contract.numpy_dtype(contract.FRAMES))
+        }
 
     def _unknown_model_message(self) -> str:
         try:
@@ -414,7 +452,7 @@ class GradcamServer:
                 maps={k: np.concatenate([p.maps[k] for p in parts]) for k in parts[0].maps},
             )
         arrays = {
-            contract.FRAMES: np.ascontiguousarray(frames, contract.numpy_dtype(contract.FRAMES)),
+            **self._frame_inputs(frames),
             contract.TARGET_CLASS: np.asarray(
                 targets, contract.numpy_dtype(contract.TARGET_CLASS)
             ).reshape(-1, 1),
@@ -424,7 +462,7 @@ class GradcamServer:
             tensor = grpcclient.InferInput(name, list(array.shape), contract.triton_dtype(name))
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
-        outputs = [grpcclient.InferRequestedOutput(name) for name in info.outputs()]
+        outputs = [grpcclient.InferRequestedOutput(n) for n in self._requested_outputs(info)]
         response = self._with_retry(
             f"inference on {len(frames)} frame(s)",
             lambda client: client.infer(
@@ -440,12 +478,26 @@ class GradcamServer:
             window=self.window,
         )
         result = BatchResult(
-            probabilities=response.as_numpy(contract.PROBABILITIES),
+            probabilities=self._probabilities(response, info),
             class_index=response.as_numpy(contract.CLASS_INDEX).reshape(-1),
             maps={layer.name: response.as_numpy(layer.output_name) for layer in info.layers},
         )
         check_finite(result, info)
         return result
+
+    def _probabilities(self, response: grpcclient.InferResult, info: ModelInfo) -> np.ndarray:
+        """The probability vectors [n, classes]; from top-k answers, zero beyond the top-k."""
+        if not self.answers_top_k():
+            return response.as_numpy(contract.PROBABILITIES)
+        top = response.as_numpy(contract.TOP_CLASSES)[:, : self.top_k]
+        values = response.as_numpy(contract.TOP_PROBABILITIES)[:, : self.top_k]
+        if top.min(initial=0) < 0 or top.max(initial=0) >= info.num_classes:
+            raise InvalidResponse(
+                f"the server returned a top class out of range 0..{info.num_classes - 1}"
+            )
+        probabilities = np.zeros((len(top), info.num_classes), np.float32)
+        np.put_along_axis(probabilities, top.astype(np.intp), values, axis=1)
+        return probabilities
 
     def statistics(self) -> list[dict[str, Any]]:
         """The model's inference statistics on each server (counts, queue and compute time)."""
