@@ -1,0 +1,168 @@
+"""A slow network link on this machine: a network namespace joined to this one by a veth pair.
+
+    with SlowLink() as link:             # needs root, iproute2 (`ip`, `tc`)
+        link.shape(rate_mbit=100)
+        with link.delayed(f"{link.host_address}:{port}", rtt_ms=20) as url:
+            subprocess.run(link.run_inside([python, "client.py", url]))
+
+Traffic crosses only the veth pair between the namespace made here and this one, on link-local
+addresses, and the namespace's own loopback; the namespace and the pair are deleted when the
+block ends. Each end's egress goes through a token bucket (`tc ... tbf`), so both directions
+have the bandwidth. The round trip comes from a delay line in the namespace (a TCP relay that
+holds every chunk for half the round trip in each direction): this kernel has no `netem`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+_PREFIX = "169.254.77"  # link-local: never routed beyond the pair
+
+
+def available() -> str | None:
+    """Why no slow link can be made here, or None if it can."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, tc)"
+    missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
+    if missing:
+        return f"needs iproute2 ({', '.join(missing)} not found)"
+    return None
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+class SlowLink:
+    """A namespace `gcw<pid>` with a veth pair to this namespace, shaped with netem."""
+
+    def __init__(self) -> None:
+        tag = f"gcw{os.getpid() % 100000}"
+        self.namespace = tag
+        self.host_side, self.inner_side = f"{tag}h", f"{tag}n"
+        self.host_address, self.inner_address = f"{_PREFIX}.1", f"{_PREFIX}.2"
+
+    def __enter__(self) -> SlowLink:
+        _ip("netns", "add", self.namespace)
+        try:
+            _ip("link", "add", self.host_side, "type", "veth", "peer", "name", self.inner_side)
+            _ip("link", "set", self.inner_side, "netns", self.namespace)
+            _ip("addr", "add", f"{self.host_address}/30", "dev", self.host_side)
+            _ip("link", "set", self.host_side, "up")
+            inside = ("netns", "exec", self.namespace, "ip")
+            _ip(*inside, "addr", "add", f"{self.inner_address}/30", "dev", self.inner_side)
+            _ip(*inside, "link", "set", self.inner_side, "up")
+            _ip(*inside, "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the pair (deleting one end deletes both) and the namespace."""
+        subprocess.run(["ip", "link", "del", self.host_side], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True)
+
+    def shape(self, rate_mbit: float) -> None:
+        """Both directions at `rate_mbit` (a token bucket on each end's egress)."""
+        tbf = ["root", "tbf", "rate", f"{rate_mbit}mbit", "burst", "64kb", "latency", "200ms"]
+        for device, prefix in ((self.host_side, []), (self.inner_side, self.run_inside([]))):
+            subprocess.run(
+                [*prefix, "tc", "qdisc", "replace", "dev", device, *tbf],
+                check=True, capture_output=True,
+            )  # fmt: skip
+
+    @contextlib.contextmanager
+    def delayed(self, target: str, rtt_ms: float) -> Iterator[str]:
+        """A delay line inside the namespace to `target` (HOST:PORT); yields its address there."""
+        port = 40000 + os.getpid() % 20000
+        relay = subprocess.Popen(
+            self.run_inside(
+                [sys.executable, __file__, "--listen", f"127.0.0.1:{port}", "--to", target,
+                 "--delay-ms", str(rtt_ms / 2)]
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            if relay.stdout is None or relay.stdout.readline().strip() != "ready":
+                raise RuntimeError("the delay line did not start")
+            yield f"127.0.0.1:{port}"
+        finally:
+            relay.terminate()
+            relay.wait(10)
+
+    def run_inside(self, command: list[str]) -> list[str]:
+        """`command` prefixed to run inside the namespace."""
+        return ["ip", "netns", "exec", self.namespace, *command]
+
+    def host_bytes(self) -> tuple[int, int]:
+        """Bytes (received, sent) by this namespace's end of the pair so far."""
+        stats = Path("/sys/class/net") / self.host_side / "statistics"
+        return int((stats / "rx_bytes").read_text()), int((stats / "tx_bytes").read_text())
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Copy reader to writer, each chunk leaving `delay` seconds after it arrived, in order."""
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def receive() -> None:
+        while chunk := await reader.read(1 << 16):
+            queue.put_nowait((time.monotonic() + delay, chunk))
+        queue.put_nowait((0.0, b""))
+
+    receiving = asyncio.create_task(receive())
+    while True:
+        due, chunk = await queue.get()
+        if not chunk:
+            break
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        writer.write(chunk)
+        await writer.drain()
+    await receiving
+    with contextlib.suppress(OSError):
+        writer.close()
+
+
+async def _relay(listen: str, target: str, delay: float) -> None:
+    host, port = target.rsplit(":", 1)
+
+    async def connection(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(
+            _pump(client_r, server_w, delay), _pump(server_r, client_w, delay),
+            return_exceptions=True,
+        )  # fmt: skip
+
+    listen_host, listen_port = listen.rsplit(":", 1)
+    server = await asyncio.start_server(connection, listen_host, int(listen_port))
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    """The delay line: `slow_link.py --listen HOST:PORT --to HOST:PORT --delay-ms MS`."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--to", required=True)
+    parser.add_argument("--delay-ms", type=float, required=True)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_relay(args.listen, args.to, args.delay_ms / 1000))
+
+
+if __name__ == "__main__":
+    main()
