@@ -164,3 +164,21 @@ def test_a_bad_encoded_request_is_refused_clearly(bad, message):
 def test_a_model_without_the_decoding_step_refuses_encoded_frames():
     answers = run_requests([encoded_request([b"1"])], INFO, fake_model)
     assert "does not accept ENCODED_FRAMES" in str(answers[0])
+
+
+def test_encoded_frames_too_large_to_decode_fail_before_decoding() -> None:
+    import cv2
+
+    from gradcam_server.batching import MAX_DECODED_PIXELS, image_size
+
+    small_png = cv2.imencode(".png", np.zeros((30, 40, 3), np.uint8))[1].tobytes()
+    small_jpeg = cv2.imencode(".jpg", np.zeros((30, 40, 3), np.uint8))[1].tobytes()
+    assert image_size(small_png) == image_size(small_jpeg) == (40, 30)
+    assert image_size(b"not an image") is None
+    # A PNG header claiming 20000x20000 pixels: refused from the header alone.
+    bomb = small_png[:16] + (20000).to_bytes(4, "big") * 2 + small_png[24:]
+    assert image_size(bomb) == (20000, 20000) and MAX_DECODED_PIXELS < 20000 * 20000
+    encoded = np.array([[small_png], [bomb]], dtype=object)
+    request = RequestInputs(frames=None, targets=np.full((2, 1), -1, np.int32), encoded=encoded)
+    with pytest.raises(RequestError, match="frame 1 of this request is a 20000x20000 picture"):
+        validate(request, INFO)

@@ -193,3 +193,18 @@ def test_an_answer_holding_nan_or_infinity_is_refused_as_the_servers_fault(bad):
     broken = BatchResult(probabilities, np.zeros(3, np.int32), {"l": np.ones((3, 1, 2, 2))})
     with pytest.raises(InvalidResponse, match="probabilities for frame 1"):
         check_finite(broken, INFO)
+
+
+def test_an_older_model_gets_raw_frames_when_the_wire_was_chosen_for_the_user():
+    from gradcam_client.errors import GradcamError
+    from gradcam_client.wire import Wire
+
+    assert not INFO.encoded_frames  # a model exported before encoded frames existed
+    for wire, fallback in ((Wire("jpeg", automatic=True), True), (Wire("png"), False)):
+        server = GradcamServer("gpu-host:1", "m", wire=wire)
+        server._clients = [FakeClient([], models=["m"])]
+        if fallback:
+            assert server.model_info() == INFO and server.wire == Wire()
+        else:
+            with pytest.raises(GradcamError, match=r"takes raw frames only.*--wire raw"):
+                server.model_info()

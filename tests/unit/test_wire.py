@@ -56,7 +56,8 @@ def test_bad_wire_settings_are_refused():
 def test_cli_wire_and_probability_options():
     parse = cli.build_parser().parse_args
     args = parse(["in.mp4", "-o", "out.mp4", "--url", "gpu-host:8001"])
-    assert cli.wire_from(args, ["gpu-host:8001"]) == Wire("jpeg", 95)
+    assert cli.wire_from(args, ["gpu-host:8001"]) == Wire("jpeg", 95, automatic=True)
+    assert not cli.wire_from(parse(["i", "-o", "o", "--wire", "jpeg"]), ["h:1"]).automatic
     args = parse(["in.mp4", "-o", "o.mp4", "--wire", "png"])
     assert cli.wire_from(args, ["gpu-host:8001"]).format == "png"
     settings = cli.settings_from(args)

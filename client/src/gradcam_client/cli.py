@@ -175,8 +175,9 @@ def readable(path: str | None) -> str | None:
 
 def wire_from(args: argparse.Namespace, urls: list[str]) -> Wire:
     """The wire format asked for (auto: by where the server is)."""
-    chosen = default_format(urls) if args.wire == "auto" else args.wire
-    return Wire(chosen, args.jpeg_quality)
+    if args.wire == "auto":
+        return Wire(default_format(urls), args.jpeg_quality, automatic=True)
+    return Wire(args.wire, args.jpeg_quality)
 
 
 def top_k_from(args: argparse.Namespace, settings: JobSettings | None) -> int | None:

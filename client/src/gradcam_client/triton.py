@@ -380,6 +380,8 @@ class GradcamServer:
                     raise ModelNotFound(self._unknown_model_message()) from None
                 raise
             info = ModelInfo.from_triton_config(config)
+            if self.wire.encoded and not info.encoded_frames and self.wire.automatic:
+                self.wire = Wire()  # an older export: raw frames, as before
             if self.wire.encoded and not info.encoded_frames:
                 raise GradcamError(
                     f"model {self.model!r} takes raw frames only (it was exported before "

@@ -22,10 +22,15 @@ _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 @dataclass(frozen=True)
 class Wire:
-    """The form of the frames on the wire: "raw", "jpeg" (with its quality) or "png"."""
+    """The form of the frames on the wire: "raw", "jpeg" (with its quality) or "png".
+
+    `automatic`: chosen by where the server is, not by the user; a model that takes raw
+    frames only then gets raw frames instead of an error.
+    """
 
     format: str = "raw"
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    automatic: bool = False
 
     def __post_init__(self) -> None:
         if self.format not in WIRE_FORMATS:

@@ -11,6 +11,7 @@ its request with a message naming that frame.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,11 @@ import numpy as np
 
 from gradcam_client import contract
 from gradcam_client.contract import ModelInfo
+
+MAX_DECODED_PIXELS = 4096 * 4096
+"""Largest picture an encoded frame may decode to (a small PNG can claim gigapixels)."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 Outputs = dict[str, np.ndarray]
 RunBatch = Callable[[np.ndarray, np.ndarray], Outputs]
@@ -71,6 +77,36 @@ def _validate_encoded(encoded: np.ndarray) -> None:
             f"{contract.ENCODED_FRAMES} must have shape [batch, 1] (one file per frame), "
             f"got {list(encoded.shape)}"
         )
+    for index, (data,) in enumerate(encoded):
+        size = image_size(bytes(data))
+        if size is not None and size[0] * size[1] > MAX_DECODED_PIXELS:
+            raise RequestError(
+                f"{contract.ENCODED_FRAMES} frame {index} of this request is a "
+                f"{size[0]}x{size[1]} picture; the largest this server decodes has "
+                f"{MAX_DECODED_PIXELS:,} pixels: resize it first"
+            )
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding; None if not found."""
+    if data.startswith(_PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _JPEG_FRAME_MARKERS:
+            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
+            return width, height
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        position += 2 + length
+    return None
 
 
 def _validate_frames(frames: np.ndarray, info: ModelInfo) -> None:
