@@ -34,6 +34,9 @@ def clips(tmp_path_factory) -> dict[str, Path]:
             folder / "cfr.mp4", size=SIZE, n_frames=12, fps=12, audio=True
         ),
         "vfr": media.write_clip(folder / "vfr.mp4", size=SIZE, n_frames=12, fps=12, vfr=True),
+        "packed-b-frames+audio": media.write_packed_bframes_avi(
+            folder / "divx.avi", size=SIZE, n_frames=12, fps=12, audio=True
+        ),
     }
 
 
@@ -108,7 +111,7 @@ def audio_packets(path: Path) -> list[tuple[int, bytes]]:
         ]
 
 
-@pytest.mark.parametrize("kind", ["cfr+audio", "vfr"])
+@pytest.mark.parametrize("kind", ["cfr+audio", "vfr", "packed-b-frames+audio"])
 def test_the_output_video_is_the_input_with_reference_heat_maps(
     tiny, clips, kind, tmp_path, monkeypatch
 ):
@@ -126,7 +129,7 @@ def test_the_output_video_is_the_input_with_reference_heat_maps(
         assert len(set(np.round(np.diff(times), 6))) > 1  # the clip really is irregular
     got, source = probe(output), probe(clip)
     assert (got.codec, got.pix_fmt, got.width, got.height) == ("h264", "yuv420p", *SIZE)
-    assert got.has_audio == source.has_audio == (kind == "cfr+audio")
+    assert got.has_audio == source.has_audio == kind.endswith("+audio")
     if source.has_audio:
         assert audio_packets(output) == audio_packets(clip)
 

@@ -45,6 +45,17 @@ def streams(path: Path) -> dict[str, tuple[str, float | None]]:
     return out
 
 
+def audio_packets(path: Path) -> list[tuple[float, bytes]]:
+    """(start in seconds, payload) of every audio packet."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return [
+            (round(float(p.pts * p.time_base), 4), bytes(p))
+            for p in container.demux(stream)
+            if p.size
+        ]
+
+
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
@@ -98,6 +109,31 @@ def test_mkv_time_base_is_kept(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     transcode(src, out)
     assert vio.read_timestamps(out) == pytest.approx(media.vfr_times(10, 10), abs=1e-6)
+
+
+def test_packed_b_frames_keep_the_display_times_and_the_audio(tmp_path: Path) -> None:
+    pictures = media.pan_zoom_frames(20, (160, 96), "chelsea")
+    src = media.write_packed_bframes_avi(tmp_path / "divx.avi", pictures, fps=10, audio=True)
+    with av.open(str(src)) as container:
+        stream = container.streams.video[0]
+        packet_times = sorted(float(p.pts * p.time_base) for p in container.demux(stream) if p.size)
+    with av.open(str(src)) as container:
+        raw = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    assert raw != sorted(raw)  # the file really decodes with times out of order
+    assert sorted(raw) == pytest.approx(packet_times)
+
+    frames = list(vio.iter_frames(src))
+    assert [f.time for f in frames] == pytest.approx(packet_times)
+    assert vio.read_timestamps(src) == pytest.approx(packet_times)
+    for i, frame in enumerate(frames):  # the pictures are in display order
+        here = mean_abs_diff(frame.image, pictures[i])
+        assert here < 8 and here < mean_abs_diff(frame.image, pictures[i - 1 if i else 1]) - 2
+
+    out = tmp_path / "out.mp4"
+    transcode(src, out)
+    assert vio.read_timestamps(out) == pytest.approx(packet_times, abs=1e-6)
+    assert streams(out)["video"][1] == pytest.approx(20 / 10)  # as long as the input, not longer
+    assert audio_packets(out) == audio_packets(src)  # the MP3 copied at its own times: in sync
 
 
 @pytest.mark.parametrize(

@@ -25,9 +25,11 @@ a still image through OpenCV, also via a temporary name.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import secrets
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -76,6 +78,8 @@ _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 120
 _VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
 _IMAGE_FORMATS = ("image2", "image2pipe")
 _HEAD_BYTES = 4096
+REORDER_DEPTH = 4
+"""Decoded frames held back to put presentation times in order (see `in_display_order`)."""
 
 
 # --------------------------------------------------------------------------- data types
@@ -501,6 +505,33 @@ class _Decoder:
         return None
 
 
+def in_display_order(
+    frames: Iterable[av.VideoFrame], depth: int = REORDER_DEPTH
+) -> Iterator[tuple[av.VideoFrame, int | None]]:
+    """Each decoded frame with its presentation time, the times sorted (None stays None).
+
+    Decoders hand out frames in display order, but some files give them times out of order:
+    MPEG-4 Part 2 AVIs with packed B-frames (DivX, Xvid) decode as 0.1, 0.3, 0.2, 0.5, 0.4 s.
+    The k-th frame is shown at the k-th smallest time, so `depth` frames are held back and
+    each frame leaves with the smallest time seen so far.
+    """
+    held: deque[av.VideoFrame] = deque()
+    times: list[int] = []
+
+    def release() -> tuple[av.VideoFrame, int | None]:
+        frame = held.popleft()
+        return frame, None if frame.pts is None else heapq.heappop(times)
+
+    for frame in frames:
+        held.append(frame)
+        if frame.pts is not None:
+            heapq.heappush(times, frame.pts)
+        if len(held) > depth:
+            yield release()
+    while held:
+        yield release()
+
+
 def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     """A decoded frame as an upright RGB uint8 (H, W, 3) array."""
     kwargs = {}
@@ -660,11 +691,10 @@ class MediaReader:
         )
         step = _frame_step(info)
         last_pts: int | None = None
-        for frame, _stream in decoder.frames():
+        for frame, pts in in_display_order(f for f, _stream in decoder.frames()):
             rgb = _to_rgb(frame, info.rotation)
             if rgb.shape[:2] != (info.height, info.width):  # resolution changed mid-stream
                 rgb = cv2.resize(rgb, info.resolution_wh, interpolation=cv2.INTER_AREA)
-            pts = frame.pts
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + step
             last_pts = pts
@@ -708,9 +738,9 @@ def read_timestamps(path: str | Path) -> list[float]:
         return [0.0]
     decoder = _Decoder(reader.path, DecodeReport(), "skip")
     return [
-        float(frame.pts * reader.info.time_base)
-        for frame, _stream in decoder.frames()
-        if frame.pts is not None
+        float(pts * reader.info.time_base)
+        for _frame, pts in in_display_order(f for f, _stream in decoder.frames())
+        if pts is not None
     ]
 
 
