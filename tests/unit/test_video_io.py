@@ -1,4 +1,4 @@
-"""Reading and writing media files: gradcam_client.video_io (with clips from tests/media.py)."""
+"""Reading and writing media files through gradcam_client.video_io (clips from tests/media.py)."""
 
 from __future__ import annotations
 
