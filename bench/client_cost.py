@@ -1,0 +1,319 @@
+"""Client cost: the client's own CPU per frame and its pace, against a plain PyAV transcode.
+
+A zero-cost model stands in for the network: the same tensor contract as EfficientNet-Lite0
+(224x224 frames in, 1,000 probabilities and 7x7 maps out), served by the same Triton (python
+backend), answering every frame with ready maps and computing nothing. What is left is the
+client: decode, resize, requests, compose, encode. Beside it, in the same run and on the same
+clip, a plain PyAV transcode (decode, libx264 with the client's preset and CRF, the same
+threads): the least any tool that re-encodes a video must spend.
+
+Each job runs in its own process (pinned to ``--cores`` CPUs); the worker reports the CPU
+seconds of its whole process (every thread) and the wall time of the job alone, without the
+Python start-up. Rounds interleave the variants, the order rotating every round. Clips are
+made from the scikit-image photos at 640x360, 1280x720, 1920x1080 and 3840x2160.
+
+    .venv/bin/python bench/client_cost.py             # ~10 minutes on 2 cores
+    .venv/bin/python bench/client_cost.py --quick     # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import benchlib
+from benchlib import log, median
+
+NAME = "client_cost"
+MODEL = "zero"
+CPU_TARGET = 1.3  # client CPU per frame / transcode CPU per frame, at most
+FPS_TARGET = 0.8  # client frames/s against the zero-cost model / transcode frames/s, at least
+SIZES = ((640, 360), (1280, 720), (1920, 1080), (3840, 2160))
+FRAMES = {360: 150, 720: 75, 1080: 45, 2160: 15}  # about the same pixels per clip
+PRESET, CRF = "veryfast", 20  # the client's defaults (gradcam_client.pipeline.JobSettings)
+
+ZERO_MODEL = '''\
+"""A Grad-CAM model that computes nothing: every frame gets the same ready answer."""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.ready = {}
+        for output in config["output"]:
+            dims = [int(d) for d in output["dims"]]
+            if output["name"] == "PROBABILITIES":
+                value = np.full(dims, 0.1 / (dims[0] - 1), np.float32)
+                value[281] = 0.9
+            elif output["name"] == "CLASS_INDEX":
+                value = np.array([281], np.int32)
+            else:  # a map: one warm blob, off centre
+                y, x = np.mgrid[0 : dims[1], 0 : dims[2]]
+                blob = np.exp(-((y - dims[1] * 0.4) ** 2 + (x - dims[2] * 0.6) ** 2) / 4.0)
+                value = np.broadcast_to(blob.astype(np.float32), dims).copy()
+            self.ready[output["name"]] = value
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            n = pb_utils.get_input_tensor_by_name(request, "FRAMES").as_numpy().shape[0]
+            tensors = [
+                pb_utils.Tensor(name, np.repeat(value[None], n, axis=0))
+                for name, value in self.ready.items()
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
+'''
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (2)")
+    parser.add_argument("--sizes", help="heights to run, e.g. 360,1080 (all)")
+    parser.add_argument("--cores", default="2,1", help="CPU counts for the client runs (2,1)")
+    parser.add_argument("--fps", type=int, default=15, help="frame rate of the clips")
+    parser.add_argument("--quick", action="store_true", help="smoke run")
+    parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--worker", choices=("client", "transcode"), help=argparse.SUPPRESS)
+    parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
+    return args
+
+
+# --------------------------------------------------------------------------- the zero-cost model
+
+
+def write_zero_model(repository: Path) -> Path:
+    """The zero-cost model: EfficientNet-Lite0's contract, ready answers, no network."""
+    from gradcam_client.contract import LayerInfo, ModelInfo
+    from gradcam_server.triton_config import ServingOptions, build_config, config_text
+
+    info = ModelInfo(
+        name=MODEL,
+        input_height=224,
+        input_width=224,
+        class_names=tuple(f"class {i}" for i in range(1000)),
+        layers=(LayerInfo("top_activation", 7, 7),),
+        methods=("gradcam",),
+        description="answers every frame with ready maps (client benchmark)",
+    )
+    folder = repository / MODEL
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(config_text(build_config(info, ServingOptions())))
+    (folder / "1" / "model.py").write_text(textwrap.dedent(ZERO_MODEL))
+    return folder
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def transcode(clip: Path, out: Path) -> int:
+    """Decode `clip` and encode it again with libx264 (the client's preset and CRF)."""
+    import av
+
+    with av.open(str(clip)) as source, av.open(str(out), "w", format="mp4") as sink:
+        video = source.streams.video[0]
+        stream = sink.add_stream("libx264", rate=video.average_rate)
+        stream.options = {"crf": str(CRF), "preset": PRESET}
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        stream.time_base = video.time_base
+        count = 0
+        for frame in source.decode(video):
+            frame.pict_type = av.video.frame.PictureType.NONE
+            sink.mux(stream.encode(frame))
+            count += 1
+        sink.mux(stream.encode(None))
+    return count
+
+
+def run_client(clip: Path, out: Path, url: str) -> int:
+    """`gradcam-video` with its defaults, as a library call."""
+    from gradcam_client.pipeline import JobSettings, process_media
+    from gradcam_client.triton import GradcamServer
+
+    settings = JobSettings(encoder_preset=PRESET, crf=CRF)
+    return process_media(GradcamServer(url, MODEL), clip, out, settings).frames
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One job in this process; prints frames, CPU seconds and wall seconds as JSON."""
+    if args.worker == "client":
+        import gradcam_client.pipeline  # noqa: F401  (imports are not the job)
+
+        def job() -> int:
+            return run_client(args.clip, args.out, args.url)
+    else:
+        import av  # noqa: F401
+
+        def job() -> int:
+            return transcode(args.clip, args.out)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    frames = job()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(json.dumps({"frames": frames, "cpu": cpu, "wall": wall}))
+
+
+def measure(variant: str, clip: Path, out: Path, url: str, cores: int) -> dict[str, float]:
+    """Run one job in a fresh process pinned to `cores` CPUs."""
+    allowed = sorted(os.sched_getaffinity(0))[:cores]
+    command = [sys.executable, __file__, "--worker", variant, "--clip", str(clip)]
+    command += ["--out", str(out), "--url", url]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.sched_setaffinity(0, allowed),
+    )
+    if done.returncode:
+        raise RuntimeError(f"{variant} failed: {done.stderr.strip()[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    out.unlink(missing_ok=True)
+    return result
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    from gradcam_client.samples import pan_zoom_frames, write_frames
+
+    heights = [int(h) for h in args.sizes.split(",")] if args.sizes else [h for _, h in SIZES]
+    sizes = [size for size in SIZES if size[1] in heights]
+    cores = [int(c) for c in args.cores.split(",")]
+    machine = benchlib.machine_info()
+    with benchlib.work_dir(args.keep) as work:
+        clips = {}
+        for width, height in sizes:
+            frames = max(6, FRAMES[height] // (5 if args.quick else 1))
+            path = work / f"clip_{height}p.mp4"
+            clips[height] = write_frames(
+                path, pan_zoom_frames(frames, (width, height)), frames, (width, height), args.fps
+            )
+            log(f"clip {width}x{height}, {frames} frames")
+        repository = work / "repository"
+        write_zero_model(repository)
+        variants = [("transcode", 2)] + [("client", c) for c in cores]
+        runs: dict[str, list[dict[str, float]]] = {}
+        with benchlib.running_triton(repository, work) as server:
+            url = server.urls.grpc
+            for round_index in range(args.rounds):
+                for height in heights:
+                    for variant, ncores in benchlib.rotated(variants, round_index):
+                        key = f"{height}p {variant} {ncores}"
+                        out = work / f"out_{height}_{variant}.mp4"
+                        result = measure(variant, clips[height], out, url, ncores)
+                        runs.setdefault(key, []).append(result)
+                        log(
+                            f"round {round_index + 1} {key} cores: "
+                            f"{1000 * result['cpu'] / result['frames']:.1f} ms CPU/frame, "
+                            f"{result['frames'] / result['wall']:.1f} frames/s"
+                        )
+    report = summarise(runs, sizes, cores, machine, args)
+    print(report["text"])
+    benchlib.write_results(NAME, report["data"], report["markdown"], args.output_dir)
+    return 0
+
+
+def summarise(
+    runs: dict[str, list[dict[str, float]]],
+    sizes: list[tuple[int, int]],
+    cores: list[int],
+    machine: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Medians per size and variant, the two ratios, and the tables."""
+
+    def cpu_ms(key: str) -> float:
+        return median([1000 * r["cpu"] / r["frames"] for r in runs[key]])
+
+    def fps(key: str) -> float:
+        return median([r["frames"] / r["wall"] for r in runs[key]])
+
+    rows, data_sizes = [], {}
+    for width, height in sizes:
+        base = f"{height}p transcode 2"
+        entry: dict[str, Any] = {
+            "frames": runs[base][0]["frames"],
+            "transcode_cpu_ms_per_frame": cpu_ms(base),
+            "transcode_fps": fps(base),
+        }
+        for c in cores:
+            key = f"{height}p client {c}"
+            entry[f"client_{c}_cores_cpu_ms_per_frame"] = cpu_ms(key)
+            entry[f"client_{c}_cores_fps"] = fps(key)
+        two = f"{height}p client {max(cores)}"
+        entry["cpu_ratio"] = cpu_ms(two) / cpu_ms(base)
+        entry["fps_ratio"] = fps(two) / fps(base)
+        data_sizes[f"{width}x{height}"] = entry
+        cpu_check = benchlib.check(entry["cpu_ratio"], CPU_TARGET, higher_is_better=False)
+        rows.append(
+            [
+                f"{width}x{height}",
+                entry["frames"],
+                cpu_ms(base),
+                cpu_ms(two),
+                f"{entry['cpu_ratio']:.2f} ({cpu_check})",
+                fps(base),
+                *[fps(f"{height}p client {c}") for c in cores],
+                f"{entry['fps_ratio']:.2f} ({benchlib.check(entry['fps_ratio'], FPS_TARGET)})",
+            ]
+        )
+    headers = [
+        "clip",
+        "frames",
+        "transcode ms CPU/frame",
+        "client ms CPU/frame",
+        f"CPU ratio (<= {CPU_TARGET})",
+        "transcode frames/s",
+        *[f"client frames/s, {c} core{'s' if c > 1 else ''}" for c in cores],
+        f"frames/s ratio (>= {FPS_TARGET})",
+    ]
+    text, md = benchlib.table(headers, rows)
+    load = machine["load_average"]
+    markdown = "\n".join(
+        [
+            "# Client cost against a plain transcode",
+            "",
+            f"`bench/client_cost.py{' --quick' if args.quick else ''}`, {args.rounds} "
+            f"interleaved rounds (medians), {machine['cpus']} CPUs, load average at the start "
+            f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, {machine['time']}.",
+            "",
+            "Client: `process_media` with its defaults against the zero-cost model (same "
+            "contract as EfficientNet-Lite0, ready answers, same Triton). Transcode: PyAV "
+            f"decode + libx264 preset {PRESET}, CRF {CRF}, default threads, pinned to 2 CPUs. "
+            "CPU is the whole process (every thread), wall the job alone.",
+            "",
+            md,
+            "",
+            "`client frames/s, 1 core`: the client process pinned to one CPU (Triton keeps both).",
+        ]
+    )
+    data = {"machine": machine, "sizes": data_sizes, "runs": runs, "rounds": args.rounds}
+    return {"text": text, "markdown": markdown, "data": data}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
