@@ -212,6 +212,61 @@ def _fit_text(text: str, max_width: int, max_height: int, scale: float) -> tuple
     return "", 0.0, 0
 
 
+@dataclass(frozen=True)
+class LabelPlacement:
+    """Where and how a label is drawn: fitted text, font, and its box (x, y, width, height)."""
+
+    text: str
+    scale: float
+    thickness: int
+    box: tuple[int, int, int, int]
+    origin: tuple[int, int]  # text baseline start
+
+
+def place_label(height: int, width: int, text: str, corner: Corner) -> LabelPlacement | None:
+    """How `draw_label` lays out `text` on a (height, width) image; None when nothing fits."""
+    text = _ascii(text)
+    if not text:
+        return None
+    target_px = max(min(height, width) * _TEXT_HEIGHT_FRACTION, _MIN_FONT_SCALE * 22.0)
+    target_scale = target_px / _FONT_PX_AT_SCALE_1
+    margin = max(1, round(target_px * 0.35))
+    text, scale, thickness = _fit_text(text, width - 4 * margin, height - 4 * margin, target_scale)
+    if not text:
+        return None
+    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    pad = margin
+    box_w = min(width, text_w + 2 * pad)
+    box_h = min(height, text_h + baseline + 2 * pad)
+    x0 = margin if corner.endswith("left") else width - margin - box_w
+    y0 = margin if corner.startswith("top") else height - margin - box_h
+    x0, y0 = max(0, x0), max(0, y0)
+    return LabelPlacement(
+        text, scale, thickness, (x0, y0, box_w, box_h), (x0 + pad, y0 + pad + text_h)
+    )
+
+
+def paint_label(
+    image: np.ndarray, placement: LabelPlacement, offset: tuple[int, int] = (0, 0)
+) -> None:
+    """Draw a placed label into `image` in place; `image` starts at `offset` (x, y) of the frame."""
+    x0, y0, box_w, box_h = placement.box
+    x0, y0 = x0 - offset[0], y0 - offset[1]
+    roi = image[y0 : y0 + box_h, x0 : x0 + box_w]
+    roi[:] = (roi.astype(np.float32) * _BOX_SHADE).astype(np.uint8)
+    origin = (placement.origin[0] - offset[0], placement.origin[1] - offset[1])
+    cv2.putText(
+        image,
+        placement.text,
+        origin,
+        _FONT,
+        placement.scale,
+        (255, 255, 255),
+        placement.thickness,
+        cv2.LINE_AA,
+    )
+
+
 def draw_label(
     image: np.ndarray,
     text: str,
@@ -224,27 +279,9 @@ def draw_label(
     readable text the copy is returned unchanged.
     """
     out = _check_frame(image).copy()
-    text = _ascii(text)
-    if not text:
-        return out
-    height, width = out.shape[:2]
-    target_px = max(min(height, width) * _TEXT_HEIGHT_FRACTION, _MIN_FONT_SCALE * 22.0)
-    target_scale = target_px / _FONT_PX_AT_SCALE_1
-    margin = max(1, round(target_px * 0.35))
-    text, scale, thickness = _fit_text(text, width - 4 * margin, height - 4 * margin, target_scale)
-    if not text:
-        return out
-    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
-    pad = margin
-    box_w = min(width, text_w + 2 * pad)
-    box_h = min(height, text_h + baseline + 2 * pad)
-    x0 = margin if corner.endswith("left") else width - margin - box_w
-    y0 = margin if corner.startswith("top") else height - margin - box_h
-    x0, y0 = max(0, x0), max(0, y0)
-    roi = out[y0 : y0 + box_h, x0 : x0 + box_w]
-    roi[:] = (roi.astype(np.float32) * _BOX_SHADE).astype(np.uint8)
-    origin = (x0 + pad, y0 + pad + text_h)
-    cv2.putText(out, text, origin, _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    placement = place_label(out.shape[0], out.shape[1], text, corner)
+    if placement is not None:
+        paint_label(out, placement)
     return out
 
 

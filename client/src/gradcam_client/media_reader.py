@@ -208,6 +208,48 @@ def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     return rgb
 
 
+_KNOWN_MATRICES = (1, 4, 5, 6, 7)  # BT.709, FCC, BT.601 (two tags), SMPTE 240M
+
+
+def _source_colors(frame: av.VideoFrame) -> dict[str, int]:
+    """The frame's colour matrix and range for FFmpeg's scaler (its defaults when untagged)."""
+    colors = {}
+    if frame.colorspace in _KNOWN_MATRICES:
+        colors["src_colorspace"] = frame.colorspace
+    if frame.color_range:
+        colors["src_color_range"] = frame.color_range
+    return colors
+
+
+def _to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """A decoded frame as a yuv420p BT.709 limited-range picture of (width, height)."""
+    as_is = (
+        frame.format.name == "yuv420p"
+        and frame.colorspace == 1
+        and frame.color_range in (0, 1)
+        and (frame.width, frame.height) == (width, height)
+    )
+    if not as_is:
+        frame = frame.reformat(
+            width=width,
+            height=height,
+            format="yuv420p",
+            dst_colorspace="ITU709",
+            dst_color_range="MPEG",
+            interpolation="AREA",
+            **_source_colors(frame),
+        )
+    return frame.to_ndarray()
+
+
+def _thumbnail(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """The frame scaled to `size` (width, height) as RGB, in one pass of FFmpeg's scaler."""
+    small = frame.reformat(
+        width=size[0], height=size[1], format="rgb24", interpolation="AREA", **_source_colors(frame)
+    )
+    return small.to_ndarray()
+
+
 def _read_image_file(path: Path) -> np.ndarray | None:
     """Decode a still image with OpenCV (EXIF orientation applied) as RGB, or None."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -345,6 +387,28 @@ class MediaReader:
         )
 
     def __iter__(self) -> Iterator[Frame]:
+        return self._frames()
+
+    @property
+    def yuv_ready(self) -> bool:
+        """True when `pictures` can serve this input: a video, upright, of even size."""
+        info = self.info
+        return not info.is_image and not info.rotation and not (info.width % 2 or info.height % 2)
+
+    def pictures(self, thumbnail: tuple[int, int] | None = None) -> Iterator[Frame]:
+        """The frames as yuv420p pictures (see `Frame`), each with an RGB thumbnail of
+        `thumbnail` = (width, height) when given; only for inputs that are `yuv_ready`.
+
+        A yuv420p BT.709 input is handed over as decoded; other pixel formats and colour
+        matrices are converted by FFmpeg's scaler, which also makes the thumbnail.
+        """
+        if not self.yuv_ready:
+            raise ValueError(f"{self.path}: rotated, odd-sized or still input; iterate RGB frames")
+        return self._frames(yuv=True, thumbnail=thumbnail)
+
+    def _frames(
+        self, *, yuv: bool = False, thumbnail: tuple[int, int] | None = None
+    ) -> Iterator[Frame]:
         self.report = DecodeReport()
         if self._image is not None:
             self.report.frames = 1
@@ -357,14 +421,19 @@ class MediaReader:
         step = frame_step(info)
         last_pts: int | None = None
         for frame, pts in in_display_order(f for f, _stream in decoder.frames()):
-            rgb = _to_rgb(frame, info.rotation)
-            if rgb.shape[:2] != (info.height, info.width):  # resolution changed mid-stream
-                rgb = cv2.resize(rgb, info.resolution_wh, interpolation=cv2.INTER_AREA)
+            small = _thumbnail(frame, thumbnail) if thumbnail else None
+            if yuv:
+                image, pixel_format = _to_yuv420p(frame, info.width, info.height), "yuv420p"
+            else:
+                image, pixel_format = _to_rgb(frame, info.rotation), "rgb24"
+                if image.shape[:2] != (info.height, info.width):  # resolution changed
+                    image = cv2.resize(image, info.resolution_wh, interpolation=cv2.INTER_AREA)
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + step
             last_pts = pts
             duration = frame.duration or None
-            yield Frame(rgb, self.report.frames, pts, float(pts * info.time_base), duration)
+            time = float(pts * info.time_base)
+            yield Frame(image, self.report.frames, pts, time, duration, pixel_format, small)
             self.report.frames += 1
         if self.report.frames == 0:
             reason = f" ({self.report.n_skipped} corrupt packets)" if self.report.skipped else ""

@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 CorruptPolicy = Literal["skip", "raise"]
+PixelFormat = Literal["rgb24", "yuv420p"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,14 @@ class VideoInfo:
 
 @dataclass(frozen=True, eq=False)
 class Frame:
-    """One decoded frame: upright RGB uint8 image (H, W, 3) with its presentation time.
+    """One decoded frame: upright uint8 image with its presentation time.
 
+    image: RGB (H, W, 3) for pixel_format "rgb24"; for "yuv420p" the (H * 3 / 2, W) array of
+        `av.VideoFrame.to_ndarray` (luma, then the U and V planes), BT.709 limited range.
     index: position among the yielded frames (skipped corrupt frames are not counted).
     pts: presentation timestamp in `VideoInfo.time_base` units; time: the same in seconds.
     duration: how long the frame is shown, in `VideoInfo.time_base` units, if known.
+    thumbnail: the frame scaled to a small RGB size by the decoder's scaler, when asked for.
     """
 
     image: np.ndarray
@@ -71,6 +75,8 @@ class Frame:
     pts: int
     time: float
     duration: int | None = None
+    pixel_format: PixelFormat = "rgb24"
+    thumbnail: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -267,28 +267,47 @@ class VideoWriter:
         frame lasts) to keep its timing; a None pts continues at the nominal frame rate.
         Timestamps must increase; one that does not is moved just after the previous one.
         """
-        if self._container is None:
-            self.open()
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {image.shape}")
-        if self._stream is None:
-            self._start(image)
-        width, height = self.size or (0, 0)
-        if image.shape[:2] != (height, width):
-            raise ValueError(
-                f"frame is {image.shape[1]}x{image.shape[0]}, the video is {width}x{height}"
-            )
-        if pts is None:
-            pts = 0 if self._last_pts is None else self._last_pts + self._step
-        if self._last_pts is not None and pts <= self._last_pts:
-            pts = self._last_pts + 1
-        self._last_pts = pts
+        height, width = image.shape[:2]
+        self._check_size(width, height)
         pad_h, pad_w = height % 2, width % 2
         if pad_h or pad_w:
             image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        self._encode(frame, pts, duration)
+
+    def write_picture(
+        self, picture: np.ndarray, pts: int | None = None, *, duration: int | None = None
+    ) -> None:
+        """Encode one yuv420p BT.709 limited-range picture (see `Frame`), as `write` does."""
+        picture = np.asarray(picture)
+        if picture.dtype != np.uint8 or picture.ndim != 2 or picture.shape[0] % 3:
+            raise ValueError(f"expected a yuv420p (H * 3 / 2, W) picture, got {picture.shape}")
+        self._check_size(picture.shape[1], picture.shape[0] * 2 // 3)
+        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+        frame.colorspace = 1  # BT.709
+        frame.color_range = 1  # MPEG (limited)
+        self._encode(frame, pts, duration)
+
+    def _check_size(self, width: int, height: int) -> None:
+        """Open the file and the streams on the first frame; later frames must match it."""
+        if self._container is None:
+            self.open()
+        if self._stream is None:
+            self._start(width, height)
+        expected = self.size or (0, 0)
+        if (width, height) != expected:
+            raise ValueError(f"frame is {width}x{height}, the video is {expected[0]}x{expected[1]}")
+
+    def _encode(self, frame: av.VideoFrame, pts: int | None, duration: int | None) -> None:
+        if pts is None:
+            pts = 0 if self._last_pts is None else self._last_pts + self._step
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
         frame.pts = pts
         frame.time_base = self.time_base
         self._durations[pts] = duration or self._step
@@ -344,10 +363,9 @@ class VideoWriter:
                 packet.duration = duration
             self._container.mux(packet)
 
-    def _start(self, image: np.ndarray) -> None:
+    def _start(self, width: int, height: int) -> None:
         """Create the video (and audio) streams once the frame size is known."""
         assert self._container is not None
-        height, width = image.shape[:2]
         if self.size is None:
             self.size = (width, height)
         fps = Fraction(self.info.fps or 25).limit_denominator(1001)
