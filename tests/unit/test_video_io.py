@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import media
 import numpy as np
 import pytest
@@ -445,3 +446,42 @@ def test_error_hierarchy() -> None:
     for error in (NotMediaError, TruncatedMediaError, NoFramesError, CorruptFrameError):
         assert issubclass(error, InputError)
     assert str(InputError("bad\nthing", "a.mp4")) == "a.mp4: bad thing"
+
+
+# --------------------------------------------------------------------------- yuv420p pictures
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "pix_fmt"),
+    [
+        ("h264.mp4", "libx264", "yuv420p"),
+        ("gray.mkv", "ffv1", "gray"),
+        ("444.mp4", "libx264", "yuv444p"),
+    ],
+)
+def test_pictures_are_the_rgb_frames_in_yuv420p(
+    tmp_path: Path, name: str, codec: str, pix_fmt: str
+) -> None:
+    src = media.write_clip(tmp_path / name, n_frames=4, size=(96, 64), codec=codec, pix_fmt=pix_fmt)
+    reader = vio.open_media(src)
+    assert reader.yuv_ready
+    rgb = list(reader)
+    pictures = list(reader.pictures(thumbnail=(32, 24)))
+    assert [p.time for p in pictures] == [f.time for f in rgb]
+    for frame, picture in zip(rgb, pictures, strict=True):
+        assert picture.pixel_format == "yuv420p" and picture.image.shape == (96, 96)
+        # what the writer would hand the encoder for the RGB frame
+        today = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+        today = today.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        assert mean_abs_diff(picture.image, today.to_ndarray()) < 1.5
+        assert picture.thumbnail.shape == (24, 32, 3)
+        small = cv2.resize(frame.image, (32, 24), interpolation=cv2.INTER_AREA)
+        assert mean_abs_diff(picture.thumbnail, small) < 3
+
+
+def test_rotated_input_has_no_pictures(tmp_path: Path) -> None:
+    src = media.write_clip(tmp_path / "rot.mp4", n_frames=2, rotation=90)
+    reader = vio.open_media(src)
+    assert not reader.yuv_ready
+    with pytest.raises(ValueError, match="rotated"):
+        reader.pictures()
