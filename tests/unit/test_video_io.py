@@ -485,3 +485,17 @@ def test_rotated_input_has_no_pictures(tmp_path: Path) -> None:
     assert not reader.yuv_ready
     with pytest.raises(ValueError, match="rotated"):
         reader.pictures()
+
+
+def test_auto_encoder_falls_back_to_libx264_without_a_device(tmp_path: Path) -> None:
+    from gradcam_client.media_writer import choose_encoder, usable_encoder
+
+    src = media.write_clip(tmp_path / "in.mp4", n_frames=3)
+    reader = vio.open_media(src)
+    with vio.VideoWriter(tmp_path / "out.mp4", reader.info, encoder="auto") as sink:
+        for frame in reader:
+            sink.write(frame.image, frame.pts)
+    expected = "h264_nvenc" if usable_encoder("h264_nvenc") else "libx264"
+    assert sink.encoder == choose_encoder("auto") == expected
+    assert vio.probe(tmp_path / "out.mp4").codec == "h264"
+    assert not usable_encoder("no_such_encoder")

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
@@ -27,6 +28,10 @@ from .media_types import VideoInfo, frame_step, to_seconds
 
 MP4_COPY_AUDIO_CODECS = frozenset({"aac", "mp3"})
 """Audio codecs copied into the output as they are; any other audio is re-encoded to AAC."""
+
+HARDWARE_ENCODERS = ("h264_nvenc",)
+"""H.264 encoders tried first with ``encoder="auto"``, when FFmpeg has them and a device opens.
+(VAAPI would need the frames uploaded to the device first; it is not among them.)"""
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 _VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
@@ -71,6 +76,36 @@ def write_image(path: str | Path, rgb: np.ndarray, *, jpeg_quality: int = 95) ->
         _remove(temporary)
         raise
     return path
+
+
+@lru_cache(maxsize=8)
+def usable_encoder(name: str, crf: int = 20) -> bool:
+    """True when FFmpeg has the encoder `name` and it opens here with the options the writer
+    gives it (hardware encoders need a device)."""
+    try:
+        context = av.CodecContext.create(name, "w")
+        context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
+        context.time_base = Fraction(1, 25)
+        context.options = encoder_options(name, crf, "medium")
+        context.open()
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    return True
+
+
+def choose_encoder(encoder: str = "auto", crf: int = 20) -> str:
+    """The H.264 encoder to use: `encoder` itself, or for "auto" the first of
+    `HARDWARE_ENCODERS` that opens, else libx264."""
+    if encoder != "auto":
+        return encoder
+    return next((name for name in HARDWARE_ENCODERS if usable_encoder(name, crf)), "libx264")
+
+
+def encoder_options(encoder: str, crf: int, preset: str) -> dict[str, str]:
+    """Quality and speed options: libx264's CRF and preset, the nearest of a hardware encoder."""
+    if encoder == "h264_nvenc":
+        return {"rc": "vbr", "cq": str(crf), "preset": "p4"}
+    return {"crf": str(crf), "preset": preset}
 
 
 class _AudioCopier:
@@ -158,6 +193,9 @@ class VideoWriter:
         `fps` the nominal rate, and its audio (if any) is copied unless `audio` is false.
     size: (width, height) of the frames; default: that of the first frame written.
     crf / preset: libx264 quality (lower crf = better) and speed.
+    encoder: "libx264", a hardware H.264 encoder, or "auto" (a hardware encoder when one opens
+        here, else libx264; see `choose_encoder`).
+    threads: encoder threads, 0 for the encoder's own choice.
     audio_source: file whose audio is copied; default `info.path` when `info.has_audio`.
 
     Frames are encoded as they come (nothing is buffered beyond the encoder's look-ahead). The
@@ -180,6 +218,8 @@ class VideoWriter:
         preset: str = "medium",
         audio: bool = True,
         audio_source: str | Path | None = None,
+        encoder: str = "libx264",
+        threads: int = 0,
     ) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in _VIDEO_SUFFIXES:
@@ -190,6 +230,8 @@ class VideoWriter:
         self.size = size
         self.crf = crf
         self.preset = preset
+        self.encoder = choose_encoder(encoder, crf)
+        self.threads = threads
         if audio_source is None and audio and info.has_audio and not info.is_image:
             audio_source = info.path
         self.audio_source = Path(audio_source) if audio and audio_source else None
@@ -370,8 +412,9 @@ class VideoWriter:
             self.size = (width, height)
         fps = Fraction(self.info.fps or 25).limit_denominator(1001)
         stream = self._container.add_stream(
-            "libx264", rate=fps, options={"crf": str(self.crf), "preset": self.preset}
+            self.encoder, rate=fps, options=encoder_options(self.encoder, self.crf, self.preset)
         )
+        stream.codec_context.thread_count = self.threads
         stream.width = self.size[0] + self.size[0] % 2
         stream.height = self.size[1] + self.size[1] % 2
         stream.pix_fmt = "yuv420p"

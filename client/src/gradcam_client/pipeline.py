@@ -82,6 +82,8 @@ class JobSettings:
     encoder_preset: str = "veryfast"  # libx264 preset: "medium" makes ~same-size files, 2.5x slower
     crf: int = 20
     yuv: bool = True  # compose on the decoded yuv420p pictures when the input and layout allow
+    encoder: str = "auto"  # H.264 encoder: a hardware one (NVENC) when it opens here, else libx264
+    encoder_threads: int = 0  # 0: the encoder's own choice
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_in_flight < 1:
@@ -582,6 +584,8 @@ class _Job:
             self.reader.info,
             preset=self.settings.encoder_preset,
             crf=self.settings.crf,
+            encoder=self.settings.encoder,
+            threads=self.settings.encoder_threads,
         )
 
     def _compose_from_store(self, target: int, store: MapStore | None) -> int:
