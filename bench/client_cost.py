@@ -84,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", help="heights to run, e.g. 360,1080 (all)")
     parser.add_argument("--cores", default="2,1", help="CPU counts for the client runs (2,1)")
     parser.add_argument("--fps", type=int, default=15, help="frame rate of the clips")
+    parser.add_argument("--no-levers", action="store_true", help="skip the stage-by-stage levers")
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -190,6 +191,114 @@ def measure(variant: str, clip: Path, out: Path, url: str, cores: int) -> dict[s
     return result
 
 
+# --------------------------------------------------------------------------- levers
+
+
+def _per_frame(job: Any, frames: int) -> tuple[float, float]:
+    """(CPU ms, wall ms) per frame of `job()`, CPU of the whole process."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    job()
+    return (
+        1000 * (time.process_time() - cpu) / frames,
+        1000 * (time.perf_counter() - wall) / frames,
+    )
+
+
+def levers(clip: Path, work: Path) -> list[dict[str, Any]]:
+    """Each lever of the client alone on `clip`: today's way and the new one, CPU per frame."""
+    import numpy as np
+
+    from gradcam_client.compose import draw_label, overlay
+    from gradcam_client.compose_yuv import draw_label_yuv, overlay_yuv
+    from gradcam_client.media_writer import choose_encoder, usable_encoder
+    from gradcam_client.pipeline import resize_for_model
+    from gradcam_client.video_io import VideoWriter, open_media
+
+    reader = open_media(clip)
+    rgb = list(reader)
+    pictures = list(reader.pictures())
+    count = len(rgb)
+    y, x = np.mgrid[0:7, 0:7]
+    heat = np.exp(-((y - 2.8) ** 2 + (x - 4.2) ** 2) / 4.0).astype(np.float32)
+
+    class Info:  # the model's input size, as `resize_for_model` reads it
+        input_width = input_height = 224
+
+    def decoded(yuv: bool = False, thumbnail: tuple[int, int] | None = None) -> Any:
+        def job() -> None:
+            source = open_media(clip)
+            list(source.pictures(thumbnail) if yuv else source)
+
+        return job
+
+    def label_rgb() -> None:
+        for frame in rgb:
+            draw_label(draw_label(frame.image, "Grad-CAM", "top-left"), "tabby 0.90", "bottom-left")
+
+    def label_yuv() -> None:
+        for picture in pictures:
+            out = picture.image.copy()
+            draw_label_yuv(out, "Grad-CAM", "top-left")
+            draw_label_yuv(out, "tabby 0.90", "bottom-left")
+
+    def copy_pictures() -> None:  # what label_yuv spends on copies, not labels
+        for picture in pictures:
+            picture.image.copy()
+
+    def encode(method: str, **kwargs: Any) -> Any:
+        def job() -> None:
+            with VideoWriter(
+                work / "lever.mp4", reader.info, preset=PRESET, crf=CRF, **kwargs
+            ) as w:
+                for frame in rgb if method == "write" else pictures:
+                    getattr(w, method)(frame.image, frame.pts)
+
+        return job
+
+    rows = [
+        ("decode", "to RGB (before)", decoded()),
+        ("decode", "to yuv420p, the encoder's format", decoded(yuv=True)),
+        ("resize for the model", "OpenCV on the RGB frame (before)",
+         lambda: [resize_for_model(f.image, Info) for f in rgb]),
+        ("resize for the model", "decoder's scaler, from yuv420p",
+         decoded(yuv=True, thumbnail=(224, 224))),
+        ("resize for the model", "  (decode to yuv420p alone, to subtract)", decoded(yuv=True)),
+        ("overlay", "RGB: cubic upsample, colour map, blend (before)",
+         lambda: [overlay(f.image, heat) for f in rgb]),
+        ("overlay", "yuv420p, full-resolution upsample + lookup",
+         lambda: [overlay_yuv(p.image, heat, heat_scale=1) for p in pictures]),
+        ("overlay", "yuv420p, lookup on a half-resolution upsample",
+         lambda: [overlay_yuv(p.image, heat) for p in pictures]),
+        ("labels", "RGB, whole-frame copies (before)", label_rgb),
+        ("labels", "yuv420p, their region only", label_yuv),
+        ("labels", "  (frame copies alone, to subtract)", copy_pictures),
+        ("encode", "RGB in, converted to yuv420p (before)", encode("write")),
+        ("encode", "yuv420p in", encode("write_picture")),
+        ("x264 threads", "auto (default)", encode("write_picture", threads=0)),
+        ("x264 threads", "1", encode("write_picture", threads=1)),
+        ("x264 threads", "2", encode("write_picture", threads=2)),
+        ("x264 threads", "4", encode("write_picture", threads=4)),
+    ]  # fmt: skip
+    results = []
+    for lever, variant, job in rows:
+        cpu, wall = _per_frame(job, count)
+        results.append({"lever": lever, "variant": variant, "cpu_ms": cpu, "wall_ms": wall})
+        log(f"lever {lever}: {variant}: {cpu:.2f} ms CPU/frame, {wall:.2f} ms wall/frame")
+    started = time.perf_counter()
+    usable_encoder.cache_clear()
+    chosen = choose_encoder("auto")
+    results.append(
+        {
+            "lever": "hardware encoder",
+            "variant": f"auto: NVENC {'opens' if chosen != 'libx264' else 'does not open'} "
+            f"here, {chosen} used",
+            "cpu_ms": None,
+            "wall_ms": 1000 * (time.perf_counter() - started),
+        }
+    )
+    return results
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -231,10 +340,45 @@ def main(argv: list[str] | None = None) -> int:
                             f"{1000 * result['cpu'] / result['frames']:.1f} ms CPU/frame, "
                             f"{result['frames'] / result['wall']:.1f} frames/s"
                         )
+        lever_results = {}
+        if not args.no_levers:
+            for height in heights:
+                lever_results[f"{height}p"] = levers(clips[height], work)
     report = summarise(runs, sizes, cores, machine, args)
+    if lever_results:
+        lever_md = lever_table(lever_results)
+        report["markdown"] += "\n\n" + lever_md
+        report["data"]["levers"] = lever_results
     print(report["text"])
     benchlib.write_results(NAME, report["data"], report["markdown"], args.output_dir)
     return 0
+
+
+def lever_table(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: each lever's variants, CPU ms per frame at every size."""
+    heights = list(results)
+    headers = ["lever", "variant", *[f"{h} ms CPU/frame" for h in heights]]
+    first = results[heights[0]]
+    rows = []
+    for i, row in enumerate(first):
+        cells = []
+        for h in heights:
+            entry = results[h][i]
+            value = entry["cpu_ms"] if entry["cpu_ms"] is not None else entry["wall_ms"]
+            cells.append(value)
+        rows.append([row["lever"], row["variant"], *cells])
+    _, md = benchlib.table(headers, rows)
+    return "\n".join(
+        [
+            "## Levers, one by one",
+            "",
+            "Each stage alone on the same clip, in this process (CPU of every thread), today's "
+            "way marked (before). The hardware-encoder row gives the milliseconds spent finding "
+            "out whether NVENC opens (once per process).",
+            "",
+            md,
+        ]
+    )
 
 
 def summarise(

@@ -44,12 +44,12 @@ INTERPOLATIONS: dict[str, int] = {
 
 Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_FONT_PX_AT_SCALE_1 = 22.0  # cap height of _FONT at scale 1
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+_FONT_PX_AT_SCALE_1 = 22.0  # cap height of FONT at scale 1
 _FONT_LINE_PX = 32.0  # cap height plus descender room (baseline) at scale 1
 _MIN_FONT_SCALE = 0.3  # below this Hershey text is not readable
 _TEXT_HEIGHT_FRACTION = 0.045  # text height relative to the shorter frame side
-_BOX_SHADE = 0.35  # the box behind text keeps this fraction of the frame's brightness
+BOX_SHADE = 0.35  # the box behind text keeps this fraction of the frame's brightness
 
 
 class Layout(str, Enum):
@@ -201,12 +201,12 @@ def _fit_text(text: str, max_width: int, max_height: int, scale: float) -> tuple
     if scale < _MIN_FONT_SCALE:
         return "", 0.0, 0
     thickness = max(1, round(scale * 1.6))
-    (width, _), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+    (width, _), _ = cv2.getTextSize(text, FONT, scale, thickness)
     if width > max_width:
         scale = max(_MIN_FONT_SCALE, scale * max_width / width)
         thickness = max(1, round(scale * 1.6))
     for candidate in _candidates(text):
-        (width, _), _ = cv2.getTextSize(candidate, _FONT, scale, thickness)
+        (width, _), _ = cv2.getTextSize(candidate, FONT, scale, thickness)
         if width <= max_width:
             return candidate, scale, thickness
     return "", 0.0, 0
@@ -234,7 +234,7 @@ def place_label(height: int, width: int, text: str, corner: Corner) -> LabelPlac
     text, scale, thickness = _fit_text(text, width - 4 * margin, height - 4 * margin, target_scale)
     if not text:
         return None
-    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    (text_w, text_h), baseline = cv2.getTextSize(text, FONT, scale, thickness)
     pad = margin
     box_w = min(width, text_w + 2 * pad)
     box_h = min(height, text_h + baseline + 2 * pad)
@@ -253,13 +253,13 @@ def paint_label(
     x0, y0, box_w, box_h = placement.box
     x0, y0 = x0 - offset[0], y0 - offset[1]
     roi = image[y0 : y0 + box_h, x0 : x0 + box_w]
-    roi[:] = (roi.astype(np.float32) * _BOX_SHADE).astype(np.uint8)
+    roi[:] = (roi.astype(np.float32) * BOX_SHADE).astype(np.uint8)
     origin = (placement.origin[0] - offset[0], placement.origin[1] - offset[1])
     cv2.putText(
         image,
         placement.text,
         origin,
-        _FONT,
+        FONT,
         placement.scale,
         (255, 255, 255),
         placement.thickness,

@@ -12,7 +12,7 @@ yuv420p does anyway:
 2. each plane takes its colour from a 256-entry table: the colour map's RGB colours in BT.709
    limited-range YUV, the colours the RGB path would give the encoder;
 3. each plane is alpha-blended with its colour plane;
-4. labels are drawn in RGB on the small region under their box only.
+4. labels are drawn on the small region under their box only, directly in YUV.
 
 A picture is the (H * 3 / 2, W) uint8 array PyAV uses for yuv420p (`av.VideoFrame.to_ndarray`):
 the luma rows, then the U and the V plane, each (H/2, W/2), stored one after the other. Width
@@ -23,17 +23,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import av
 import cv2
 import numpy as np
 
 from .compose import (
+    BOX_SHADE,
+    FONT,
     INTERPOLATIONS,
     Corner,
     LabelPlacement,
     _check_heat,
     colormap_code,
-    paint_label,
     place_label,
 )
 
@@ -138,48 +138,56 @@ def overlay_yuv(
     return out
 
 
-def _to_rgb(picture: np.ndarray) -> np.ndarray:
-    frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
-    return frame.to_ndarray(format="rgb24", src_colorspace="ITU709", src_color_range="MPEG")
-
-
-def _to_yuv(rgb: np.ndarray) -> np.ndarray:
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-    frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
-    return frame.to_ndarray()
-
-
 def _region(placement: LabelPlacement, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """The label's box grown by a little room for anti-aliasing, on even coordinates."""
     height, width = size
     x0, y0, box_w, box_h = placement.box
-    x0, y0 = max(0, (x0 - 2) // 2 * 2), max(0, (y0 - 2) // 2 * 2)
-    x1 = min(width, (placement.box[0] + box_w + 3) // 2 * 2)
-    y1 = min(height, (placement.box[1] + box_h + 3) // 2 * 2)
-    return x0, y0, x1, y1
+    left, top = max(0, (x0 - 2) // 2 * 2), max(0, (y0 - 2) // 2 * 2)
+    right = min(width, (x0 + box_w + 3) // 2 * 2)
+    bottom = min(height, (y0 + box_h + 3) // 2 * 2)
+    return left, top, right, bottom
+
+
+def _halve(mask: np.ndarray) -> np.ndarray:
+    """A float32 mask at chroma resolution: the mean of each 2x2 block."""
+    return cv2.resize(mask, (mask.shape[1] // 2, mask.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
 def draw_label_yuv(picture: np.ndarray, text: str, corner: Corner = "top-left") -> None:
     """Draw a label (as `compose.draw_label` does) into a yuv420p picture, in place.
 
-    Only the region under the label's box goes to RGB and back.
+    Only the region under the label's box is touched, directly in YUV: the box darkens the
+    frame towards black (scaling luma above 16 and chroma around 128, which is what scaling
+    RGB does), and the anti-aliased white text is blended in by its coverage.
     """
     size = picture_size(picture)
     placement = place_label(*size, text, corner)
     if placement is None:
         return
-    x0, y0, x1, y1 = _region(placement, size)
+    left, top, right, bottom = _region(placement, size)
+    x0, y0, box_w, box_h = placement.box
+    box = np.zeros((bottom - top, right - left), np.float32)
+    box[y0 - top : y0 - top + box_h, x0 - left : x0 - left + box_w] = 1.0
+    coverage = np.zeros(box.shape, np.uint8)  # anti-aliasing needs an 8-bit canvas
+    origin = (placement.origin[0] - left, placement.origin[1] - top)
+    cv2.putText(
+        coverage,
+        placement.text,
+        origin,
+        FONT,
+        placement.scale,
+        255,
+        placement.thickness,
+        cv2.LINE_AA,
+    )
+    ink = coverage.astype(np.float32) / 255.0
     luma, u, v = planes(picture)
-    crop = np.concatenate(
-        [
-            luma[y0:y1, x0:x1].reshape(-1),
-            u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].reshape(-1),
-            v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].reshape(-1),
-        ]
-    ).reshape(-1, x1 - x0)
-    rgb = _to_rgb(crop)
-    paint_label(rgb, placement, offset=(x0, y0))
-    new_luma, new_u, new_v = planes(_to_yuv(rgb))
-    luma[y0:y1, x0:x1] = new_luma
-    u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = new_u
-    v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = new_v
+    for plane, black, white, box_mask, ink_mask in (
+        (luma[top:bottom, left:right], 16.0, 235.0, box, ink),
+        (u[top // 2 : bottom // 2, left // 2 : right // 2], 128.0, 128.0, _halve(box), _halve(ink)),
+        (v[top // 2 : bottom // 2, left // 2 : right // 2], 128.0, 128.0, _halve(box), _halve(ink)),
+    ):
+        values = plane.astype(np.float32)
+        values = black + (values - black) * (1.0 - box_mask * (1.0 - BOX_SHADE))
+        values += (white - values) * ink_mask
+        plane[:] = np.clip(np.rint(values), 0, 255).astype(np.uint8)
