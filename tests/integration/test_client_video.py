@@ -118,15 +118,16 @@ def assert_close_to(composed: list[np.ndarray], reference: list[np.ndarray]) -> 
 
 def assert_within_encoder_noise(pictures: list[np.ndarray], reference: list[np.ndarray]) -> None:
     """yuv420p pictures composed in YUV against the RGB reference as the encoder would get it
-    (converted to yuv420p): each plane far closer than H.264 keeps it (PSNR > 40 dB), and each
-    picture closer to its own reference frame than to the next."""
+    (converted to yuv420p): each plane far closer than H.264 keeps it (PSNR > 38 dB, where
+    the decoded output is held to 32 dB), and each picture closer to its own reference frame
+    than to the next."""
     expected = [to_yuv420p(image) for image in reference]
     assert len(pictures) == len(expected)
     for i, (got, want) in enumerate(zip(pictures, expected, strict=True)):
         assert got.shape == want.shape
         neighbour = expected[i + 1 if i + 1 < len(expected) else i - 1]
         for mine, theirs in zip(planes(got), planes(want), strict=True):
-            assert psnr(mine, theirs) > 40
+            assert psnr(mine, theirs) > 38
         assert psnr(got, want) > psnr(got, neighbour) + 6
 
 
