@@ -257,9 +257,9 @@ def stage_costs(client: Any, clip: Path, work: Path, args) -> dict[str, dict[str
                 writer.write(image, frame.pts, duration=frame.duration)
         return []
 
-    # The pipeline encodes with VideoWriter's defaults (libx264 preset medium, crf 20);
-    # faster presets are shown for comparison.
-    for preset, label in (("medium", "pipeline's setting"), ("veryfast", "for comparison")):
+    # The pipeline encodes with JobSettings' preset (veryfast); medium is shown for comparison.
+    pipeline_preset = settings.encoder_preset
+    for preset, label in ((pipeline_preset, "pipeline's setting"), ("medium", "for comparison")):
         timed(f"encode (H.264 preset {preset}, {label})", n, lambda p=preset: encode(p))
     return costs
 
@@ -299,9 +299,9 @@ class StageTimers:
 
 def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[str, Any]:
     """One `process_media` run with timers around its stages: ms per frame spent by the main
-    thread (setup, waiting for the decoder, waiting for the server, composing, encoding) and
-    by the decoder thread (resizing, blocked on a full queue); the rest of the decoder
-    thread's time is decoding."""
+    thread (setup, waiting for the decoder, waiting for the server), by the decoder thread
+    (resizing, blocked on a full queue; the rest of its time is decoding) and by the encoder
+    thread (composing, encoding)."""
     from concurrent.futures import Future
 
     from gradcam_client import pipeline, video_io
@@ -311,20 +311,22 @@ def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[st
         "setup (open input, model info)": (pipeline._Job, "__init__"),
         "wait for the decoder (queue get)": (queue.Queue, "get"),
         "wait for the server (future result)": (Future, "result"),
+        "encoder flush (VideoWriter.close)": (video_io.VideoWriter, "close"),
+    }
+    encoder_parts = {
         "compose, RGB (MapRenderer.render)": (pipeline.MapRenderer, "render"),
         "compose, YUV (MapRenderer.render_picture)": (pipeline.MapRenderer, "render_picture"),
         "encode, RGB (VideoWriter.write)": (video_io.VideoWriter, "write"),
         "encode, YUV (VideoWriter.write_picture)": (video_io.VideoWriter, "write_picture"),
-        "encoder flush (VideoWriter.close)": (video_io.VideoWriter, "close"),
     }
     decoder_parts = {
         "resize (resize_for_model)": (pipeline, "resize_for_model"),
         "blocked on a full queue (queue put)": (queue.Queue, "put"),
     }
     for label, (owner, attr) in main_parts.items():
-        # composing and encoding run on the encoder thread
-        thread = "any" if label.startswith(("compose", "encode")) else "main"
-        timers.wrap(owner, attr, label, thread=thread)
+        timers.wrap(owner, attr, label, thread="main")
+    for label, (owner, attr) in encoder_parts.items():
+        timers.wrap(owner, attr, label, thread="other")
     for label, (owner, attr) in decoder_parts.items():
         timers.wrap(owner, attr, label, thread="other")
     started = time.perf_counter()
@@ -337,7 +339,14 @@ def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[st
     main = {label: 1000 * timers.totals[label] / n for label in main_parts}
     main["other (batching, bookkeeping)"] = 1000 * seconds / n - sum(main.values())
     decoder = {label: 1000 * timers.totals[label] / n for label in decoder_parts}
-    return {"frames": n, "ms_per_frame": 1000 * seconds / n, "main": main, "decoder": decoder}
+    encoder = {label: 1000 * timers.totals[label] / n for label in encoder_parts}
+    return {
+        "frames": n,
+        "ms_per_frame": 1000 * seconds / n,
+        "main": main,
+        "decoder": decoder,
+        "encoder": encoder,
+    }
 
 
 # --------------------------------------------------------------------------- memory
@@ -453,6 +462,7 @@ def report(data: dict[str, Any], args) -> tuple[str, str]:
         prof = data["profile"]
         rows = [[f"main thread: {k}", v] for k, v in prof["main"].items()]
         rows += [[f"decoder thread: {k}", v] for k, v in prof["decoder"].items()]
+        rows += [[f"encoder thread: {k}", v] for k, v in prof.get("encoder", {}).items()]
         prof_text, prof_md = benchlib.table(
             [f"timed run, {prof['ms_per_frame']:.1f} ms/frame in all", "ms/frame"], rows
         )
