@@ -15,8 +15,8 @@ side in interleaved rounds (the order rotates every round):
 * ``eager loop``: the tutorials' way (OpenCV VideoCapture, one eager `tf.GradientTape` call
   per frame, cv2.applyColorMap + addWeighted, cv2.VideoWriter mp4v), same model and weights,
   on the first ``--naive-frames`` frames of the same clip (a much weaker baseline);
-* ``what if``: end-to-end again with the pipeline's encoder set to a faster libx264 preset
-  (``--what-if-preset``, default veryfast), to show what the encoder costs.
+* ``what if``: end-to-end again with other job settings (``--what-if``, default
+  ``encoder_threads=1``: libx264 on one thread, leaving the other core to the server).
 
 Then, once: a run with timers around the pipeline's stages (waiting for the decoder, for
 the server, composing, encoding), the cost of each client stage measured alone on the same
@@ -30,7 +30,7 @@ long clip.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import os
 import queue
 import subprocess
@@ -38,7 +38,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--no-profile", action="store_true", help="skip the timed-stages run")
     parser.add_argument(
-        "--what-if-preset",
-        default="veryfast",
-        help="also run end to end with the pipeline encoding with this libx264 preset "
-        "(a what-if; '' to skip)",
+        "--what-if",
+        default="encoder_threads=1",
+        help="also run end to end with these JobSettings, e.g. encoder_preset=superfast or "
+        "encoder_threads=1 (comma-separated; '' to skip)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run (about a minute)")
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
@@ -425,11 +424,11 @@ def report(data: dict[str, Any], args) -> tuple[str, str]:
         ],
         ["eager loop (GradientTape per frame, cv2, mp4v)", s["fps"]["naive"], s["range"]["naive"]],
     ]
-    preset = data["config"]["what_if_preset"]
+    what_if = data["config"]["what_if"]
     if "what_if" in s["fps"]:
         rows.append(
             [
-                f"what if: end-to-end, x264 preset {preset}",
+                f"what if: end-to-end, {what_if}",
                 s["fps"]["what_if"],
                 s["range"]["what_if"],
             ]
@@ -445,7 +444,7 @@ def report(data: dict[str, Any], args) -> tuple[str, str]:
         for variant, key in (
             ("end-to-end", "end_to_end"),
             ("server only", "server_only"),
-            (f"what if: preset {preset}", "what_if"),
+            (f"what if: {what_if}", "what_if"),
         )
         if key in data["cpu_ms_per_frame"]
     ]
@@ -481,8 +480,9 @@ def report(data: dict[str, Any], args) -> tuple[str, str]:
     ]
     if "what_if_over_server" in s:
         lines.append(
-            f"what if the pipeline encoded with x264 preset {preset}: end-to-end/server-only "
-            f"ratio {s['what_if_over_server']:.2f} (information, no target)"
+            f"what if {what_if}: end-to-end/server-only ratio {s['what_if_over_server']:.2f}, "
+            f"end-to-end/SavedModel loop ratio {s['what_if_over_savedmodel']:.2f} "
+            "(information, no target)"
         )
     if data.get("memory"):
         mem = data["memory"]
@@ -533,23 +533,13 @@ def analysis(cpu: dict[str, dict[str, float]], cores: int) -> str:
     )
 
 
-@contextlib.contextmanager
-def encoder_preset(preset: str) -> Iterator[None]:
-    """Make the pipeline encode with another libx264 preset for the duration of the block
-    (a what-if measurement; the product code is not changed)."""
-    from gradcam_client import pipeline
-    from gradcam_client.video_io import VideoWriter
-
-    class PresetWriter(VideoWriter):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("preset", preset)
-            super().__init__(*args, **kwargs)
-
-    pipeline.VideoWriter = PresetWriter  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        pipeline.VideoWriter = VideoWriter  # type: ignore[misc]
+def what_if_settings(settings: Any, spec: str) -> Any:
+    """`settings` with the ``key=value`` pairs of `spec` (comma-separated) replaced."""
+    changes: dict[str, Any] = {}
+    for pair in filter(None, (part.strip() for part in spec.split(","))):
+        key, _, value = pair.partition("=")
+        changes[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return dataclasses.replace(settings, **changes)
 
 
 def measure_rounds(
@@ -567,8 +557,9 @@ def measure_rounds(
     """Interleaved rounds of every variant; the order rotates each round."""
     model_size = (small.shape[2], small.shape[1])
     variants = ["end_to_end", "server_only", "savedmodel", "naive"]
-    if args.what_if_preset:
+    if args.what_if:
         variants.append("what_if")
+        other = what_if_settings(settings, args.what_if)
     rounds: list[dict[str, Any]] = []
     for r in range(args.rounds):
         row: dict[str, Any] = {}
@@ -576,10 +567,7 @@ def measure_rounds(
             if variant == "end_to_end":
                 row[variant] = end_to_end(client, server, clip, work / f"out-{r}.mp4", settings)
             elif variant == "what_if":
-                with encoder_preset(args.what_if_preset):
-                    row[variant] = end_to_end(
-                        client, server, clip, work / f"out-{r}-preset.mp4", settings
-                    )
+                row[variant] = end_to_end(client, server, clip, work / f"out-{r}-if.mp4", other)
             elif variant == "server_only":
                 t = benchlib.stream_batches(
                     client, small, len(small), args.batch_size, args.in_flight, server
@@ -608,6 +596,7 @@ def measure_rounds(
         row["end_to_end_over_savedmodel"] = row["end_to_end"]["fps"] / row["savedmodel"]["fps"]
         if "what_if" in row:
             row["what_if_over_server"] = row["what_if"]["fps"] / row["server_only"]["fps"]
+            row["what_if_over_savedmodel"] = row["what_if"]["fps"] / row["savedmodel"]["fps"]
         rounds.append(row)
         log(
             f"round {r + 1}/{args.rounds}: "
@@ -656,6 +645,7 @@ def summarize(rounds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, A
     }
     if "what_if" in variants:
         summary["what_if_over_server"] = median([r["what_if_over_server"] for r in rounds])
+        summary["what_if_over_savedmodel"] = median([r["what_if_over_savedmodel"] for r in rounds])
     cpu = {
         v: {
             "wall": per_frame(v, "seconds"),
@@ -724,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
             "in_flight": args.in_flight,
             "rounds": args.rounds,
             "naive_frames": args.naive_frames,
-            "what_if_preset": args.what_if_preset,
+            "what_if": args.what_if,
         },
         "targets": {
             "end_to_end_over_naive": NAIVE_TARGET,
