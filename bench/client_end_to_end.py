@@ -733,7 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     terminal, markdown = report(data, args)
     print(terminal)
-    name = f"{NAME}-quick" if args.quick else NAME
+    name = NAME if tuple(args.size) == (640, 360) else f"{NAME}-{args.size[0]}x{args.size[1]}"
+    name = f"{name}-quick" if args.quick else name
     benchlib.write_results(name, data, markdown, args.output_dir)
     log(f"done in {time.perf_counter() - started:.0f} s")
     return 0
