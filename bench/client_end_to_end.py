@@ -51,7 +51,7 @@ MODEL = "efficientnet-lite0"
 NAIVE_TARGET = 5.0
 SAVEDMODEL_TARGET = 1.5
 SERVER_TARGET = 0.8
-MEMORY_TARGET = 1.2
+MEMORY_TARGET = 1.1
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -466,11 +466,12 @@ class _Job:
             and composition.max_width is None
         )
 
-    def frames(self) -> Iterable[Frame]:
-        """The input's frames: yuv420p pictures with model-size thumbnails when composing in
-        YUV, else RGB images."""
+    def frames(self, thumbnails: bool = True) -> Iterable[Frame]:
+        """The input's frames: yuv420p pictures (with model-size thumbnails unless
+        `thumbnails` is false) when composing in YUV, else RGB images."""
         if self.yuv:
-            return self.reader.pictures((self.info.input_width, self.info.input_height))
+            size = (self.info.input_width, self.info.input_height)
+            return self.reader.pictures(size if thumbnails else None)
         return self.reader
 
     def advance(self) -> None:
@@ -602,7 +603,7 @@ class _Job:
         changed = InputError("the input decoded differently the second time", self.source)
         count = 0
         try:
-            for i, frame in enumerate(self.frames()):
+            for i, frame in enumerate(self.frames(thumbnails=False)):
                 if i >= len(explained) or frame.time != self.times[i]:
                     raise changed
                 maps = {name: array[i] for name, array in layer_maps.items()}
