@@ -466,7 +466,9 @@ def test_pictures_are_the_rgb_frames_in_yuv420p(
     reader = vio.open_media(src)
     assert reader.yuv_ready
     rgb = list(reader)
-    pictures = list(reader.pictures(thumbnail=(32, 24)))
+    stream = reader.pictures(thumbnail=(32, 24))
+    assert stream.path == src and len(list(stream)) == 4  # each pass re-reads the file
+    pictures = list(stream)
     assert [p.time for p in pictures] == [f.time for f in rgb]
     for frame, picture in zip(rgb, pictures, strict=True):
         assert picture.pixel_format == "yuv420p" and picture.image.shape == (96, 96)

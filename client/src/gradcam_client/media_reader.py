@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -395,7 +396,7 @@ class MediaReader:
         info = self.info
         return not info.is_image and not info.rotation and not (info.width % 2 or info.height % 2)
 
-    def pictures(self, thumbnail: tuple[int, int] | None = None) -> Iterator[Frame]:
+    def pictures(self, thumbnail: tuple[int, int] | None = None) -> Pictures:
         """The frames as yuv420p pictures (see `Frame`), each with an RGB thumbnail of
         `thumbnail` = (width, height) when given; only for inputs that are `yuv_ready`.
 
@@ -404,7 +405,7 @@ class MediaReader:
         """
         if not self.yuv_ready:
             raise ValueError(f"{self.path}: rotated, odd-sized or still input; iterate RGB frames")
-        return self._frames(yuv=True, thumbnail=thumbnail)
+        return Pictures(self, thumbnail)
 
     def _frames(
         self, *, yuv: bool = False, thumbnail: tuple[int, int] | None = None
@@ -438,6 +439,22 @@ class MediaReader:
         if self.report.frames == 0:
             reason = f" ({self.report.n_skipped} corrupt packets)" if self.report.skipped else ""
             raise NoFramesError(f"video stream has no decodable frame{reason}", self.path)
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """The yuv420p pictures of a `MediaReader` (see `MediaReader.pictures`); each iteration
+    re-reads the file, as iterating the reader does."""
+
+    reader: MediaReader
+    thumbnail: tuple[int, int] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.reader.path
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.reader._frames(yuv=True, thumbnail=self.thumbnail)
 
 
 def open_media(
