@@ -8,11 +8,15 @@ side in interleaved rounds (the order rotates every round):
   batched requests, compose on full-resolution frames, H.264 encode);
 * ``server only``: the same frames, decoded and resized beforehand, sent with the same batch
   size and requests in flight, nothing else;
-* ``naive loop``: the tutorials' way (OpenCV VideoCapture, one eager `tf.GradientTape` call
+* ``SavedModel loop``: the strongest naive baseline, the per-frame loop a user would write
+  with the exported model: OpenCV VideoCapture, the exported SavedModel's serving signature
+  called in-process (graph mode, batch 1) on each frame, cv2.applyColorMap + addWeighted,
+  cv2.VideoWriter mp4v, on the whole clip;
+* ``eager loop``: the tutorials' way (OpenCV VideoCapture, one eager `tf.GradientTape` call
   per frame, cv2.applyColorMap + addWeighted, cv2.VideoWriter mp4v), same model and weights,
-  on the first ``--naive-frames`` frames of the same clip;
-* ``what if``: end-to-end again with the pipeline's encoder set to a faster libx264 preset
-  (``--what-if-preset``, default veryfast), to show what the encoder costs.
+  on the first ``--naive-frames`` frames of the same clip (a much weaker baseline);
+* ``what if``: end-to-end again with other job settings (``--what-if``, default
+  ``encoder_threads=1``: libx264 on one thread, leaving the other core to the server).
 
 Then, once: a run with timers around the pipeline's stages (waiting for the decoder, for
 the server, composing, encoding), the cost of each client stage measured alone on the same
@@ -26,7 +30,7 @@ long clip.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import os
 import queue
 import subprocess
@@ -34,7 +38,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +49,9 @@ from benchlib import log, median
 NAME = "client_end_to_end"
 MODEL = "efficientnet-lite0"
 NAIVE_TARGET = 5.0
+SAVEDMODEL_TARGET = 1.5
 SERVER_TARGET = 0.8
-MEMORY_TARGET = 1.2
+MEMORY_TARGET = 1.1
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -77,10 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--no-profile", action="store_true", help="skip the timed-stages run")
     parser.add_argument(
-        "--what-if-preset",
-        default="veryfast",
-        help="also run end to end with the pipeline encoding with this libx264 preset "
-        "(a what-if; '' to skip)",
+        "--what-if",
+        default="encoder_threads=1",
+        help="also run end to end with these JobSettings, e.g. encoder_preset=superfast or "
+        "encoder_threads=1 (comma-separated; '' to skip)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run (about a minute)")
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
@@ -112,6 +116,31 @@ def write_clip(path: Path, frames: int, size: tuple[int, int], fps: int) -> Path
 
 
 # --------------------------------------------------------------------------- the variants
+
+
+def savedmodel_loop(clip: Path, output: Path, runner: Any, size: tuple[int, int], layer: str):
+    """The per-frame loop around the exported SavedModel, in-process; (frames, seconds)."""
+    started = time.perf_counter()
+    capture = cv2.VideoCapture(str(clip))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 15.0
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    target = np.array([-1], np.int32)
+    count = 0
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        small = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA)
+        cam = runner(small[None], target)[f"CAM__{layer}"][0, 0]
+        heat = cv2.resize(cam / max(float(cam.max()), 1e-8), (width, height))
+        colored = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
+        writer.write(cv2.addWeighted(bgr, 0.6, colored, 0.4, 0))
+        count += 1
+    writer.release()
+    capture.release()
+    return count, time.perf_counter() - started
 
 
 def naive_loop(
@@ -227,9 +256,9 @@ def stage_costs(client: Any, clip: Path, work: Path, args) -> dict[str, dict[str
                 writer.write(image, frame.pts, duration=frame.duration)
         return []
 
-    # The pipeline encodes with VideoWriter's defaults (libx264 preset medium, crf 20);
-    # faster presets are shown for comparison.
-    for preset, label in (("medium", "pipeline's setting"), ("veryfast", "for comparison")):
+    # The pipeline encodes with JobSettings' preset (veryfast); medium is shown for comparison.
+    pipeline_preset = settings.encoder_preset
+    for preset, label in ((pipeline_preset, "pipeline's setting"), ("medium", "for comparison")):
         timed(f"encode (H.264 preset {preset}, {label})", n, lambda p=preset: encode(p))
     return costs
 
@@ -269,9 +298,9 @@ class StageTimers:
 
 def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[str, Any]:
     """One `process_media` run with timers around its stages: ms per frame spent by the main
-    thread (setup, waiting for the decoder, waiting for the server, composing, encoding) and
-    by the decoder thread (resizing, blocked on a full queue); the rest of the decoder
-    thread's time is decoding."""
+    thread (setup, waiting for the decoder, waiting for the server), by the decoder thread
+    (resizing, blocked on a full queue; the rest of its time is decoding) and by the encoder
+    thread (composing, encoding)."""
     from concurrent.futures import Future
 
     from gradcam_client import pipeline, video_io
@@ -281,9 +310,13 @@ def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[st
         "setup (open input, model info)": (pipeline._Job, "__init__"),
         "wait for the decoder (queue get)": (queue.Queue, "get"),
         "wait for the server (future result)": (Future, "result"),
-        "compose (MapRenderer.render)": (pipeline.MapRenderer, "render"),
-        "encode (VideoWriter.write)": (video_io.VideoWriter, "write"),
         "encoder flush (VideoWriter.close)": (video_io.VideoWriter, "close"),
+    }
+    encoder_parts = {
+        "compose, RGB (MapRenderer.render)": (pipeline.MapRenderer, "render"),
+        "compose, YUV (MapRenderer.render_picture)": (pipeline.MapRenderer, "render_picture"),
+        "encode, RGB (VideoWriter.write)": (video_io.VideoWriter, "write"),
+        "encode, YUV (VideoWriter.write_picture)": (video_io.VideoWriter, "write_picture"),
     }
     decoder_parts = {
         "resize (resize_for_model)": (pipeline, "resize_for_model"),
@@ -291,6 +324,8 @@ def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[st
     }
     for label, (owner, attr) in main_parts.items():
         timers.wrap(owner, attr, label, thread="main")
+    for label, (owner, attr) in encoder_parts.items():
+        timers.wrap(owner, attr, label, thread="other")
     for label, (owner, attr) in decoder_parts.items():
         timers.wrap(owner, attr, label, thread="other")
     started = time.perf_counter()
@@ -303,7 +338,14 @@ def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[st
     main = {label: 1000 * timers.totals[label] / n for label in main_parts}
     main["other (batching, bookkeeping)"] = 1000 * seconds / n - sum(main.values())
     decoder = {label: 1000 * timers.totals[label] / n for label in decoder_parts}
-    return {"frames": n, "ms_per_frame": 1000 * seconds / n, "main": main, "decoder": decoder}
+    encoder = {label: 1000 * timers.totals[label] / n for label in encoder_parts}
+    return {
+        "frames": n,
+        "ms_per_frame": 1000 * seconds / n,
+        "main": main,
+        "decoder": decoder,
+        "encoder": encoder,
+    }
 
 
 # --------------------------------------------------------------------------- memory
@@ -375,13 +417,18 @@ def report(data: dict[str, Any], args) -> tuple[str, str]:
     rows = [
         ["end-to-end (process_media, H.264 out)", s["fps"]["end_to_end"], s["range"]["end_to_end"]],
         ["server only (pre-resized frames)", s["fps"]["server_only"], s["range"]["server_only"]],
-        ["naive loop (eager, cv2, mp4v)", s["fps"]["naive"], s["range"]["naive"]],
+        [
+            "SavedModel loop (in-process, graph mode, batch 1, cv2, mp4v)",
+            s["fps"]["savedmodel"],
+            s["range"]["savedmodel"],
+        ],
+        ["eager loop (GradientTape per frame, cv2, mp4v)", s["fps"]["naive"], s["range"]["naive"]],
     ]
-    preset = data["config"]["what_if_preset"]
+    what_if = data["config"]["what_if"]
     if "what_if" in s["fps"]:
         rows.append(
             [
-                f"what if: end-to-end, x264 preset {preset}",
+                f"what if: end-to-end, {what_if}",
                 s["fps"]["what_if"],
                 s["range"]["what_if"],
             ]
@@ -397,7 +444,7 @@ def report(data: dict[str, Any], args) -> tuple[str, str]:
         for variant, key in (
             ("end-to-end", "end_to_end"),
             ("server only", "server_only"),
-            (f"what if: preset {preset}", "what_if"),
+            (f"what if: {what_if}", "what_if"),
         )
         if key in data["cpu_ms_per_frame"]
     ]
@@ -414,21 +461,28 @@ def report(data: dict[str, Any], args) -> tuple[str, str]:
         prof = data["profile"]
         rows = [[f"main thread: {k}", v] for k, v in prof["main"].items()]
         rows += [[f"decoder thread: {k}", v] for k, v in prof["decoder"].items()]
+        rows += [[f"encoder thread: {k}", v] for k, v in prof.get("encoder", {}).items()]
         prof_text, prof_md = benchlib.table(
             [f"timed run, {prof['ms_per_frame']:.1f} ms/frame in all", "ms/frame"], rows
         )
         sections_text.append(prof_text)
         sections_md.append(prof_md)
     lines = [
-        benchlib.ratio_line("end-to-end/naive ratio", s["end_to_end_over_naive"], NAIVE_TARGET),
+        benchlib.ratio_line(
+            "end-to-end/SavedModel loop ratio", s["end_to_end_over_savedmodel"], SAVEDMODEL_TARGET
+        ),
+        benchlib.ratio_line(
+            "end-to-end/eager loop ratio", s["end_to_end_over_naive"], NAIVE_TARGET
+        ),
         benchlib.ratio_line(
             "end-to-end/server-only ratio", s["end_to_end_over_server"], SERVER_TARGET
         ),
     ]
     if "what_if_over_server" in s:
         lines.append(
-            f"what if the pipeline encoded with x264 preset {preset}: end-to-end/server-only "
-            f"ratio {s['what_if_over_server']:.2f} (information, no target)"
+            f"what if {what_if}: end-to-end/server-only ratio {s['what_if_over_server']:.2f}, "
+            f"end-to-end/SavedModel loop ratio {s['what_if_over_savedmodel']:.2f} "
+            "(information, no target)"
         )
     if data.get("memory"):
         mem = data["memory"]
@@ -479,29 +533,21 @@ def analysis(cpu: dict[str, dict[str, float]], cores: int) -> str:
     )
 
 
-@contextlib.contextmanager
-def encoder_preset(preset: str) -> Iterator[None]:
-    """Make the pipeline encode with another libx264 preset for the duration of the block
-    (a what-if measurement; the product code is not changed)."""
-    from gradcam_client import pipeline
-    from gradcam_client.video_io import VideoWriter
-
-    class PresetWriter(VideoWriter):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("preset", preset)
-            super().__init__(*args, **kwargs)
-
-    pipeline.VideoWriter = PresetWriter  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        pipeline.VideoWriter = VideoWriter  # type: ignore[misc]
+def what_if_settings(settings: Any, spec: str) -> Any:
+    """`settings` with the ``key=value`` pairs of `spec` (comma-separated) replaced."""
+    changes: dict[str, Any] = {}
+    for pair in filter(None, (part.strip() for part in spec.split(","))):
+        key, _, value = pair.partition("=")
+        changes[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return dataclasses.replace(settings, **changes)
 
 
 def measure_rounds(
     client: Any,
     server: Any,
     eager: benchlib.EagerGradCam,
+    runner: Any,
+    layer: str,
     clip: Path,
     small: np.ndarray,
     work: Path,
@@ -510,9 +556,10 @@ def measure_rounds(
 ) -> list[dict[str, Any]]:
     """Interleaved rounds of every variant; the order rotates each round."""
     model_size = (small.shape[2], small.shape[1])
-    variants = ["end_to_end", "server_only", "naive"]
-    if args.what_if_preset:
+    variants = ["end_to_end", "server_only", "savedmodel", "naive"]
+    if args.what_if:
         variants.append("what_if")
+        other = what_if_settings(settings, args.what_if)
     rounds: list[dict[str, Any]] = []
     for r in range(args.rounds):
         row: dict[str, Any] = {}
@@ -520,10 +567,7 @@ def measure_rounds(
             if variant == "end_to_end":
                 row[variant] = end_to_end(client, server, clip, work / f"out-{r}.mp4", settings)
             elif variant == "what_if":
-                with encoder_preset(args.what_if_preset):
-                    row[variant] = end_to_end(
-                        client, server, clip, work / f"out-{r}-preset.mp4", settings
-                    )
+                row[variant] = end_to_end(client, server, clip, work / f"out-{r}-if.mp4", other)
             elif variant == "server_only":
                 t = benchlib.stream_batches(
                     client, small, len(small), args.batch_size, args.in_flight, server
@@ -535,6 +579,11 @@ def measure_rounds(
                     "server_cpu_s": t.server_cpu_s,
                     "triton": t.triton,
                 }
+            elif variant == "savedmodel":
+                count, seconds = savedmodel_loop(
+                    clip, work / f"savedmodel-{r}.mp4", runner, model_size, layer
+                )
+                row[variant] = {"frames": count, "seconds": seconds}
             else:
                 count, seconds = naive_loop(
                     clip, work / f"naive-{r}.mp4", eager, model_size, args.naive_frames
@@ -544,8 +593,10 @@ def measure_rounds(
             part["fps"] = part["frames"] / part["seconds"]
         row["end_to_end_over_server"] = row["end_to_end"]["fps"] / row["server_only"]["fps"]
         row["end_to_end_over_naive"] = row["end_to_end"]["fps"] / row["naive"]["fps"]
+        row["end_to_end_over_savedmodel"] = row["end_to_end"]["fps"] / row["savedmodel"]["fps"]
         if "what_if" in row:
             row["what_if_over_server"] = row["what_if"]["fps"] / row["server_only"]["fps"]
+            row["what_if_over_savedmodel"] = row["what_if"]["fps"] / row["savedmodel"]["fps"]
         rounds.append(row)
         log(
             f"round {r + 1}/{args.rounds}: "
@@ -575,7 +626,9 @@ def measure_memory(server: Any, work: Path, args) -> dict[str, Any]:
 
 def summarize(rounds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Medians over the rounds: frames/s and ratios, and CPU time per frame."""
-    variants = [v for v in ("end_to_end", "server_only", "naive", "what_if") if v in rounds[0]]
+    variants = [
+        v for v in ("end_to_end", "server_only", "savedmodel", "naive", "what_if") if v in rounds[0]
+    ]
 
     def fps(variant: str) -> list[float]:
         return [row[variant]["fps"] for row in rounds]
@@ -587,10 +640,12 @@ def summarize(rounds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, A
         "fps": {v: median(fps(v)) for v in variants},
         "range": {v: benchlib.spread(fps(v)) for v in variants},
         "end_to_end_over_naive": median([r["end_to_end_over_naive"] for r in rounds]),
+        "end_to_end_over_savedmodel": median([r["end_to_end_over_savedmodel"] for r in rounds]),
         "end_to_end_over_server": median([r["end_to_end_over_server"] for r in rounds]),
     }
     if "what_if" in variants:
         summary["what_if_over_server"] = median([r["what_if_over_server"] for r in rounds])
+        summary["what_if_over_savedmodel"] = median([r["what_if_over_savedmodel"] for r in rounds])
     cpu = {
         v: {
             "wall": per_frame(v, "seconds"),
@@ -598,7 +653,7 @@ def summarize(rounds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, A
             "server": per_frame(v, "server_cpu_s"),
         }
         for v in variants
-        if v != "naive"
+        if v not in ("naive", "savedmodel")
     }
     return summary, cpu
 
@@ -620,6 +675,9 @@ def main(argv: list[str] | None = None) -> int:
         repository = work / "repository"
         benchlib.export_model(source, repository, MODEL)
         eager = benchlib.EagerGradCam(source)
+        from gradcam_server.triton_model import SAVEDMODEL_DIR, SavedModelRunner
+
+        runner = SavedModelRunner(repository / MODEL / "1" / SAVEDMODEL_DIR)
         with benchlib.running_triton(repository, work) as server:
             client = GradcamServer(server.urls.grpc, MODEL)
             info = client.model_info()
@@ -628,7 +686,11 @@ def main(argv: list[str] | None = None) -> int:
             benchlib.stream_batches(client, small, 2 * args.batch_size, args.batch_size, 2)
             end_to_end(client, server, warm_clip, work / "warm-out.mp4", settings)
             naive_loop(warm_clip, work / "warm-naive.mp4", eager, small.shape[2:0:-1], 2)
-            rounds = measure_rounds(client, server, eager, clip, small, work, settings, args)
+            layer = info.layer_names[0]
+            savedmodel_loop(warm_clip, work / "warm-sm.mp4", runner, small.shape[2:0:-1], layer)
+            rounds = measure_rounds(
+                client, server, eager, runner, layer, clip, small, work, settings, args
+            )
             log("stage costs")
             stages = stage_costs(client, clip, work, args)
             profile = None
@@ -652,10 +714,11 @@ def main(argv: list[str] | None = None) -> int:
             "in_flight": args.in_flight,
             "rounds": args.rounds,
             "naive_frames": args.naive_frames,
-            "what_if_preset": args.what_if_preset,
+            "what_if": args.what_if,
         },
         "targets": {
             "end_to_end_over_naive": NAIVE_TARGET,
+            "end_to_end_over_savedmodel": SAVEDMODEL_TARGET,
             "end_to_end_over_server": SERVER_TARGET,
             "memory_ratio_below": MEMORY_TARGET,
         },
@@ -670,7 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     terminal, markdown = report(data, args)
     print(terminal)
-    name = f"{NAME}-quick" if args.quick else NAME
+    name = NAME if tuple(args.size) == (640, 360) else f"{NAME}-{args.size[0]}x{args.size[1]}"
+    name = f"{name}-quick" if args.quick else name
     benchlib.write_results(name, data, markdown, args.output_dir)
     log(f"done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -6,13 +6,17 @@ every round, so drift hits every variant alike):
 * ``gradcam``: the exported Grad-CAM model (default layer, method gradcam) through Triton;
 * ``forward``: the same network exported with ``--predictions-only`` (the forward pass
   alone) through the same Triton;
+* ``blocks``: the same network exported with ``--layers blocks --methods all`` (every
+  block's last convolution, all five methods, from one pass) through the same Triton;
 * ``eager``: the per-frame recipe of the common tutorials in this process (a Keras model
   returning the layer output and the predictions, one `tf.GradientTape` per frame, numpy
   for the weights), same model and weights.
 
 Triton is fed with requests of ``--batch-size`` frames, ``--in-flight`` of them outstanding,
 after a warm-up. Reported: frames/s of each variant (median over rounds) and the medians of
-the per-round ratios gradcam/forward (target >= 0.85) and gradcam/eager (target >= 5).
+the per-round ratios gradcam/forward (target >= 0.85), blocks/forward (no target) and
+gradcam/eager (target >= 5). A ratio whose two variants' per-round ranges overlap is
+reported as about equal.
 
     .venv/bin/python bench/server_throughput.py            # a few minutes on 2 cores
     .venv/bin/python bench/server_throughput.py --quick    # smoke run, EfficientNet-Lite0 only
@@ -91,6 +95,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+TRITON_VARIANTS = ["gradcam", "blocks", "forward"]
+
+
+def export_blocks(source: Any, repository: Path, name: str, max_batch_size: int) -> Path:
+    """Export `source` with every block's last convolution and all five methods."""
+    from gradcam_client.contract import METHODS
+    from gradcam_server.exporter import export
+    from gradcam_server.triton_config import ServingOptions
+
+    started = time.perf_counter()
+    folder = export(
+        source,
+        repository,
+        name=name,
+        layers=["blocks"],
+        methods=list(METHODS),
+        options=ServingOptions(max_batch_size=max(16, max_batch_size)),
+    )
+    log(f"exported {name} in {time.perf_counter() - started:.0f} s")
+    return folder
+
+
 def sample_frames(height: int, width: int, count: int = 32) -> np.ndarray:
     """Model-size RGB frames of a real photo (a pan-and-zoom across scikit-image's cat)."""
     from gradcam_client.samples import pan_zoom_frames
@@ -127,6 +153,7 @@ def bench_model(
 
     clients = {
         "gradcam": GradcamServer(server.urls.grpc, model),
+        "blocks": GradcamServer(server.urls.grpc, f"{model}-blocks"),
         "forward": GradcamServer(server.urls.grpc, f"{model}-forward"),
     }
     info = clients["gradcam"].model_info()
@@ -142,7 +169,7 @@ def bench_model(
     rounds: list[dict[str, Any]] = []
     for r in range(plan["rounds"]):
         row: dict[str, Any] = {}
-        for variant in benchlib.rotated(["gradcam", "forward", "eager"], r):
+        for variant in benchlib.rotated([*TRITON_VARIANTS, "eager"], r):
             if variant == "eager":
                 seconds = time_eager(eager, frames, plan["eager_frames"])
                 row["eager"] = {"frames": plan["eager_frames"], "seconds": seconds}
@@ -162,15 +189,18 @@ def bench_model(
                     "client_cpu_s": timing.client_cpu_s,
                     "triton": timing.triton,
                 }
-        for variant in ("gradcam", "forward", "eager"):
+        for variant in (*TRITON_VARIANTS, "eager"):
             row[variant]["fps"] = row[variant]["frames"] / row[variant]["seconds"]
         row["gradcam_over_forward"] = row["gradcam"]["fps"] / row["forward"]["fps"]
+        row["blocks_over_forward"] = row["blocks"]["fps"] / row["forward"]["fps"]
         row["gradcam_over_eager"] = row["gradcam"]["fps"] / row["eager"]["fps"]
         rounds.append(row)
         log(
             f"{model} round {r + 1}/{plan['rounds']}: gradcam {row['gradcam']['fps']:.1f}, "
-            f"forward {row['forward']['fps']:.1f}, eager {row['eager']['fps']:.2f} frames/s"
+            f"blocks {row['blocks']['fps']:.1f}, forward {row['forward']['fps']:.1f}, "
+            f"eager {row['eager']['fps']:.2f} frames/s"
         )
+    clients_layers = len(clients["blocks"].model_info().layers)
     for client in clients.values():
         client.close()
 
@@ -196,15 +226,25 @@ def bench_model(
         "plan": plan,
         "map_max_abs_difference": agreement,
         "rounds": rounds,
-        "fps": {variant: median(fps(variant)) for variant in ("gradcam", "forward", "eager")},
+        "blocks_layers": clients_layers,
+        "fps": {variant: median(fps(variant)) for variant in (*TRITON_VARIANTS, "eager")},
         "fps_range": {
             variant: [min(fps(variant)), max(fps(variant))]
-            for variant in ("gradcam", "forward", "eager")
+            for variant in (*TRITON_VARIANTS, "eager")
         },
-        "triton_compute_ms_per_frame": {v: compute_ms(v) for v in ("gradcam", "forward")},
+        "triton_compute_ms_per_frame": {v: compute_ms(v) for v in TRITON_VARIANTS},
         "gradcam_over_forward": median([row["gradcam_over_forward"] for row in rounds]),
+        "blocks_over_forward": median([row["blocks_over_forward"] for row in rounds]),
         "gradcam_over_eager": median([row["gradcam_over_eager"] for row in rounds]),
     }
+
+
+def overlap_note(res: dict[str, Any], variant: str) -> str:
+    """ ", rounds overlap: about equal" when the variant's and forward's ranges overlap."""
+    low, high = res["fps_range"][variant]
+    forward_low, forward_high = res["fps_range"]["forward"]
+    overlap = low <= forward_high and forward_low <= high
+    return "; the rounds overlap: about equal" if overlap else ""
 
 
 def report(results: list[dict[str, Any]], args, machine: dict[str, Any]) -> tuple[str, str]:
@@ -213,7 +253,8 @@ def report(results: list[dict[str, Any]], args, machine: dict[str, Any]) -> tupl
     rows = []
     for res in results:
         for variant, label in (
-            ("gradcam", "Grad-CAM via Triton"),
+            ("gradcam", "Grad-CAM via Triton (head layer)"),
+            ("blocks", f"{res['blocks_layers']} layers x 5 methods via Triton"),
             ("forward", "forward only via Triton"),
             ("eager", "eager GradientTape per frame"),
         ):
@@ -237,6 +278,11 @@ def report(results: list[dict[str, Any]], args, machine: dict[str, Any]) -> tupl
             benchlib.ratio_line(
                 f"{res['model']} gradcam/forward ratio", res["gradcam_over_forward"], FORWARD_TARGET
             )
+            + overlap_note(res, "gradcam")
+        )
+        lines.append(
+            f"{res['model']} blocks, all methods/forward ratio: "
+            f"{res['blocks_over_forward']:.2f} (no target)" + overlap_note(res, "blocks")
         )
         lines.append(
             benchlib.ratio_line(
@@ -278,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             source = benchlib.load_source(model)
             benchlib.export_model(source, repository, model)
             benchlib.export_model(source, repository, f"{model}-forward", predictions_only=True)
+            export_blocks(source, repository, f"{model}-blocks", args.batch_size)
             eagers[model] = benchlib.EagerGradCam(source)
         results = []
         with benchlib.running_triton(repository, work) as server:

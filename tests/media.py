@@ -84,19 +84,17 @@ def _add_audio_stream(
     return container.add_stream(codec, rate=rate, layout=layout)
 
 
-def _write_tone(
-    container: av.container.OutputContainer,
-    stream: av.audio.stream.AudioStream,
-    seconds: float,
-    hz: float,
-) -> None:
-    """Encode a sine tone of `seconds` into `stream` and mux it."""
+def _tone_packets(
+    stream: av.audio.stream.AudioStream, seconds: float, hz: float
+) -> list[av.Packet]:
+    """A sine tone of `seconds` encoded for `stream` (packets not yet muxed)."""
     rate = stream.codec_context.sample_rate
     layout = stream.codec_context.layout.name
     channels = stream.codec_context.layout.nb_channels
     samples = _tone(seconds, rate, hz, channels)
     resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=rate)
     chunk = stream.codec_context.frame_size or 1024
+    packets: list[av.Packet] = []
     for start in range(0, samples.shape[1], chunk):
         part = np.ascontiguousarray(samples[:, start : start + chunk])
         frame = av.AudioFrame.from_ndarray(part, format="fltp", layout=layout)
@@ -104,9 +102,18 @@ def _write_tone(
         frame.pts = start
         frame.time_base = Fraction(1, rate)
         for converted in resampler.resample(frame):
-            for packet in stream.encode(converted):
-                container.mux(packet)
-    for packet in stream.encode(None):
+            packets += stream.encode(converted)
+    return packets + stream.encode(None)
+
+
+def _write_tone(
+    container: av.container.OutputContainer,
+    stream: av.audio.stream.AudioStream,
+    seconds: float,
+    hz: float,
+) -> None:
+    """Encode a sine tone of `seconds` into `stream` and mux it."""
+    for packet in _tone_packets(stream, seconds, hz):
         container.mux(packet)
 
 
@@ -264,4 +271,94 @@ def write_photo(
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
+    return path
+
+
+_VOP_START = b"\x00\x00\x01\xb6"
+_DIVX_PACKED_TAG = b"\x00\x00\x01\xb2DivX503b1393p"  # user data of a DivX 5 "packed" stream
+
+
+def _vop_type(packet: bytes) -> str:
+    """I, P, B or S: the coding type of the first VOP in an MPEG-4 Part 2 packet."""
+    start = packet.index(_VOP_START)
+    return "IPBS"[packet[start + 4] >> 6]
+
+
+def _n_vop(time_increment_bits: int) -> bytes:
+    """A "not coded" VOP: the placeholder packed streams put where a B-frame was moved from."""
+    bits = "01" + "0" + "1" + "0" * time_increment_bits + "1" + "0"  # P, time, vop_coded=0
+    bits += "0" + "1" * ((7 - len(bits)) % 8)  # stuffing up to the byte boundary
+    return _VOP_START + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def write_packed_bframes_avi(
+    path: str | Path,
+    frames: Sequence[np.ndarray] | None = None,
+    *,
+    size: tuple[int, int] = (160, 96),
+    n_frames: int = 20,
+    fps: int = 10,
+    audio: bool = False,
+    photo_name: str = "chelsea",
+) -> Path:
+    """An MPEG-4 Part 2 AVI with packed B-frames, as DivX 5 and Xvid write them.
+
+    FFmpeg's ``mpeg4`` encoder (one B-frame between references) gives packets in decoding
+    order I0 P2 B1 P4 B3 ...; packing puts each B-frame into the packet of the reference
+    before it and leaves a tiny "not coded" VOP in its place (I0, P2+B1, N, P4+B3, N, ...),
+    one packet per frame period, and the DivX user data ends in "p" to say so. FFmpeg decodes
+    such a file in display order but with presentation times out of order.
+    audio: an MP3 sine tone as long as the video.
+    """
+    path = Path(path)
+    if frames is None:
+        frames = pan_zoom_frames(n_frames, size, photo_name)
+    height, width = frames[0].shape[:2]
+    encoder = av.CodecContext.create("mpeg4", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = Fraction(1, fps)
+    encoder.framerate = Fraction(fps)
+    encoder.max_b_frames = 1
+    encoder.gop_size = 10
+    coded: list[bytes] = []
+    for i, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = i
+        coded += [bytes(p) for p in encoder.encode(frame)]
+    coded += [bytes(p) for p in encoder.encode(None)]
+    first = coded[0].index(_VOP_START)
+    coded[0] = coded[0][:first] + _DIVX_PACKED_TAG + coded[0][first:]
+    not_coded = _n_vop(max(1, (fps - 1).bit_length()))
+    packed: list[bytes] = []
+    i = 0
+    while i < len(coded):
+        if i + 1 < len(coded) and _vop_type(coded[i + 1]) == "B":
+            packed += [coded[i] + coded[i + 1], not_coded]
+            i += 2
+        else:
+            packed.append(coded[i])
+            i += 1
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        audio_packets = []
+        if audio:
+            audio_stream = _add_audio_stream(container, "libmp3lame", 22050)
+            audio_packets = _tone_packets(audio_stream, len(frames) / fps, 440.0)
+        for index, data in enumerate(packed):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = index
+            packet.duration = 1
+            packet.time_base = Fraction(1, fps)
+            packet.is_keyframe = _vop_type(data) == "I"
+            packet.stream = stream
+            while (
+                audio_packets and audio_packets[0].pts * audio_packets[0].time_base <= index / fps
+            ):
+                container.mux(audio_packets.pop(0))  # interleaved, as players expect
+            container.mux(packet)
+        for packet in audio_packets:
+            container.mux(packet)
     return path

@@ -15,9 +15,10 @@ from served_models import ALL_METHODS, TINY
 
 from gradcam_client import pipeline
 from gradcam_client.compose import draw_label, format_label, overlay
+from gradcam_client.compose_yuv import planes
 from gradcam_client.pipeline import JobSettings, process_media
 from gradcam_client.triton import GradcamServer
-from gradcam_client.video_io import VideoWriter, iter_frames, probe, read_timestamps
+from gradcam_client.video_io import VideoWriter, iter_frames, open_media, probe, read_timestamps
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +35,9 @@ def clips(tmp_path_factory) -> dict[str, Path]:
             folder / "cfr.mp4", size=SIZE, n_frames=12, fps=12, audio=True
         ),
         "vfr": media.write_clip(folder / "vfr.mp4", size=SIZE, n_frames=12, fps=12, vfr=True),
+        "packed-b-frames+audio": media.write_packed_bframes_avi(
+            folder / "divx.avi", size=SIZE, n_frames=12, fps=12, audio=True
+        ),
     }
 
 
@@ -50,6 +54,7 @@ class RecordingWriter(VideoWriter):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.images: list[np.ndarray] = []
+        self.pictures: list[np.ndarray] = []  # yuv420p, when composed in YUV
         self.pts: list[int | None] = []
         RecordingWriter.instances.append(self)
 
@@ -58,17 +63,30 @@ class RecordingWriter(VideoWriter):
         self.pts.append(pts)
         super().write(image, pts, duration=duration)
 
+    def write_picture(self, picture, pts=None, *, duration=None) -> None:
+        self.pictures.append(np.array(picture))
+        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+        self.images.append(frame.to_ndarray(format="rgb24", src_colorspace="ITU709"))
+        self.pts.append(pts)
+        super().write_picture(picture, pts, duration=duration)
 
-def reference_frames(server: GradcamServer, clip: Path, scope: str = "running") -> list[np.ndarray]:
+
+def reference_frames(
+    server: GradcamServer, clip: Path, scope: str = "running", scaler: str = "opencv"
+) -> list[np.ndarray]:
     """A straightforward per-frame composition: one request per frame, an exponential moving
     average of the raw maps, each divided by the running maximum (or the clip's maximum),
-    overlaid and labelled."""
+    overlaid and labelled. The frames go to the model resized by OpenCV from RGB, or by
+    FFmpeg's scaler from the decoded picture (``scaler="ffmpeg"``, as the YUV path does)."""
     info = server.model_info()
     frames = list(iter_frames(clip))
+    size = (info.input_width, info.input_height)
+    if scaler == "ffmpeg":
+        smalls = [frame.thumbnail for frame in open_media(clip).pictures(size)]
+    else:
+        smalls = [cv2.resize(f.image, size, interpolation=cv2.INTER_AREA) for f in frames]
     answers = []
-    for frame in frames:
-        size = (info.input_width, info.input_height)
-        small = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+    for small in smalls:
         answers.append(server.infer(small[None], np.array([-1])))
     raws = []
     for answer in answers:
@@ -98,6 +116,29 @@ def assert_close_to(composed: list[np.ndarray], reference: list[np.ndarray]) -> 
         assert difference.max() <= 4 and difference.mean() < 0.05
 
 
+def assert_within_encoder_noise(pictures: list[np.ndarray], reference: list[np.ndarray]) -> None:
+    """yuv420p pictures composed in YUV against the RGB reference as the encoder would get it
+    (converted to yuv420p): each plane far closer than H.264 keeps it (PSNR > 38 dB, where
+    the decoded output is held to 32 dB), and each picture closer to its own reference frame
+    than to the next."""
+    expected = [to_yuv420p(image) for image in reference]
+    assert len(pictures) == len(expected)
+    for i, (got, want) in enumerate(zip(pictures, expected, strict=True)):
+        assert got.shape == want.shape
+        neighbour = expected[i + 1 if i + 1 < len(expected) else i - 1]
+        for mine, theirs in zip(planes(got), planes(want), strict=True):
+            assert psnr(mine, theirs) > 38
+        assert psnr(got, want) > psnr(got, neighbour) + 6
+
+
+def to_yuv420p(image: np.ndarray) -> np.ndarray:
+    """An RGB image as the writer hands it to the encoder (yuv420p, BT.709 limited range)."""
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    return frame.reformat(
+        format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+    ).to_ndarray()
+
+
 def audio_packets(path: Path) -> list[tuple[int, bytes]]:
     """(pts in samples, payload) of every audio packet."""
     with av.open(str(path)) as container:
@@ -108,15 +149,17 @@ def audio_packets(path: Path) -> list[tuple[int, bytes]]:
         ]
 
 
-@pytest.mark.parametrize("kind", ["cfr+audio", "vfr"])
+@pytest.mark.parametrize("compose_in", ["yuv", "rgb"])
+@pytest.mark.parametrize("kind", ["cfr+audio", "vfr", "packed-b-frames+audio"])
 def test_the_output_video_is_the_input_with_reference_heat_maps(
-    tiny, clips, kind, tmp_path, monkeypatch
+    tiny, clips, kind, compose_in, tmp_path, monkeypatch
 ):
     clip = clips[kind]
     RecordingWriter.instances.clear()
     monkeypatch.setattr(pipeline, "VideoWriter", RecordingWriter)
     output = tmp_path / "out.mp4"
-    result = process_media(tiny, clip, output, JobSettings(batch_size=3, max_in_flight=2))
+    settings = JobSettings(batch_size=3, max_in_flight=2, yuv=compose_in == "yuv")
+    result = process_media(tiny, clip, output, settings)
 
     # Timing, audio, codec: the input's frames at the input's times, H.264, same audio.
     times = read_timestamps(clip)
@@ -126,17 +169,21 @@ def test_the_output_video_is_the_input_with_reference_heat_maps(
         assert len(set(np.round(np.diff(times), 6))) > 1  # the clip really is irregular
     got, source = probe(output), probe(clip)
     assert (got.codec, got.pix_fmt, got.width, got.height) == ("h264", "yuv420p", *SIZE)
-    assert got.has_audio == source.has_audio == (kind == "cfr+audio")
+    assert got.has_audio == source.has_audio == kind.endswith("+audio")
     if source.has_audio:
         assert audio_packets(output) == audio_packets(clip)
 
     # Before encoding: each frame is the straightforward per-frame composition. Requests of
     # one frame versus batches of three may differ in the last float bits; that moves a colour
-    # by at most one step of the colour map.
+    # by at most one step of the colour map. Composed in YUV, rounding and the chroma shared
+    # by 2x2 pixels add a little more, still far below what the encoder loses.
     (writer,) = RecordingWriter.instances
-    reference = reference_frames(tiny, clip)
+    reference = reference_frames(tiny, clip, scaler="opencv" if compose_in == "rgb" else "ffmpeg")
     assert reference[0].shape == (SIZE[1], SIZE[0], 3)
-    assert_close_to(writer.images, reference)
+    if compose_in == "rgb":
+        assert_close_to(writer.images, reference)
+    else:
+        assert_within_encoder_noise(writer.pictures, reference)
     # Neighbouring frames differ far more than that: the comparison can tell frames apart.
     assert np.abs(reference[5].astype(int) - reference[6].astype(int)).mean() > 2
 
@@ -190,9 +237,8 @@ def test_maps_are_written_raw_per_layer(tiny, clips, tmp_path):
         assert saved["conv1"].shape == (12, len(ALL_METHODS), 30, 30)
         assert saved["conv2"].shape == (12, len(ALL_METHODS), 13, 13)
         assert saved["frame_time"] == pytest.approx(read_timestamps(clips["vfr"]))
-        first = next(iter(iter_frames(clips["vfr"]))).image
-        small = cv2.resize(first, (32, 32), interpolation=cv2.INTER_AREA)
-        direct = tiny.infer(small[None], np.array([-1]))
+        first = next(iter(open_media(clips["vfr"]).pictures((32, 32))))  # as the client sends it
+        direct = tiny.infer(first.thumbnail[None], np.array([-1]))
         for layer in ("conv1", "conv2"):
             np.testing.assert_allclose(saved[layer][0], direct.maps[layer][0], rtol=1e-4, atol=1e-6)
 
@@ -217,8 +263,10 @@ def test_clip_scope_takes_two_passes_and_keeps_every_frame(tiny, clips, tmp_path
     ]
     # Every frame divided by the one maximum of the whole clip, known before the first frame.
     (writer,) = RecordingWriter.instances
-    assert_close_to(writer.images, reference_frames(tiny, clip, scope="clip"))
-    running_reference = reference_frames(tiny, clip, scope="running")
+    assert_within_encoder_noise(
+        writer.pictures, reference_frames(tiny, clip, scope="clip", scaler="ffmpeg")
+    )
+    running_reference = reference_frames(tiny, clip, scope="running", scaler="ffmpeg")
     differences = [
         np.abs(got.astype(int) - ref.astype(int)).max()
         for got, ref in zip(writer.images, running_reference, strict=True)

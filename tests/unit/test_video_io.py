@@ -1,4 +1,4 @@
-"""Reading and writing media files: gradcam_client.video_io (with clips from tests/media.py)."""
+"""Reading and writing media files through gradcam_client.video_io (clips from tests/media.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import media
 import numpy as np
 import pytest
@@ -43,6 +44,17 @@ def streams(path: Path) -> dict[str, tuple[str, float | None]]:
             duration = float(s.duration * s.time_base) if s.duration else None
             out.setdefault(s.type, (s.codec_context.codec.canonical_name, duration))
     return out
+
+
+def audio_packets(path: Path) -> list[tuple[float, bytes]]:
+    """(start in seconds, payload) of every audio packet."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return [
+            (round(float(p.pts * p.time_base), 4), bytes(p))
+            for p in container.demux(stream)
+            if p.size
+        ]
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,6 +110,31 @@ def test_mkv_time_base_is_kept(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     transcode(src, out)
     assert vio.read_timestamps(out) == pytest.approx(media.vfr_times(10, 10), abs=1e-6)
+
+
+def test_packed_b_frames_keep_the_display_times_and_the_audio(tmp_path: Path) -> None:
+    pictures = media.pan_zoom_frames(20, (160, 96), "chelsea")
+    src = media.write_packed_bframes_avi(tmp_path / "divx.avi", pictures, fps=10, audio=True)
+    with av.open(str(src)) as container:
+        stream = container.streams.video[0]
+        packet_times = sorted(float(p.pts * p.time_base) for p in container.demux(stream) if p.size)
+    with av.open(str(src)) as container:
+        raw = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    assert raw != sorted(raw)  # the file really decodes with times out of order
+    assert sorted(raw) == pytest.approx(packet_times)
+
+    frames = list(vio.iter_frames(src))
+    assert [f.time for f in frames] == pytest.approx(packet_times)
+    assert vio.read_timestamps(src) == pytest.approx(packet_times)
+    for i, frame in enumerate(frames):  # the pictures are in display order
+        here = mean_abs_diff(frame.image, pictures[i])
+        assert here < 8 and here < mean_abs_diff(frame.image, pictures[i - 1 if i else 1]) - 2
+
+    out = tmp_path / "out.mp4"
+    transcode(src, out)
+    assert vio.read_timestamps(out) == pytest.approx(packet_times, abs=1e-6)
+    assert streams(out)["video"][1] == pytest.approx(20 / 10)  # as long as the input, not longer
+    assert audio_packets(out) == audio_packets(src)  # the MP3 copied at its own times: in sync
 
 
 @pytest.mark.parametrize(
@@ -409,3 +446,58 @@ def test_error_hierarchy() -> None:
     for error in (NotMediaError, TruncatedMediaError, NoFramesError, CorruptFrameError):
         assert issubclass(error, InputError)
     assert str(InputError("bad\nthing", "a.mp4")) == "a.mp4: bad thing"
+
+
+# --------------------------------------------------------------------------- yuv420p pictures
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "pix_fmt"),
+    [
+        ("h264.mp4", "libx264", "yuv420p"),
+        ("gray.mkv", "ffv1", "gray"),
+        ("444.mp4", "libx264", "yuv444p"),
+    ],
+)
+def test_pictures_are_the_rgb_frames_in_yuv420p(
+    tmp_path: Path, name: str, codec: str, pix_fmt: str
+) -> None:
+    src = media.write_clip(tmp_path / name, n_frames=4, size=(96, 64), codec=codec, pix_fmt=pix_fmt)
+    reader = vio.open_media(src)
+    assert reader.yuv_ready
+    rgb = list(reader)
+    stream = reader.pictures(thumbnail=(32, 24))
+    assert stream.path == src and len(list(stream)) == 4  # each pass re-reads the file
+    pictures = list(stream)
+    assert [p.time for p in pictures] == [f.time for f in rgb]
+    for frame, picture in zip(rgb, pictures, strict=True):
+        assert picture.pixel_format == "yuv420p" and picture.image.shape == (96, 96)
+        # what the writer would hand the encoder for the RGB frame
+        today = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+        today = today.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        assert mean_abs_diff(picture.image, today.to_ndarray()) < 1.5
+        assert picture.thumbnail.shape == (24, 32, 3)
+        small = cv2.resize(frame.image, (32, 24), interpolation=cv2.INTER_AREA)
+        assert mean_abs_diff(picture.thumbnail, small) < 3
+
+
+def test_rotated_input_has_no_pictures(tmp_path: Path) -> None:
+    src = media.write_clip(tmp_path / "rot.mp4", n_frames=2, rotation=90)
+    reader = vio.open_media(src)
+    assert not reader.yuv_ready
+    with pytest.raises(ValueError, match="rotated"):
+        reader.pictures()
+
+
+def test_auto_encoder_falls_back_to_libx264_without_a_device(tmp_path: Path) -> None:
+    from gradcam_client.media_writer import choose_encoder, usable_encoder
+
+    src = media.write_clip(tmp_path / "in.mp4", n_frames=3)
+    reader = vio.open_media(src)
+    with vio.VideoWriter(tmp_path / "out.mp4", reader.info, encoder="auto") as sink:
+        for frame in reader:
+            sink.write(frame.image, frame.pts)
+    expected = "h264_nvenc" if usable_encoder("h264_nvenc") else "libx264"
+    assert sink.encoder == choose_encoder("auto") == expected
+    assert vio.probe(tmp_path / "out.mp4").codec == "h264"
+    assert not usable_encoder("no_such_encoder")

@@ -44,12 +44,12 @@ INTERPOLATIONS: dict[str, int] = {
 
 Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_FONT_PX_AT_SCALE_1 = 22.0  # cap height of _FONT at scale 1
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+_FONT_PX_AT_SCALE_1 = 22.0  # cap height of FONT at scale 1
 _FONT_LINE_PX = 32.0  # cap height plus descender room (baseline) at scale 1
 _MIN_FONT_SCALE = 0.3  # below this Hershey text is not readable
 _TEXT_HEIGHT_FRACTION = 0.045  # text height relative to the shorter frame side
-_BOX_SHADE = 0.35  # the box behind text keeps this fraction of the frame's brightness
+BOX_SHADE = 0.35  # the box behind text keeps this fraction of the frame's brightness
 
 
 class Layout(str, Enum):
@@ -201,15 +201,70 @@ def _fit_text(text: str, max_width: int, max_height: int, scale: float) -> tuple
     if scale < _MIN_FONT_SCALE:
         return "", 0.0, 0
     thickness = max(1, round(scale * 1.6))
-    (width, _), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+    (width, _), _ = cv2.getTextSize(text, FONT, scale, thickness)
     if width > max_width:
         scale = max(_MIN_FONT_SCALE, scale * max_width / width)
         thickness = max(1, round(scale * 1.6))
     for candidate in _candidates(text):
-        (width, _), _ = cv2.getTextSize(candidate, _FONT, scale, thickness)
+        (width, _), _ = cv2.getTextSize(candidate, FONT, scale, thickness)
         if width <= max_width:
             return candidate, scale, thickness
     return "", 0.0, 0
+
+
+@dataclass(frozen=True)
+class LabelPlacement:
+    """Where and how a label is drawn: fitted text, font, and its box (x, y, width, height)."""
+
+    text: str
+    scale: float
+    thickness: int
+    box: tuple[int, int, int, int]
+    origin: tuple[int, int]  # text baseline start
+
+
+def place_label(height: int, width: int, text: str, corner: Corner) -> LabelPlacement | None:
+    """How `draw_label` lays out `text` on a (height, width) image; None when nothing fits."""
+    text = _ascii(text)
+    if not text:
+        return None
+    target_px = max(min(height, width) * _TEXT_HEIGHT_FRACTION, _MIN_FONT_SCALE * 22.0)
+    target_scale = target_px / _FONT_PX_AT_SCALE_1
+    margin = max(1, round(target_px * 0.35))
+    text, scale, thickness = _fit_text(text, width - 4 * margin, height - 4 * margin, target_scale)
+    if not text:
+        return None
+    (text_w, text_h), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+    pad = margin
+    box_w = min(width, text_w + 2 * pad)
+    box_h = min(height, text_h + baseline + 2 * pad)
+    x0 = margin if corner.endswith("left") else width - margin - box_w
+    y0 = margin if corner.startswith("top") else height - margin - box_h
+    x0, y0 = max(0, x0), max(0, y0)
+    return LabelPlacement(
+        text, scale, thickness, (x0, y0, box_w, box_h), (x0 + pad, y0 + pad + text_h)
+    )
+
+
+def paint_label(
+    image: np.ndarray, placement: LabelPlacement, offset: tuple[int, int] = (0, 0)
+) -> None:
+    """Draw a placed label into `image` in place; `image` starts at `offset` (x, y) of the frame."""
+    x0, y0, box_w, box_h = placement.box
+    x0, y0 = x0 - offset[0], y0 - offset[1]
+    roi = image[y0 : y0 + box_h, x0 : x0 + box_w]
+    roi[:] = (roi.astype(np.float32) * BOX_SHADE).astype(np.uint8)
+    origin = (placement.origin[0] - offset[0], placement.origin[1] - offset[1])
+    cv2.putText(
+        image,
+        placement.text,
+        origin,
+        FONT,
+        placement.scale,
+        (255, 255, 255),
+        placement.thickness,
+        cv2.LINE_AA,
+    )
 
 
 def draw_label(
@@ -224,27 +279,9 @@ def draw_label(
     readable text the copy is returned unchanged.
     """
     out = _check_frame(image).copy()
-    text = _ascii(text)
-    if not text:
-        return out
-    height, width = out.shape[:2]
-    target_px = max(min(height, width) * _TEXT_HEIGHT_FRACTION, _MIN_FONT_SCALE * 22.0)
-    target_scale = target_px / _FONT_PX_AT_SCALE_1
-    margin = max(1, round(target_px * 0.35))
-    text, scale, thickness = _fit_text(text, width - 4 * margin, height - 4 * margin, target_scale)
-    if not text:
-        return out
-    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
-    pad = margin
-    box_w = min(width, text_w + 2 * pad)
-    box_h = min(height, text_h + baseline + 2 * pad)
-    x0 = margin if corner.endswith("left") else width - margin - box_w
-    y0 = margin if corner.startswith("top") else height - margin - box_h
-    x0, y0 = max(0, x0), max(0, y0)
-    roi = out[y0 : y0 + box_h, x0 : x0 + box_w]
-    roi[:] = (roi.astype(np.float32) * _BOX_SHADE).astype(np.uint8)
-    origin = (x0 + pad, y0 + pad + text_h)
-    cv2.putText(out, text, origin, _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    placement = place_label(out.shape[0], out.shape[1], text, corner)
+    if placement is not None:
+        paint_label(out, placement)
     return out
 
 

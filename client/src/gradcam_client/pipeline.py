@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -24,6 +25,7 @@ import numpy as np
 
 from gradcam_client import contract
 from gradcam_client.compose import CompositionSettings, Layout, compose_frame, format_label
+from gradcam_client.compose_yuv import draw_label_yuv, overlay_yuv
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError, InputError, NoFramesError, OutputError
 from gradcam_client.normalize import (
@@ -79,6 +81,9 @@ class JobSettings:
     top_k: int = 5
     encoder_preset: str = "veryfast"  # libx264 preset: "medium" makes ~same-size files, 2.5x slower
     crf: int = 20
+    yuv: bool = True  # compose on the decoded yuv420p pictures when the input and layout allow
+    encoder: str = "auto"  # H.264 encoder: a hardware one (NVENC) when it opens here, else libx264
+    encoder_threads: int = 0  # 0: the encoder's own choice
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_in_flight < 1:
@@ -214,7 +219,10 @@ class InferenceStream:
             for frame in frames:
                 if stop.is_set():
                     return
-                out.put((frame, resize_for_model(frame.image, self.info)))
+                small = frame.thumbnail
+                if small is None:
+                    small = resize_for_model(frame.image, self.info)
+                out.put((replace(frame, thumbnail=None), small))
             out.put(None)
         except av.error.FFmpegError as error:  # not anticipated by the reader: still one line
             path = getattr(frames, "path", None)
@@ -276,7 +284,7 @@ class InferenceStream:
 
 
 def _without_image(frame: Frame) -> Frame:
-    return Frame(np.empty((0, 0, 3), np.uint8), frame.index, frame.pts, frame.time, frame.duration)
+    return replace(frame, image=np.empty((0, 0, 3), np.uint8))
 
 
 def _explained(out: FrameOutput) -> tuple[dict[str, np.ndarray], int, float]:
@@ -327,21 +335,55 @@ class MapRenderer:
             for panel, smoother in zip(self.panels, self.smoothers, strict=True)
         ]
 
-    def render(
-        self, image: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
-    ) -> np.ndarray:
-        """The output frame: maps of this frame over the full-resolution image, labelled."""
+    def _heats(self, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         heats = {
             panel.title: normalizer(raw)
             for panel, normalizer, raw in zip(
                 self.panels, self.normalizers, self.smoothed(maps), strict=True
             )
         }
-        label = format_label(self.class_names[class_index], probability)
         composition = self.settings.composition
         if composition.layout is not Layout.GRID and not composition.show_titles:
             heats = {"": next(iter(heats.values()))}
-        return compose_frame(image, heats, composition, label)
+        return heats
+
+    def render(
+        self, image: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
+    ) -> np.ndarray:
+        """The output frame: maps of this frame over the full-resolution image, labelled."""
+        label = format_label(self.class_names[class_index], probability)
+        return compose_frame(image, self._heats(maps), self.settings.composition, label)
+
+    def render_picture(
+        self, picture: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
+    ) -> np.ndarray:
+        """`render` for the overlay layout on a yuv420p picture (see `compose_yuv`)."""
+        ((title, heat),) = self._heats(maps).items()
+        composition = self.settings.composition
+        out = overlay_yuv(
+            picture,
+            heat,
+            composition.colormap,
+            composition.alpha,
+            interpolation=composition.interpolation,
+        )
+        if composition.show_titles and title:
+            draw_label_yuv(out, title, "top-left")
+        if composition.show_label:
+            label = format_label(self.class_names[class_index], probability)
+            draw_label_yuv(out, label, "bottom-left")
+        return out
+
+    def write(
+        self, sink: VideoWriter, frame: Frame, maps: dict[str, np.ndarray], *explained: Any
+    ) -> None:
+        """Compose one frame (RGB or yuv420p, as decoded) and hand it to the encoder."""
+        if frame.pixel_format == "yuv420p":
+            picture = self.render_picture(frame.image, maps, *explained)
+            sink.write_picture(picture, frame.pts, duration=frame.duration)
+        else:
+            image = self.render(frame.image, maps, *explained)
+            sink.write(image, frame.pts, duration=frame.duration)
 
 
 def clip_maxima(store: MapStore, panels: list[Panel], smoothing: float) -> list[float]:
@@ -415,6 +457,22 @@ class _Job:
         width, height = self.reader.info.resolution_wh
         self.stream = InferenceStream(server, self.info, settings, frame_bytes=width * height * 3)
         self.total = self.reader.info.estimated_frames
+        composition = settings.composition
+        self.yuv = (
+            settings.yuv
+            and self.reader.yuv_ready
+            and composition.layout is Layout.OVERLAY
+            and not composition.heat_weighted
+            and composition.max_width is None
+        )
+
+    def frames(self, thumbnails: bool = True) -> Iterable[Frame]:
+        """The input's frames: yuv420p pictures (with model-size thumbnails unless
+        `thumbnails` is false) when composing in YUV, else RGB images."""
+        if self.yuv:
+            size = (self.info.input_width, self.info.input_height)
+            return self.reader.pictures(size if thumbnails else None)
+        return self.reader
 
     def advance(self) -> None:
         self.done += 1
@@ -423,7 +481,7 @@ class _Job:
     def choose_video_class(self) -> None:
         """One class for the whole clip: the highest mean probability over all frames."""
         total, count = None, 0
-        for _, out in self.stream.run(self.reader, contract.PREDICTED_CLASS, keep_images=False):
+        for _, out in self.stream.run(self.frames(), contract.PREDICTED_CLASS, keep_images=False):
             total = out.probabilities.copy() if total is None else total + out.probabilities
             count += 1
         if total is None:
@@ -512,7 +570,7 @@ class _Job:
             return 1
         encoder = EncoderThread(self._writer(), renderer)
         try:
-            for frame, out in self.stream.run(self.reader, target):
+            for frame, out in self.stream.run(self.frames(), target):
                 self.record(frame, out, store)
                 encoder.put(frame, _explained(out))
                 self.advance()
@@ -527,13 +585,15 @@ class _Job:
             self.reader.info,
             preset=self.settings.encoder_preset,
             crf=self.settings.crf,
+            encoder=self.settings.encoder,
+            threads=self.settings.encoder_threads,
         )
 
     def _compose_from_store(self, target: int, store: MapStore | None) -> int:
         """Clip scope: infer everything first, then compose with the clip's maxima."""
         assert store is not None
         explained: list[tuple[int, float]] = []
-        for frame, out in self.stream.run(self.reader, target, keep_images=False):
+        for frame, out in self.stream.run(self.frames(), target, keep_images=False):
             self.record(frame, out, store)
             explained.append(_explained(out)[1:])
         maxima = clip_maxima(store, self.panels, self.settings.smoothing)
@@ -543,15 +603,14 @@ class _Job:
         changed = InputError("the input decoded differently the second time", self.source)
         count = 0
         try:
-            for i, frame in enumerate(self.reader):
+            for i, frame in enumerate(self.frames(thumbnails=False)):
                 if i >= len(explained) or frame.time != self.times[i]:
                     raise changed
                 maps = {name: array[i] for name, array in layer_maps.items()}
-                image = renderer.render(frame.image, maps, *explained[i])
                 if sink is None:
-                    write_image(self.output, image)
+                    write_image(self.output, renderer.render(frame.image, maps, *explained[i]))
                 else:
-                    sink.write(image, frame.pts, duration=frame.duration)
+                    renderer.write(sink, frame, maps, *explained[i])
                 count += 1
                 self.advance()
             if count != len(explained):
@@ -587,8 +646,7 @@ class EncoderThread:
                 continue  # drain after a failure so the producer never blocks
             frame, explained = item
             try:
-                image = self.renderer.render(frame.image, *explained)
-                self.writer.write(image, frame.pts, duration=frame.duration)
+                self.renderer.write(self.writer, frame, *explained)
             except BaseException as error:
                 self._error = error
 

@@ -1,0 +1,193 @@
+"""Composing the overlay directly on yuv420p pictures, the pixel format the encoder takes.
+
+A decoded frame usually is yuv420p already; converting it to RGB to blend the heat map and back
+to yuv420p for the encoder costs more than the blend itself. Blending is linear, so blending in
+YUV gives the RGB result up to rounding and the sharing of chroma between 2x2 pixels that
+yuv420p does anyway:
+
+1. the [0, 1] heat is upsampled (cubic, clipped) to the chroma planes' resolution (half the
+   frame's width and height) and turned into colour-map indices 0..255 there, then the indices
+   are upsampled linearly to the luma resolution; a map almost as fine as the frame is
+   upsampled to full resolution instead (`color_planes`);
+2. each plane takes its colour from a 256-entry table: the colour map's RGB colours in BT.709
+   limited-range YUV, the colours the RGB path would give the encoder;
+3. each plane is alpha-blended with its colour plane;
+4. labels are drawn on the small region under their box only, directly in YUV.
+
+A picture is the (H * 3 / 2, W) uint8 array PyAV uses for yuv420p (`av.VideoFrame.to_ndarray`):
+the luma rows, then the U and the V plane, each (H/2, W/2), stored one after the other. Width
+and height must be even.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .compose import (
+    BOX_SHADE,
+    FONT,
+    INTERPOLATIONS,
+    Corner,
+    LabelPlacement,
+    _check_heat,
+    colormap_code,
+    place_label,
+)
+
+_BT709 = np.array(
+    [[0.2126, 0.7152, 0.0722], [-0.114572, -0.385428, 0.5], [0.5, -0.454153, -0.045847]],
+    np.float64,
+)
+
+
+def planes(picture: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views (Y, U, V) of a yuv420p picture: (H, W), (H/2, W/2), (H/2, W/2)."""
+    height, width = picture.shape[0] * 2 // 3, picture.shape[1]
+    flat = picture.reshape(-1)
+    luma = height * width
+    quarter = luma // 4
+    return (
+        flat[:luma].reshape(height, width),
+        flat[luma : luma + quarter].reshape(height // 2, width // 2),
+        flat[luma + quarter : luma + 2 * quarter].reshape(height // 2, width // 2),
+    )
+
+
+def picture_size(picture: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the frame a yuv420p picture holds."""
+    return picture.shape[0] * 2 // 3, picture.shape[1]
+
+
+@lru_cache(maxsize=32)
+def colormap_yuv(colormap: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lookup tables index 0..255 -> Y, U, V (uint8, BT.709 limited range) of a colour map."""
+    bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], colormap_code(colormap))
+    rgb = bgr[:, 0, ::-1].astype(np.float64) / 255.0
+    yuv = rgb @ _BT709.T
+    y = 16.0 + 219.0 * yuv[:, 0]
+    u = 128.0 + 224.0 * yuv[:, 1]
+    v = 128.0 + 224.0 * yuv[:, 2]
+    return tuple(np.clip(np.rint(c), 0, 255).astype(np.uint8) for c in (y, u, v))  # type: ignore[return-value]
+
+
+LOW_RES_FACTOR = 8
+"""Heat maps are upsampled at chroma resolution only when that is this many times their size."""
+
+
+def heat_scale_for(map_size: tuple[int, int], size: tuple[int, int]) -> int:
+    """2 (upsample the heat to chroma resolution) when that is still `LOW_RES_FACTOR` times the
+    map's (height, width), else 1 (to the frame's full `size`)."""
+    coarse = min(size[0] // 2 / map_size[0], size[1] // 2 / map_size[1])
+    return 2 if coarse >= LOW_RES_FACTOR else 1
+
+
+def color_planes(
+    heat: np.ndarray,
+    size: tuple[int, int],
+    colormap: str = "jet",
+    interpolation: str = "cubic",
+    heat_scale: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The colour-mapped heat as yuv420p planes (Y, U, V) for a frame of `size` (height, width).
+
+    The heat is upsampled with `interpolation` to the frame's size divided by `heat_scale`
+    (default `heat_scale_for`) and turned into colour-map indices. At scale 2 the indices are
+    upsampled linearly to luma resolution and the chroma planes look up the indices at their
+    own resolution: the heat is smooth there, so that is the colour of the 2x2 pixels. At
+    scale 1 (a map almost as fine as the frame) the chroma planes are the average colour of
+    each 2x2 block, as converting an RGB image to yuv420p gives.
+    """
+    height, width = size
+    heat = _check_heat(heat)
+    scale = heat_scale or heat_scale_for(heat.shape, size)
+    code = INTERPOLATIONS[interpolation]
+    scaled = (max(1, width // scale), max(1, height // scale))
+    index = cv2.convertScaleAbs(cv2.resize(heat, scaled, interpolation=code), alpha=255.0)
+    luma_table, u_table, v_table = colormap_yuv(colormap)
+    chroma = (width // 2, height // 2)
+    if scale == 1:
+        luma = cv2.LUT(index, luma_table)
+        u, v = (
+            cv2.resize(cv2.LUT(index, t), chroma, interpolation=cv2.INTER_AREA)
+            for t in (u_table, v_table)
+        )
+        return luma, u, v
+    if scaled != chroma:
+        index = cv2.resize(index, chroma, interpolation=cv2.INTER_AREA)
+    luma_index = cv2.resize(index, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.LUT(luma_index, luma_table), cv2.LUT(index, u_table), cv2.LUT(index, v_table)
+
+
+def overlay_yuv(
+    picture: np.ndarray,
+    heat: np.ndarray,
+    colormap: str = "jet",
+    alpha: float = 0.5,
+    *,
+    interpolation: str = "cubic",
+    heat_scale: int | None = None,
+) -> np.ndarray:
+    """A new yuv420p picture: the heat, colour-mapped, blended over `picture` with `alpha`."""
+    colors = color_planes(heat, picture_size(picture), colormap, interpolation, heat_scale)
+    out = np.empty_like(picture)
+    for source, target, color in zip(planes(picture), planes(out), colors, strict=True):
+        cv2.addWeighted(source, 1.0 - alpha, color, alpha, 0.0, dst=target)
+    return out
+
+
+def _region(placement: LabelPlacement, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The label's box grown by a little room for anti-aliasing, on even coordinates."""
+    height, width = size
+    x0, y0, box_w, box_h = placement.box
+    left, top = max(0, (x0 - 2) // 2 * 2), max(0, (y0 - 2) // 2 * 2)
+    right = min(width, (x0 + box_w + 3) // 2 * 2)
+    bottom = min(height, (y0 + box_h + 3) // 2 * 2)
+    return left, top, right, bottom
+
+
+def _halve(mask: np.ndarray) -> np.ndarray:
+    """A float32 mask at chroma resolution: the mean of each 2x2 block."""
+    return cv2.resize(mask, (mask.shape[1] // 2, mask.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def draw_label_yuv(picture: np.ndarray, text: str, corner: Corner = "top-left") -> None:
+    """Draw a label (as `compose.draw_label` does) into a yuv420p picture, in place.
+
+    Only the region under the label's box is touched, directly in YUV: the box darkens the
+    frame towards black (scaling luma above 16 and chroma around 128, which is what scaling
+    RGB does), and the anti-aliased white text is blended in by its coverage.
+    """
+    size = picture_size(picture)
+    placement = place_label(*size, text, corner)
+    if placement is None:
+        return
+    left, top, right, bottom = _region(placement, size)
+    x0, y0, box_w, box_h = placement.box
+    box = np.zeros((bottom - top, right - left), np.float32)
+    box[y0 - top : y0 - top + box_h, x0 - left : x0 - left + box_w] = 1.0
+    coverage = np.zeros(box.shape, np.uint8)  # anti-aliasing needs an 8-bit canvas
+    origin = (placement.origin[0] - left, placement.origin[1] - top)
+    cv2.putText(
+        coverage,
+        placement.text,
+        origin,
+        FONT,
+        placement.scale,
+        255,
+        placement.thickness,
+        cv2.LINE_AA,
+    )
+    ink = coverage.astype(np.float32) / 255.0
+    luma, u, v = planes(picture)
+    for plane, black, white, box_mask, ink_mask in (
+        (luma[top:bottom, left:right], 16.0, 235.0, box, ink),
+        (u[top // 2 : bottom // 2, left // 2 : right // 2], 128.0, 128.0, _halve(box), _halve(ink)),
+        (v[top // 2 : bottom // 2, left // 2 : right // 2], 128.0, 128.0, _halve(box), _halve(ink)),
+    ):
+        values = plane.astype(np.float32)
+        values = black + (values - black) * (1.0 - box_mask * (1.0 - BOX_SHADE))
+        values += (white - values) * ink_mask
+        plane[:] = np.clip(np.rint(values), 0, 255).astype(np.uint8)
