@@ -90,7 +90,7 @@ class GradCamModule(tf.Module):
         preprocess: Preprocess,
         layers: list[str] | tuple[str, ...],
         methods: list[str] | tuple[str, ...],
-        top_k: int = contract.DEFAULT_TOP_K,
+        top_k: int | None = None,
     ) -> None:
         super().__init__(name="gradcam")
         model = logits_model(model)
@@ -116,6 +116,8 @@ class GradCamModule(tf.Module):
             raise ValueError("the model needs a fixed input size (height and width)")
         self.input_size = (int(height), int(width))
         self.num_classes = int(model.output.shape[-1])
+        if top_k is None:  # the default, or every class of a model with fewer
+            top_k = min(contract.DEFAULT_TOP_K, self.num_classes)
         if not 1 <= top_k <= self.num_classes:
             raise ValueError(f"top-k must be between 1 and the {self.num_classes} classes")
         self.top_k = top_k
