@@ -504,8 +504,8 @@ def test_a_client_that_gives_up_on_a_full_queue_says_how_far_it_got(
     run_alone(cli_args(user, clip, reference, url))
     connect = cli.connect
 
-    def connect_to_a_busy_server(args):
-        server = connect(args)
+    def connect_to_a_busy_server(*args, **kwargs):
+        server = connect(*args, **kwargs)
         server._clients = [RefusedAfter(client, answered=10) for client in server._clients]
         return server
 

@@ -182,3 +182,9 @@ def test_encoded_frames_too_large_to_decode_fail_before_decoding() -> None:
     request = RequestInputs(frames=None, targets=np.full((2, 1), -1, np.int32), encoded=encoded)
     with pytest.raises(RequestError, match="frame 1 of this request is a 20000x20000 picture"):
         validate(request, INFO)
+
+
+def test_a_request_without_targets_is_refused_by_name() -> None:
+    frames = np.zeros((2, 4, 4, 3), np.uint8)
+    with pytest.raises(RequestError, match=r"missing required input\(s\) \['TARGET_CLASS'\]"):
+        validate(RequestInputs(frames=frames, targets=None), INFO)

@@ -37,7 +37,7 @@ class RequestInputs:
     (exactly one of them), and targets [n, 1] int32."""
 
     frames: np.ndarray | None
-    targets: np.ndarray
+    targets: np.ndarray | None
     encoded: np.ndarray | None = None
 
     @property
@@ -121,7 +121,12 @@ def _validate_frames(frames: np.ndarray, info: ModelInfo) -> None:
         )
 
 
-def _validate_targets(targets: np.ndarray, count: int, info: ModelInfo) -> None:
+def _validate_targets(targets: np.ndarray | None, count: int, info: ModelInfo) -> None:
+    if targets is None:  # Triton lets it through once other inputs are optional
+        raise RequestError(
+            f"missing required input(s) ['{contract.TARGET_CLASS}']: one target per frame "
+            f"(-1 for the predicted class)"
+        )
     if targets.dtype != contract.numpy_dtype(contract.TARGET_CLASS):
         wanted = contract.triton_dtype(contract.TARGET_CLASS)
         raise RequestError(f"{contract.TARGET_CLASS} must be {wanted}, got {targets.dtype}")
