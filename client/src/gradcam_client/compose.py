@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -347,7 +347,9 @@ class CompositionSettings:
     - ``alpha``: opacity of the heat map in [0, 1] (0 = original frame, 1 = colour map only).
     - ``layout``: ``overlay``, ``side_by_side`` (original | overlay) or ``grid`` (one panel
       per map, titled).
-    - ``show_label``: draw the class label (when one is given) bottom-left.
+    - ``show_label``: draw the class label (when one is given) in ``label_corner``.
+    - ``label_corner``: where the label goes (default bottom-left; a page whose video player
+      puts its controls over the bottom of the picture moves it to the top).
     - ``show_titles``: title each map's panel (top-left) with its name.
     - ``interpolation``: ``cubic``, ``linear`` or ``nearest`` for upsampling the heat.
     - ``heat_weighted``: opacity ``alpha * heat`` per pixel, so cold regions stay untouched.
@@ -361,6 +363,7 @@ class CompositionSettings:
     alpha: float = 0.5
     layout: Layout | str = Layout.OVERLAY
     show_label: bool = True
+    label_corner: Corner = "bottom-left"
     show_titles: bool = True
     interpolation: str = "cubic"
     heat_weighted: bool = False
@@ -378,6 +381,11 @@ class CompositionSettings:
             raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}")
+        if self.label_corner not in get_args(Corner):
+            raise ValueError(
+                f"unknown label corner {self.label_corner!r}; choose from "
+                f"{', '.join(get_args(Corner))}"
+            )
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(
                 f"unknown interpolation {self.interpolation!r}; "
@@ -419,7 +427,7 @@ def compose_frame(
 
     ``heats`` is one [0, 1] map or a mapping title -> map (e.g. layer names or method display
     names); ``overlay`` and ``side_by_side`` show exactly one map, ``grid`` one panel per map.
-    ``label`` (see `format_label`) is drawn bottom-left: on the overlay panel of
+    ``label`` (see `format_label`) is drawn in ``settings.label_corner``: on the overlay panel of
     ``side_by_side`` and on the bottom-left panel of a grid. Titles (the mapping's keys, and
     "original" for the original panel) are drawn top-left.
     """
@@ -459,13 +467,13 @@ def compose_frame(
         else:
             rows, cols = grid_shape(len(panels), settings.columns)
             index = (rows - 1) * cols
-        panels[index] = draw_label(panels[index], label, "bottom-left")
+        panels[index] = draw_label(panels[index], label, settings.label_corner)
     if layout is Layout.OVERLAY:
         out = panels[0]
         if settings.show_titles and titles[0]:
             out = draw_label(out, titles[0], "top-left")
         if settings.show_label and label:
-            out = draw_label(out, label, "bottom-left")
+            out = draw_label(out, label, settings.label_corner)
     else:
         columns = settings.columns if layout is Layout.GRID else 2
         out = grid(panels, titles if settings.show_titles else None, columns)

@@ -4,6 +4,7 @@ Every error meant for the user derives from `GradcamError` and has a one-line me
 command line can print ``str(error)`` and exit. The hierarchy is small on purpose::
 
     GradcamError
+    ├── Cancelled               the caller stopped the job (its cancel event was set)
     ├── InputError              a file or argument given by the user is unusable
     │   ├── MediaNotFoundError      the file does not exist (or is not a regular file)
     │   ├── EmptyMediaError         the file has zero bytes
@@ -27,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "Cancelled",
     "CorruptFrameError",
     "EmptyMediaError",
     "GradcamError",
@@ -53,6 +55,10 @@ def _one_line(text: str) -> str:
 
 class GradcamError(Exception):
     """Base class of the errors the client reports to its user."""
+
+
+class Cancelled(GradcamError):
+    """The job was stopped by its caller before it was complete."""
 
 
 class _PathError(GradcamError):

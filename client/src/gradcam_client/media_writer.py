@@ -362,8 +362,14 @@ class VideoWriter:
             raise OutputError(f"encoding failed ({ffmpeg_reason(error)})", self.path) from error
         self.frames_written += 1
 
-    def close(self) -> None:
-        """Flush the encoder, finish the audio and move the file to its final name."""
+    def close(self, path: str | Path | None = None) -> None:
+        """Flush the encoder, finish the audio and move the file to its final name.
+
+        `path` gives it another name than the one it was opened with (e.g. for the part of a
+        video made before a failure).
+        """
+        if path is not None:
+            self.path = Path(path)
         if self._container is None:
             return
         try:

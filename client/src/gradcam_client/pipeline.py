@@ -27,7 +27,13 @@ from gradcam_client import contract
 from gradcam_client.compose import CompositionSettings, Layout, compose_frame, format_label
 from gradcam_client.compose_yuv import draw_label_yuv, overlay_yuv
 from gradcam_client.contract import ModelInfo
-from gradcam_client.errors import GradcamError, InputError, NoFramesError, OutputError
+from gradcam_client.errors import (
+    Cancelled,
+    GradcamError,
+    InputError,
+    NoFramesError,
+    OutputError,
+)
 from gradcam_client.normalize import (
     DEFAULT_DECAY,
     DEFAULT_SMOOTHING,
@@ -246,17 +252,24 @@ class InferenceStream:
             yield batch
 
     def run(
-        self, frames: Iterable[Frame], target: int, keep_images: bool = True
+        self,
+        frames: Iterable[Frame],
+        target: int,
+        keep_images: bool = True,
+        cancel: threading.Event | None = None,
     ) -> Iterator[tuple[Frame, FrameOutput]]:
         """Yield every decoded frame with its result, in frame order.
 
         Without ``keep_images`` the full-resolution pixels are dropped as soon as the frame is
-        resized, for passes that only need the server's answers.
+        resized, for passes that only need the server's answers. Setting `cancel` ends the
+        retries of requests in flight at once (they fail with `RequestCancelled`).
         """
         items: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
         decoder = threading.Thread(target=self._decode, args=(frames, items, stop), daemon=True)
         decoder.start()
+        if cancel is not None:
+            threading.Thread(target=_relay, args=(cancel, stop), daemon=True).start()
         pending: deque[tuple[list[Frame], Future[BatchResult]]] = deque()
         pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="infer")
         try:
@@ -281,6 +294,13 @@ class InferenceStream:
                 except queue.Empty:
                     decoder.join(0.05)
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _relay(cancel: threading.Event, stop: threading.Event) -> None:
+    """Set `stop` once `cancel` is set; return when either is."""
+    while not stop.is_set():
+        if cancel.wait(0.05):
+            stop.set()
 
 
 def _without_image(frame: Frame) -> Frame:
@@ -434,6 +454,9 @@ class _Job:
         predictions: str | Path | None,
         maps: str | Path | None,
         progress: Progress | None,
+        first_pass_progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        keep_partial: bool = False,
     ) -> None:
         self.server = server
         self.source = Path(source)
@@ -441,6 +464,10 @@ class _Job:
         self.predictions_path = Path(predictions) if predictions else None
         self.maps_path = Path(maps) if maps else None
         self.progress = progress or (lambda done, total: None)
+        self.first_pass_progress = first_pass_progress or (lambda done, total: None)
+        self.cancel = cancel
+        self.keep_partial = keep_partial
+        self.partial_video: Path | None = None
         self.done = 0  # frames composed
         self.analysed = 0  # frames answered by the server (and logged)
         self.log: PredictionLog | None = None
@@ -474,16 +501,26 @@ class _Job:
             return self.reader.pictures(size if thumbnails else None)
         return self.reader
 
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("the job was stopped")
+
     def advance(self) -> None:
+        self.check_cancel()
         self.done += 1
         self.progress(self.done, self.total)
 
     def choose_video_class(self) -> None:
         """One class for the whole clip: the highest mean probability over all frames."""
         total, count = None, 0
-        for _, out in self.stream.run(self.frames(), contract.PREDICTED_CLASS, keep_images=False):
+        answers = self.stream.run(
+            self.frames(), contract.PREDICTED_CLASS, keep_images=False, cancel=self.cancel
+        )
+        for _, out in answers:
+            self.check_cancel()
             total = out.probabilities.copy() if total is None else total + out.probabilities
             count += 1
+            self.first_pass_progress(count, self.total)
         if total is None:
             raise NoFramesError("no frame could be decoded", self.source)
         self.target = TargetChoice("fixed", video_class(total[None] / count))
@@ -551,7 +588,9 @@ class _Job:
             notes.append(f"{self.analysed}{of} frames were done")
         if self.log is not None and self.log.count and self.log.partial.exists():
             notes.append(f"their predictions are in {self.log.partial}")
-        if self.analysed:
+        if self.partial_video is not None:
+            notes.append(f"the video so far is in {self.partial_video}")
+        elif self.analysed:
             notes.append(f"no output was written to {self.output}")
         return notes
 
@@ -570,10 +609,16 @@ class _Job:
             return 1
         encoder = EncoderThread(self._writer(), renderer)
         try:
-            for frame, out in self.stream.run(self.frames(), target):
+            for frame, out in self.stream.run(self.frames(), target, cancel=self.cancel):
                 self.record(frame, out, store)
                 encoder.put(frame, _explained(out))
                 self.advance()
+        except GradcamError:
+            if self.keep_partial and not (self.cancel is not None and self.cancel.is_set()):
+                self.partial_video = encoder.finish_partial(partial_video_path(self.output))
+            else:
+                encoder.abort()
+            raise
         except BaseException:
             encoder.abort()
             raise
@@ -593,7 +638,10 @@ class _Job:
         """Clip scope: infer everything first, then compose with the clip's maxima."""
         assert store is not None
         explained: list[tuple[int, float]] = []
-        for frame, out in self.stream.run(self.frames(), target, keep_images=False):
+        for frame, out in self.stream.run(
+            self.frames(), target, keep_images=False, cancel=self.cancel
+        ):
+            self.check_cancel()
             self.record(frame, out, store)
             explained.append(_explained(out)[1:])
         maxima = clip_maxima(store, self.panels, self.settings.smoothing)
@@ -659,15 +707,25 @@ class EncoderThread:
         self._raise()
         self._queue.put((frame, explained))
 
-    def finish(self) -> int:
-        """Wait for the queued frames, then close the file; returns the frames written."""
+    def finish(self, path: Path | None = None) -> int:
+        """Wait for the queued frames, then close the file (as `path` if given); returns the
+        frames written."""
         self._queue.put(None)
         self._thread.join()
         if self._error is not None:
             self.writer.abort()
             raise self._error
-        self.writer.close()
+        self.writer.close(path)
         return self.writer.frames_written
+
+    def finish_partial(self, path: Path) -> Path | None:
+        """After a failure: keep the frames encoded so far as `path` (None if there are none)."""
+        try:
+            self.finish(path)
+        except Exception:  # nothing (usable) was encoded: the failure that got here matters
+            self.writer.abort()
+            return None
+        return path
 
     def abort(self) -> None:
         """Stop, dropping queued frames, and delete the partial output."""
@@ -675,6 +733,12 @@ class EncoderThread:
         self._queue.put(None)
         self._thread.join()
         self.writer.abort()
+
+
+def partial_video_path(output: str | Path) -> Path:
+    """Where `process_media(..., keep_partial=True)` keeps the video made before a failure."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.partial{output.suffix}")
 
 
 def process_media(
@@ -686,17 +750,41 @@ def process_media(
     predictions: str | Path | None = None,
     maps: str | Path | None = None,
     progress: Progress | None = None,
+    first_pass_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    keep_partial: bool = False,
 ) -> JobResult:
     """Turn `source` (video or image) into `output` with heat maps; see `JobSettings`.
 
     Raises a `GradcamError` subclass with a one-line message for every expected failure; the
     output file only appears when complete, and predictions made before a failure are kept in
     ``<predictions>.partial`` (the error's notes say how many frames were done and where).
+    With `keep_partial`, a video whose frames were being composed as they came keeps the
+    frames made before a failure in `partial_video_path(output)`.
+
+    `first_pass_progress` follows the whole-clip first pass of a ``"video"`` target. Setting
+    `cancel` stops the job within a frame or a retry (`Cancelled`; nothing partial is kept).
     """
-    job = _Job(server, source, output, settings or JobSettings(), predictions, maps, progress)
+    job = _Job(
+        server,
+        source,
+        output,
+        settings or JobSettings(),
+        predictions,
+        maps,
+        progress,
+        first_pass_progress,
+        cancel,
+        keep_partial,
+    )
     try:
         return job.run()
     except GradcamError as error:
+        if cancel is not None and cancel.is_set() and not isinstance(error, Cancelled):
+            stopped = Cancelled("the job was stopped")
+            for note in job.failure_notes():
+                stopped.add_note(note)
+            raise stopped from error
         for note in job.failure_notes():
             error.add_note(note)
         raise

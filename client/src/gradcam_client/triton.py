@@ -25,6 +25,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,16 @@ class Connection:
     certificate_chain: str | None = None
     compression: str | None = None  # "gzip" or "deflate" for slow links
     request_timeout_s: float | None = 300.0
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """A transient failure about to be retried: what failed, why, and the last retry time."""
+
+    action: str
+    problem: str  # "URL: STATUS: message"
+    queue_full: bool
+    give_up_at: float  # time.monotonic() after which this request is not retried
 
 
 @dataclass
@@ -223,13 +234,16 @@ class GradcamServer:
         max_in_flight: int | None = None,
         wire: Wire | None = None,
         top_k: int | None = None,
+        on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> None:
         """`max_in_flight` caps the inference requests this client has outstanding at once,
         over all the threads that share it (None: no cap beyond the adaptive window).
 
         `wire` is the form of the frames on the wire (default raw). With `top_k`, answers carry
         only the top-k probabilities (the model's TOP_* outputs) when the model has at least
-        that many; the others read as 0."""
+        that many; the others read as 0. `on_retry` hears of every transient failure before
+        it is retried (from the thread that made the request), e.g. to tell a waiting person
+        that the server is not answering."""
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("give at least one server URL")
@@ -245,6 +259,7 @@ class GradcamServer:
         self.retried = RetryCounts()
         self.wire = wire or Wire()
         self.top_k = top_k
+        self.on_retry = on_retry
 
     def _connect(self, url: str) -> grpcclient.InferenceServerClient:
         c = self.connection
@@ -332,6 +347,8 @@ class GradcamServer:
                     f"{action}: no answer for {self.retry.deadline_s:g} s ({last})"
                     + self._closed_socket_hint(last)
                 )
+            if self.on_retry is not None:
+                self.on_retry(RetryNotice(action, last, full, give_up))
             if cancel is not None:
                 if cancel.wait(wait):
                     raise RequestCancelled(f"{action}: cancelled")
