@@ -124,12 +124,18 @@ def test_extract_frames_keeps_matching_frames_of_both_files(tmp_path):
     result = write_clip(tmp_path / "out.mp4", n_frames=10, size=(320, 120))
     strip = media.extract_frames(source, result, tmp_path / "frames", 10, max_frames=4)
     assert strip.step == 3 and strip.indices == [0, 3, 6, 9]
-    assert strip.nearest(5) == 3 and strip.nearest(99) == 9 and strip.nearest(-1) == 0
-    for index in strip.indices:
+    assert strip.clamp(99) == 9 and strip.clamp(-1) == 0
+    kept = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert kept[0] == "original-000000.jpg" and len(kept) == 8
+    # every frame is reachable: the ones between kept frames are decoded when asked for
+    for index in range(10):
+        assert strip.original(index).name == f"original-{index:06d}.jpg"
         assert strip.original(index).is_file() and strip.result(index).is_file()
-    wide = open_media(strip.result(3))
+    wide = open_media(strip.result(8))
     assert (wide.info.width, wide.info.height) == (320, 120)
-    assert sorted(p.name for p in (tmp_path / "frames").iterdir())[0] == "original-000000.jpg"
+    frame_8 = next(f for f in open_media(source) if f.index == 8).image
+    picture = open_media(strip.original(8))
+    assert np.abs(next(iter(picture)).image.astype(int) - frame_8).mean() < 6
 
 
 def test_map_picture_shows_each_cell_of_the_map():
@@ -195,14 +201,44 @@ def test_run_request_becomes_job_settings():
         jobs.RunRequest(model="m", target="class").job_settings()
 
 
-def test_progress_meter_reports_frames_per_second_and_time_left():
-    now = [100.0]
-    meter = jobs.ProgressMeter(clock=lambda: now[0])
-    now[0] = 102.0
-    assert meter.text(20, 60) == "Frame 20 of 60 · 10.0 frames/s · about 4 s left"
-    assert meter.text(5, None) == "Frame 5 · 2.5 frames/s"
-    assert meter.fraction(20, 60) == pytest.approx(1 / 3)
-    assert meter.fraction(5, None) == 0.0 and meter.fraction(70, 60) == 1.0
+def test_progress_text_reports_frames_per_second_and_time_left():
+    assert jobs.progress_text(20, 60, 2.0) == "Frame 20 of 60 · 10.0 frames/s · about 4 s left"
+    assert jobs.progress_text(5, None, 2.0) == "Frame 5 · 2.5 frames/s"
+    assert (
+        jobs.progress_text(0, 60, 0.0, "Whole-clip pass: frame") == "Whole-clip pass: frame 0 of 60"
+    )
+    assert jobs.progress_fraction(20, 60) == pytest.approx(1 / 3)
+    assert jobs.progress_fraction(5, None) == 0.0 and jobs.progress_fraction(70, 60) == 1.0
+
+
+def test_grid_layouts_are_offered_only_for_several_layers_or_methods():
+    one = ModelInfo("m", 8, 8, ("a", "b"), (LayerInfo("c", 2, 2),), ("gradcam",), 8)
+    assert jobs.layouts_for(one) == ["overlay", "side_by_side"]
+    assert jobs.layouts_for(INFO) == ["overlay", "side_by_side", "grid_layers", "grid_methods"]
+
+
+def test_the_label_stays_clear_of_the_players_controls():
+    assert jobs.RunRequest(model="m").job_settings().composition.label_corner == "top-right"
+
+
+def test_rate_axes_never_use_exponents():
+    assert charts.axis_format([0.0, 20.0, 35.5]) == ",.0f"
+    assert charts.axis_format([0.2, 1.5]) == ".1f" and charts.axis_format([]) == ".1f"
+    data = charts.load_history_data([(0.0, 1.0, 20.0), (5.0, 2.0, 25.0)])
+    axis = charts.load_chart(data).to_dict()["encoding"]["y"]["axis"]
+    assert axis["format"] == ",.0f"
+
+
+def test_the_timeline_gives_each_class_a_clearly_different_colour(records):
+    spec = charts.timeline_chart(charts.timeline_data(records)).to_dict()
+    colour = spec["layer"][0]["encoding"]["color"]["scale"]["range"]
+    rgb = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in colour]
+    closest = min(
+        sum((a - b) ** 2 for a, b in zip(x, y, strict=True)) ** 0.5
+        for i, x in enumerate(rgb)
+        for y in rgb[i + 1 :]
+    )
+    assert len(set(colour)) == len(colour) and closest > 80
 
 
 def test_output_names(tmp_path):
@@ -221,8 +257,10 @@ def test_launcher_runs_streamlit_headless_with_the_options(tmp_path):
     assert "--server.headless=true" in command
     assert "--server.port=9999" in command
     assert "--server.maxUploadSize=1" in command  # Streamlit counts whole MB
-    env = launch.build_environment(args, base={"PATH": "/bin"})
+    env = launch.build_environment(args, base={"PATH": "/bin", "GRADCAM_METRICS_URL": "x"})
     assert env["GRADCAM_URL"] == "triton:8001"
+    assert env["GRADCAM_ALLOW_ANY_URL"] == "0" and env["GRADCAM_TLS"] == "0"
+    assert env["GRADCAM_MAX_RESOLUTION"] == "1920x1080" and env["GRADCAM_MAX_FRAMES"] == "9000"
     assert env["GRADCAM_MAX_UPLOAD_MB"] == "0.5"
     assert env["GRADCAM_METRICS_URL"] == "http://triton:8002/metrics"
     assert env["GRADCAM_DASHBOARD_DIR"] == str(tmp_path)
@@ -237,6 +275,24 @@ def test_launcher_refuses_a_nonsense_limit(capsys):
 
 def test_launcher_defaults_follow_the_environment(monkeypatch):
     monkeypatch.setenv("GRADCAM_URL", "env-host:8001")
+    monkeypatch.setenv("GRADCAM_METRICS_URL", "http://env-host:9102/metrics")
+    monkeypatch.setenv("GRADCAM_MAX_RESOLUTION", "720x1280")
     args = launch.build_parser().parse_args([])
-    assert isinstance(args, argparse.Namespace) and args.url == "env-host:8001"
+    assert isinstance(args, argparse.Namespace) and args.url is None
     assert args.port == 8501 and args.max_upload_mb == 200
+    assert args.max_resolution == (1280, 720)
+    env = launch.build_environment(args)
+    assert env["GRADCAM_URL"] == "env-host:8001"  # the compose file's settings still work
+    assert env["GRADCAM_METRICS_URL"] == "http://env-host:9102/metrics"
+    several = launch.build_parser().parse_args(["--url", "a:8001", "--url", "b:9001,c:9001"])
+    assert launch.build_environment(several)["GRADCAM_URL"] == "a:8001 b:9001,c:9001"
+    assert "GRADCAM_METRICS_URL" not in launch.build_environment(several)
+
+
+def test_launcher_refuses_tls_files_it_cannot_read(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        launch.main(["--tls-ca", str(tmp_path / "missing.pem")])
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        launch.main(["--tls-key", str(tmp_path / "k.pem")])
+    assert "needs both" in capsys.readouterr().err

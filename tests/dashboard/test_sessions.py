@@ -122,10 +122,12 @@ def test_split_host_port(url, host, port):
     assert split_host_port(url) == (host, port)
 
 
-def test_metrics_url_defaults_to_port_8002_on_the_servers_host():
+def test_metrics_url_defaults_to_the_port_after_grpc_on_the_servers_host():
     assert metrics_url_for("triton:8001") == "http://triton:8002/metrics"
     assert metrics_url_for("[::1]:8001") == "http://[::1]:8002/metrics"
     assert metrics_url_for("one:8001, two:8001") == "http://one:8002/metrics"
+    shared = DashboardConfig.from_env({"GRADCAM_URL": "one:8001, two:8001"})
+    assert [server.url for server in shared.servers] == ["one:8001,two:8001"]
 
 
 def test_config_from_env():
@@ -142,10 +144,10 @@ def test_config_from_env():
     assert config.max_upload_bytes == 512 * 1024
     assert config.root == Path("/srv/dash") and config.max_age_hours == 2
     # the configured metrics URL belongs to the configured server only
-    assert config.metrics_for("triton:8001") == "http://metrics:9000/metrics"
-    assert config.metrics_for("other:8001") == "http://other:8002/metrics"
+    assert config.choice("triton:8001").metrics_url == "http://metrics:9000/metrics"
+    assert config.choice("other:8001") is None
     defaults = DashboardConfig.from_env({})
     assert defaults.url == "localhost:8001" and defaults.max_upload_mb == 200
-    assert defaults.metrics_for(defaults.url) == "http://localhost:8002/metrics"
+    assert defaults.choice(defaults.url).metrics_url == "http://localhost:8002/metrics"
     with pytest.raises(ValueError, match="GRADCAM_MAX_UPLOAD_MB"):
         DashboardConfig.from_env({"GRADCAM_MAX_UPLOAD_MB": "lots"})

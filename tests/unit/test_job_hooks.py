@@ -76,6 +76,20 @@ def test_the_first_pass_reports_progress_and_the_main_pass_follows(clip, tmp_pat
     assert main == list(range(1, 41)) and result.frames == 40
 
 
+def test_whole_clip_normalisation_reports_its_first_pass(clip, tmp_path):
+    first: list[int] = []
+    main: list[int] = []
+    process_media(
+        StandInServer(),
+        clip,
+        tmp_path / "out.mp4",
+        JobSettings(scope="clip", batch_size=4),
+        progress=lambda done, total: main.append(done),
+        first_pass_progress=lambda done, total: first.append(done),
+    )
+    assert first == list(range(1, 41)) and main == list(range(1, 41))
+
+
 @pytest.mark.parametrize("target", ["video", "predicted"])
 def test_a_cancel_event_stops_the_job_even_while_requests_are_retried(clip, tmp_path, target):
     cancel = threading.Event()

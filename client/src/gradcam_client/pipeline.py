@@ -644,6 +644,7 @@ class _Job:
             self.check_cancel()
             self.record(frame, out, store)
             explained.append(_explained(out)[1:])
+            self.first_pass_progress(len(explained), self.total)
         maxima = clip_maxima(store, self.panels, self.settings.smoothing)
         renderer = MapRenderer(self.panels, self.settings, self.info.class_names, maxima)
         layer_maps = {name: store.read(name) for name in store.shapes}
@@ -762,7 +763,8 @@ def process_media(
     With `keep_partial`, a video whose frames were being composed as they came keeps the
     frames made before a failure in `partial_video_path(output)`.
 
-    `first_pass_progress` follows the whole-clip first pass of a ``"video"`` target. Setting
+    `first_pass_progress` follows the whole-clip first passes (choosing a ``"video"`` target,
+    and the server's answers for ``"clip"`` normalisation, before composing). Setting
     `cancel` stops the job within a frame or a retry (`Cancelled`; nothing partial is kept).
     """
     job = _Job(

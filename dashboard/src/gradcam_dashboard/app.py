@@ -1,16 +1,17 @@
 """The Grad-CAM video dashboard: a Streamlit page (start it with ``gradcam-dashboard``).
 
-The page talks to the server only through the client library; everything that is not drawing
-(metrics, session folders, chart data, runs) lives in plain modules of this package.
+The page talks to the server only through the client library, and only to the servers the
+operator named at launch; everything that is not drawing (metrics, session folders, chart
+data, runs in the background, previews) lives in plain modules of this package.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import shutil
 import time
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,13 @@ import streamlit as st
 
 from gradcam_client.compose import COLORMAPS
 from gradcam_client.contract import ModelInfo
-from gradcam_client.errors import GradcamError, ServerUnavailable
+from gradcam_client.errors import GradcamError
 from gradcam_dashboard import charts, jobs, media, metrics, servers
-from gradcam_dashboard.config import DashboardConfig
+from gradcam_dashboard.config import DashboardConfig, ServerChoice
 from gradcam_dashboard.jobs import RunOutput, RunRequest
+from gradcam_dashboard.preview import Preview
+from gradcam_dashboard.result_view import partial_downloads_ui, results_ui
+from gradcam_dashboard.runner import BackgroundRun, Failure, Snapshot
 from gradcam_dashboard.servers import ServerStatus
 from gradcam_dashboard.sessions import (
     FolderJanitor,
@@ -32,8 +36,11 @@ from gradcam_dashboard.sessions import (
 )
 
 LOAD_REFRESH_S = 5
+STATUS_REFRESH_S = 1
 LOAD_HISTORY = 60
-PROGRESS_EVERY_S = 0.2
+PROGRESS_REFRESH_S = 0.5
+STATUS_TTL_S = 4
+METRICS_TIMEOUT_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,20 @@ class InputFile:
     path: Path | None = None
     summary: media.MediaSummary | None = None
     error: str = ""
-    preview: np.ndarray | None = field(default=None, compare=False, repr=False)
+    thumbnail: np.ndarray | None = None
+    preview: Preview | None = None  # a browser-playable copy, for formats browsers cannot play
 
     @property
     def usable(self) -> bool:
         return self.path is not None and self.summary is not None and not self.error
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A run that failed: why, and what it made; its files stay until the next run."""
+
+    failure: Failure
+    folder: Path
 
 
 # --------------------------------------------------------------------------- shared resources
@@ -61,16 +77,13 @@ def session_folders(root: str, max_age_hours: float) -> SessionFolders:
     return SessionFolders(root, max_age_hours)
 
 
-@st.cache_data(ttl=10, show_spinner=False, max_entries=32)
-def server_status(url: str, attempt: int) -> ServerStatus:
-    """The server's status, re-read at most every 10 s (or at once on a new attempt)."""
-    return servers.probe_server(url)
+@st.cache_data(ttl=STATUS_TTL_S, show_spinner=False, max_entries=32)
+def server_status(url: str, attempt: int, _config: DashboardConfig) -> ServerStatus:
+    """The server's status, re-read at most every few seconds (or at once on a new attempt).
 
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def job_client(url: str, model: str, retry_s: float):
-    """One client per server and model, shared by all sessions (it is thread-safe)."""
-    return servers.job_server(url, model, retry_s)
+    Only addresses the configuration allows reach this function.
+    """
+    return servers.probe_server(url, _config.connection())
 
 
 def folders(config: DashboardConfig) -> SessionFolders:
@@ -85,7 +98,7 @@ def workspace(config: DashboardConfig) -> Path:
         folders(config).touch(folder)
         return folder
     if folder is not None:  # removed while the session idled
-        for key in ("input", "result"):
+        for key in ("input", "result", "failed"):
             state.pop(key, None)
         st.info("Your earlier files were removed after a long pause; please start again.")
     folders(config).remove_stale()
@@ -96,10 +109,17 @@ def workspace(config: DashboardConfig) -> Path:
 
 
 def forget_files(folder: Path) -> None:
-    """Remove this session's input and results (files and page state)."""
+    """Stop a run, and remove this session's input and results (files and page state)."""
+    state = st.session_state
+    run: BackgroundRun | None = state.pop("active_run", None)
+    if run is not None:
+        run.stop()
+    current: InputFile | None = state.get("input")
+    if current is not None and current.preview is not None:
+        current.preview.cancel()
     clear(folder)
-    for key in ("input", "result"):
-        st.session_state.pop(key, None)
+    for key in ("input", "result", "failed"):
+        state.pop(key, None)
 
 
 # --------------------------------------------------------------------------- server panel
@@ -109,40 +129,92 @@ def retry_server() -> None:
     st.session_state["attempt"] = st.session_state.get("attempt", 0) + 1
 
 
-def server_ui(config: DashboardConfig) -> ServerStatus:
-    """Sidebar: address, status, hosted models, live load. A down server also gets a notice."""
-    with st.sidebar:
-        st.header("Server")
+def server_choice_ui(config: DashboardConfig) -> ServerChoice:
+    """The server this session uses: one of the operator's, or (if allowed) any address."""
+    state = st.session_state
+    if config.allow_any_url:
         url = st.text_input(
             "Triton gRPC address",
             value=config.url,
             key="server_url",
-            help="HOST:PORT of the Triton server's gRPC endpoint (default from GRADCAM_URL); "
-            "several, comma-separated, share the work.",
-        ).strip()
-        with st.spinner("Contacting the server..."):
-            status = server_status(url, st.session_state.get("attempt", 0))
-        if not status.live:
-            st.error(f"Down: {url}", icon=":material/cloud_off:")
-        elif status.ready:
-            count = len(status.usable_models)
-            st.success(f"Live and ready: {count} Grad-CAM model(s)", icon=":material/cloud_done:")
-        else:
-            st.warning("Live, but no Grad-CAM model is ready", icon=":material/cloud_sync:")
+            help="HOST:PORT of a Triton server's gRPC endpoint; several, comma-separated, "
+            "share the work.",
+        )
+    else:
+        urls = [server.url for server in config.servers]
+        if state.get("server_url") not in urls:  # a value the page never offered
+            state["server_url"] = urls[0]
+        url = st.selectbox(
+            "Triton server",
+            urls,
+            key="server_url",
+            disabled=len(urls) == 1,
+            help="The servers this dashboard is set up for (gRPC addresses).",
+        )
+    return config.choice(url) or config.servers[0]
+
+
+def status_ui(status: ServerStatus, snapshot: Snapshot | None) -> None:
+    """One line saying whether the server answers (during a run, as the run sees it)."""
+    if snapshot is not None and snapshot.outage is not None:
+        until = datetime.datetime.fromtimestamp(snapshot.outage.until).strftime("%H:%M:%S")
+        st.error(f"Not answering; retrying until {until}", icon=":material/cloud_off:")
+    elif snapshot is not None:
+        st.success("Live: your run is in progress", icon=":material/cloud_done:")
+    elif not status.live:
+        st.error(f"Down: {status.url}", icon=":material/cloud_off:")
+    elif status.ready:
+        count = len(status.usable_models)
+        st.success(f"Live and ready: {count} Grad-CAM model(s)", icon=":material/cloud_done:")
+    else:
+        st.warning("Live, but no Grad-CAM model is ready", icon=":material/cloud_sync:")
+
+
+def _signature(status: ServerStatus) -> tuple:
+    return (status.live, tuple((m.name, m.usable) for m in status.models))
+
+
+@st.fragment(run_every=STATUS_REFRESH_S)
+def status_fragment(config: DashboardConfig, choice: ServerChoice) -> None:
+    """The status line, refreshed on its own; during a run, as the run sees the server.
+
+    When the server comes back or goes away the whole page is redrawn, so that the page
+    never says something else than the status line.
+    """
+    state = st.session_state
+    run: BackgroundRun | None = state.get("active_run")
+    snapshot = run.snapshot() if run is not None else None
+    if snapshot is None:
+        status = server_status(choice.url, state.get("attempt", 0), config)
+        if state.get("page_status") not in (None, _signature(status)):
+            st.rerun()
+    else:
+        status = ServerStatus(choice.url, live=snapshot.outage is None)
+    status_ui(status, snapshot)
+
+
+@st.fragment(run_every=LOAD_REFRESH_S)
+def load_fragment(choice: ServerChoice) -> None:
+    """The load panel, refreshed on its own (also while this session's run goes on)."""
+    load_ui(choice)
+
+
+def server_ui(config: DashboardConfig) -> tuple[ServerChoice, ServerStatus]:
+    """Sidebar: the server, its status, hosted models and live load."""
+    state = st.session_state
+    with st.sidebar:
+        st.header("Server")
+        choice = server_choice_ui(config)
+        status = server_status(choice.url, state.get("attempt", 0), config)
+        state["page_status"] = _signature(status)
+        status_fragment(config, choice)
         if status.live:
             models_ui(status)
         st.button("Check again", on_click=retry_server, key="recheck", icon=":material/refresh:")
-        metrics_url = st.text_input(
-            "Metrics URL",
-            value=config.metrics_for(url),
-            key=f"metrics_url:{url}",
-            help="Triton's Prometheus endpoint (default from GRADCAM_METRICS_URL, else port 8002"
-            " on the server's host).",
-        ).strip()
-        load_ui(metrics_url)
-    if not status.live:
+        load_fragment(choice)
+    if not status.live and "failed" not in state:  # a failed run already says so
         server_down_ui(status)
-    return status
+    return choice, status
 
 
 def server_down_ui(status: ServerStatus) -> None:
@@ -181,18 +253,20 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-@st.fragment(run_every=LOAD_REFRESH_S)
-def load_ui(metrics_url: str) -> None:
-    """Live load of the (shared) server from its metrics endpoint, refreshed every few s."""
+def load_ui(choice: ServerChoice) -> None:
+    """Live load of the (shared) server from its metrics endpoint."""
     st.subheader("Load")
     state = st.session_state
+    if choice.metrics_url is None:
+        st.caption("No load figures: this server has no metrics endpoint.")
+        return
     try:
-        now = metrics.read_load(metrics_url, time.monotonic())
+        now = metrics.read_load(choice.metrics_url, time.monotonic(), timeout=METRICS_TIMEOUT_S)
     except metrics.MetricsUnavailable as error:
-        st.caption(f"No load figures: {error}")
+        st.caption(f"No load figures: the server's metrics endpoint does not answer ({error}).")
         return
     previous = state.get("load_previous")
-    if previous is None or previous[0] != metrics_url:
+    if previous is None or previous[0] != choice.metrics_url:
         previous, history = None, []
     else:
         previous, history = previous[1], state.get("load_history", [])
@@ -200,7 +274,7 @@ def load_ui(metrics_url: str) -> None:
     total = figures[metrics.TOTAL]
     if previous is not None:
         history = [*history, (now.time, total.requests_per_s, total.frames_per_s)][-LOAD_HISTORY:]
-    state["load_previous"] = (metrics_url, now)
+    state["load_previous"] = (choice.metrics_url, now)
     state["load_history"] = history
     overall = now.total
     recent_batch = total.delta.mean_batch
@@ -263,7 +337,8 @@ def upload_input(config: DashboardConfig, folder: Path) -> InputFile | None:
         max_upload_size=max(1, math.ceil(config.max_upload_mb)),
         key="upload",
         help=f"Videos ({', '.join(media.VIDEO_TYPES)}) or images "
-        f"({', '.join(media.IMAGE_TYPES)}) up to {media.human_size(limit)}.",
+        f"({', '.join(media.IMAGE_TYPES)}) up to {media.human_size(limit)}; videos "
+        f"{config.limits.describe()}.",
     )
     if limit < 1024 * 1024 * math.ceil(config.max_upload_mb):
         st.caption(f"Files up to {media.human_size(limit)}.")
@@ -281,17 +356,24 @@ def upload_input(config: DashboardConfig, folder: Path) -> InputFile | None:
     path = folder / "input" / safe_filename(upload.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(upload.getbuffer())
-    return checked(key, upload.name, path)
+    return checked(config, key, upload.name, path)
 
 
-def checked(key: str, name: str, path: Path) -> InputFile:
-    """An input described by the client's reader, or the reader's reason to refuse it."""
+def checked(config: DashboardConfig, key: str, name: str, path: Path) -> InputFile:
+    """An input described by the client's reader and checked against the page's limits, or
+    the reason to refuse it; videos a browser cannot play get a preview made meanwhile."""
     try:
         summary = media.summarize(path)
-        preview = media.thumbnail(path)
+        media.check_limits(name, summary, config.limits)
+        thumbnail = media.thumbnail(path)
     except GradcamError as error:
         return InputFile(key, name, error=f"{name} cannot be used: {_input_error(error)}")
-    return InputFile(key, name, path, summary, preview=preview)
+    except media.UploadRejected as error:
+        return InputFile(key, name, error=str(error))
+    preview = None
+    if not summary.is_image and not media.browser_playable(path, summary):
+        preview = Preview(path, path.with_name("preview.mp4"))
+    return InputFile(key, name, path, summary, thumbnail=thumbnail, preview=preview)
 
 
 def sample_input(config: DashboardConfig, folder: Path) -> InputFile:
@@ -311,7 +393,7 @@ def sample_input(config: DashboardConfig, folder: Path) -> InputFile:
     new_input(config, folder)
     with st.spinner("Making the sample clip..."):
         path = media.sample_clip(folders(config).samples_dir(), name, config.sample_seconds)
-    return checked(key, f"{name}.mp4", path)
+    return checked(config, key, f"{name}.mp4", path)
 
 
 def input_ui(config: DashboardConfig, folder: Path) -> InputFile | None:
@@ -335,8 +417,8 @@ def input_ui(config: DashboardConfig, folder: Path) -> InputFile | None:
         return None
     assert chosen.summary is not None and chosen.path is not None
     picture, text = st.columns([1, 4], vertical_alignment="center")
-    if chosen.preview is not None:
-        picture.image(chosen.preview, width="stretch")
+    if chosen.thumbnail is not None:
+        picture.image(chosen.thumbnail, width="stretch")
     text.caption(f"**{chosen.name}**: {chosen.summary.describe()}")
     return chosen
 
@@ -387,7 +469,10 @@ def settings_ui(status: ServerStatus) -> RunRequest | None:
     with what:
         model = st.selectbox("Model", list(by_name), key="model")
         info = by_name[model]
-        layout = st.radio("Layout", list(jobs.LAYOUTS), format_func=jobs.LAYOUTS.get, key="layout")
+        layouts = jobs.layouts_for(info)
+        if st.session_state.get("layout") not in layouts:
+            st.session_state["layout"] = layouts[0]
+        layout = st.radio("Layout", layouts, format_func=jobs.LAYOUTS.get, key="layout")
         layers, methods = _layer_method_ui(layout, info)
         include_original = layout.startswith("grid") and st.checkbox(
             "Original frame as first panel", key="include_original"
@@ -460,241 +545,169 @@ def settings_ui(status: ServerStatus) -> RunRequest | None:
 
 
 def stop_run() -> None:
-    st.session_state["stopped"] = True
-
-
-def run_ui(
-    config: DashboardConfig, folder: Path, source: InputFile | None, request: RunRequest | None
-) -> None:
-    """The run button; while running a progress bar with frames/s and a stop button."""
-    st.subheader("3 · Run")
-    if st.session_state.pop("stopped", False):
-        st.info("The run was stopped.", icon=":material/stop_circle:")
-    ready = source is not None and source.usable and request is not None
-    clicked = st.button(
-        "Run", type="primary", disabled=not ready, key="run", icon=":material/play_arrow:"
-    )
-    again = st.session_state.pop("run_again", False)
-    if not (clicked or (again and ready)) or source is None or request is None:
-        return
-    previous = st.session_state.pop("result", None)
-    if previous is not None:
-        shutil.rmtree(previous.folder, ignore_errors=True)
-    start_run(config, folder, source, request)
+    """The Stop button: end the run and remove its files."""
+    state = st.session_state
+    run: BackgroundRun | None = state.pop("active_run", None)
+    if run is not None:
+        run.stop()
+    state["stopped"] = True
 
 
 def run_again() -> None:
     st.session_state["run_again"] = True
+    retry_server()
+
+
+def run_ui(
+    config: DashboardConfig,
+    folder: Path,
+    choice: ServerChoice,
+    source: InputFile | None,
+    request: RunRequest | None,
+) -> None:
+    """The run button; while running, progress and a Stop button; after a failure, what
+    was made and one Try again button."""
+    state = st.session_state
+    st.subheader("3 · Run")
+    if state.pop("stopped", False):
+        st.info("The run was stopped.", icon=":material/stop_circle:")
+    ready = source is not None and source.usable and request is not None
+    running = state.get("active_run") is not None
+    clicked = st.button(
+        "Run",
+        type="primary",
+        disabled=not ready or running,
+        key="run",
+        icon=":material/play_arrow:",
+    )
+    again = state.pop("run_again", False)
+    if (clicked or again) and ready and not running:
+        assert source is not None and request is not None
+        start_run(config, folder, choice, source, request)
+    if state.get("active_run") is not None:
+        progress_ui(config)
+    elif "failed" in state:
+        failure_ui(config, state["failed"])
+
+
+def _drop_previous() -> None:
+    """A new run replaces the previous result or failure (and their files)."""
+    state = st.session_state
+    for key in ("result", "failed"):
+        previous = state.pop(key, None)
+        if previous is not None:
+            shutil.rmtree(previous.folder, ignore_errors=True)
 
 
 def start_run(
-    config: DashboardConfig, folder: Path, source: InputFile, request: RunRequest
+    config: DashboardConfig,
+    folder: Path,
+    choice: ServerChoice,
+    source: InputFile,
+    request: RunRequest,
 ) -> None:
-    """Run the job with a progress bar; keeps its result in the session, or says why not.
-
-    Clicking Stop (or anything else) reruns the page, which raises Streamlit's rerun
-    exception in the progress callback: the job ends there and its files are removed.
-    """
+    """Start the run in the background; the progress fragment follows it."""
     assert source.path is not None and source.summary is not None
-    run_folder: Path | None = None
-    bar = st.progress(0.0, text="Starting...")
-    stop_slot = st.empty()
-    meter = jobs.ProgressMeter()
-    last_update = [0.0]
+    _drop_previous()
+    connection = config.connection()
+    playable = source.summary.is_image or media.browser_playable(source.path, source.summary)
+    source_path = source.path
 
-    def progress(done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - last_update[0] < PROGRESS_EVERY_S and done != total:
-            return
-        last_update[0] = now
-        bar.progress(meter.fraction(done, total), text=meter.text(done, total))
-        folders(config).touch(folder)
+    def make_server(on_retry):
+        return servers.job_server(choice.url, request.model, config.retry_s, connection, on_retry)
 
-    try:
-        stop_slot.button("Stop", on_click=stop_run, key="stop", icon=":material/stop:")
-        run_folder = new_subfolder(folder, "run-")
-        client = job_client(status_url(config), request.model, config.retry_s)
-        out = jobs.run(client, request, source.path, run_folder, source.summary.is_image, progress)
-        out.extras["info"] = client.model_info()
+    def finish(out: RunOutput, server) -> None:
+        out.extras["info"] = server.model_info()
+        out.extras["playable"] = playable
         out.extras["strip"] = media.extract_frames(
-            source.path, out.output, run_folder / "frames", out.frames
+            source_path, out.output, out.folder / "frames", out.frames
         )
-        st.session_state["result"] = out  # kept even if the page reruns from here on
-    except GradcamError as error:
-        _drop(run_folder)
-        bar.empty()
-        if isinstance(error, ServerUnavailable):
-            retry_server()  # the server panel checks again on the next interaction
-            text = f"The run failed: the server stopped answering. {error}"
-        else:
-            text = f"The run failed: {error}"
+
+    run = BackgroundRun(
+        make_server,
+        request,
+        source.path,
+        new_subfolder(folder, "run-"),
+        source.summary.is_image,
+        max_frames=config.limits.max_frames,
+        finish=finish,
+    )
+    st.session_state["active_run"] = run.start()
+
+
+def _progress_line(snapshot: Snapshot) -> tuple[float, str]:
+    """The progress bar's fraction and text for a snapshot."""
+    if snapshot.phase == "starting":
+        return 0.0, "Starting..."
+    if snapshot.phase == "finishing":
+        return 1.0, "Preparing the frame inspector..."
+    fraction = jobs.progress_fraction(snapshot.done, snapshot.total)
+    if snapshot.phase == "first pass":
+        what = "Whole-clip pass: frame"
+        return fraction, jobs.progress_text(
+            snapshot.done, snapshot.total, snapshot.pass_elapsed, what
+        )
+    return fraction, jobs.progress_text(snapshot.done, snapshot.total, snapshot.pass_elapsed)
+
+
+@st.fragment(run_every=PROGRESS_REFRESH_S)
+def progress_ui(config: DashboardConfig) -> None:
+    """The running run's progress, a notice while the server does not answer, and Stop."""
+    state = st.session_state
+    run: BackgroundRun | None = state.get("active_run")
+    if run is None:  # stopped meanwhile
+        st.rerun()
+        return
+    snapshot = run.snapshot()
+    if snapshot.finished:
+        finish_run(run)
+        st.rerun()
+    folders(config).touch(run.folder.parent)
+    fraction, text = _progress_line(snapshot)
+    st.progress(fraction, text=text)
+    if snapshot.outage is not None:
+        until = datetime.datetime.fromtimestamp(snapshot.outage.until).strftime("%H:%M:%S")
+        st.warning(
+            f"**The server is not answering.** The page keeps retrying until {until}; the "
+            f"frames done so far are kept. ({snapshot.outage.problem})",
+            icon=":material/cloud_off:",
+        )
+    st.button("Stop", on_click=stop_run, key="stop", icon=":material/stop:")
+
+
+def finish_run(run: BackgroundRun) -> None:
+    """Move a finished run's outcome into the page's state."""
+    state = st.session_state
+    state.pop("active_run", None)
+    if run.result is not None:
+        state["result"] = run.result
+    elif run.failure is not None:
+        state["failed"] = FailedRun(run.failure, run.folder)
+        if run.failure.server_lost:
+            retry_server()  # the status is checked afresh
+    else:
+        shutil.rmtree(run.folder, ignore_errors=True)
+        state["stopped"] = True
+
+
+def failure_ui(config: DashboardConfig, failed: FailedRun) -> None:
+    """Why the run failed, how far it got, what it made, and one Try again button."""
+    failure = failed.failure
+    of = f" of {failure.total}" if failure.total else ""
+    done = f"{failure.frames_done}{of} frames were done"
+    if failure.server_lost:
+        text = (
+            f"**The run stopped: the server did not answer for {config.retry_s:g} s.** {done}"
+            + ("; what was made is below." if failure.frames_done else ".")
+            + f"\n\nDetails: {failure.message}"
+        )
+    else:
+        text = f"**The run failed:** {failure.message} ({done})."
+    with st.container(key="run-failed"):
         st.error(text, icon=":material/error:")
+        if failure.video is not None or failure.predictions is not None:
+            partial_downloads_ui(failure.video, failure.predictions)
         st.button("Try again", key="retry_run", type="primary", on_click=run_again)
-        return
-    except Exception as error:
-        _drop(run_folder)
-        bar.empty()
-        st.error(f"The run failed unexpectedly: {type(error).__name__}: {error}")
-        with st.expander("Details"):
-            st.code(traceback.format_exc())
-        return
-    except BaseException:  # stopped (the page reran): drop the half-made files
-        _drop(run_folder)
-        raise
-    finally:
-        stop_slot.empty()
-    bar.progress(
-        1.0, text=f"Done: {out.frames} frame(s) in {out.seconds:.1f} s ({out.fps:.1f} frames/s)"
-    )
-
-
-def _drop(run_folder: Path | None) -> None:
-    if run_folder is not None:
-        shutil.rmtree(run_folder, ignore_errors=True)
-
-
-def status_url(config: DashboardConfig) -> str:
-    return str(st.session_state.get("server_url", config.url)).strip()
-
-
-# --------------------------------------------------------------------------- results
-
-
-def _records(run: RunOutput) -> list[charts.Record]:
-    if "records" not in run.extras:
-        run.extras["records"] = charts.read_predictions(run.predictions)
-    return run.extras["records"]  # type: ignore[return-value]
-
-
-def _maps(run: RunOutput) -> dict[str, np.ndarray]:
-    if "maps" not in run.extras:
-        with np.load(run.maps) as data:
-            run.extras["maps"] = {name: data[name] for name in data.files}
-    return run.extras["maps"]  # type: ignore[return-value]
-
-
-def results_ui(run: RunOutput) -> None:
-    """The result beside the original, the timeline, the frame inspector and downloads."""
-    info: ModelInfo = run.extras["info"]  # type: ignore[assignment]
-    st.subheader("4 · Result")
-    request = run.request
-    st.caption(
-        f"{request.model} · {jobs.LAYOUTS[request.layout].lower()} · explained: {run.target} · "
-        f"{run.frames} frame(s) in {run.seconds:.1f} s ({run.fps:.1f} frames/s)"
-        + (f" · {run.skipped}" if run.skipped else "")
-    )
-    original, result = st.columns([1, 1] if request.layout == "overlay" else [1, 2])
-    with original, st.container(key="original-media"):
-        st.markdown("**Original**")
-        if run.is_image:
-            st.image(str(run.source))
-        elif run.source.suffix.lower().lstrip(".") in media.BROWSER_VIDEO_TYPES:
-            st.video(str(run.source))
-        else:
-            st.caption("Browsers cannot play this format; the inspector below shows its frames.")
-    with result, st.container(key="result-media"):
-        st.markdown("**Grad-CAM**")
-        if run.is_image:
-            st.image(str(run.output))
-        else:
-            st.video(str(run.output))
-    records = _records(run)
-    key = f"inspect:{run.folder.name}"
-    strip: media.FrameStrip = run.extras["strip"]  # type: ignore[assignment]
-    index = strip.nearest(int(st.session_state.get(key, 0)))
-    if len(records) > 1:
-        with st.container(key="timeline"):
-            st.markdown("**Top classes over the video**")
-            marker = float(records[min(index, len(records) - 1)]["time"])
-            data = charts.timeline_data(records)
-            st.altair_chart(charts.timeline_chart(data, marker))
-    inspector_ui(run, records, info, key)
-    downloads_ui(run)
-
-
-def inspector_ui(run: RunOutput, records: list[charts.Record], info: ModelInfo, key: str) -> None:
-    """A frame slider: original, result, raw maps at layer resolution and the top five."""
-    strip: media.FrameStrip = run.extras["strip"]  # type: ignore[assignment]
-    with st.container(key="inspector"):
-        st.markdown("**Frame inspector**")
-        if len(records) > 1:
-            index = st.slider(
-                "Frame",
-                0,
-                strip.indices[-1],
-                0,
-                step=strip.step,
-                key=key,
-                help="Every frame" if strip.step == 1 else f"Every {strip.step}th frame",
-            )
-        else:
-            index = 0
-        index = strip.nearest(index)
-        record = records[min(index, len(records) - 1)]
-        panels = jobs.panels(run.request, info)
-        if len(panels) == 1:
-            original, result, raw, top = st.columns([3, 3, 2, 3])
-        else:  # the maps get a row of their own
-            original, result, top = st.columns([2, 3, 2])
-            raw = None
-        original.image(
-            str(strip.original(index)),
-            caption=f"Original · frame {index} · {record['time']:.2f} s",
-            width="stretch",
-        )
-        result.image(str(strip.result(index)), caption="Grad-CAM", width="stretch")
-        with top:
-            st.altair_chart(charts.top5_chart(charts.frame_top5(record)))
-            st.caption(f"Explained: **{record['explained_name']}**")
-        cells = [raw] if raw is not None else st.columns(max(len(panels), 4))
-        maps_ui(run, index, info, panels, cells)
-
-
-def maps_ui(
-    run: RunOutput,
-    index: int,
-    info: ModelInfo,
-    panels: list[tuple[str, int]],
-    cells: list,
-) -> None:
-    """The raw maps of one frame at the layer's resolution, each scaled to its own maximum."""
-    maps = _maps(run)
-    for (layer, method_index), cell in zip(panels, cells, strict=False):
-        if layer not in maps or index >= len(maps[layer]):
-            continue
-        raw = maps[layer][index, method_index]
-        method = servers.method_name(info.methods[method_index])
-        cell.image(
-            media.map_picture(raw, run.request.colormap),
-            caption=f"{layer} · {method} · {raw.shape[0]}x{raw.shape[1]} · max {raw.max():.3g}",
-            width="stretch",
-        )
-
-
-def downloads_ui(run: RunOutput) -> None:
-    """Download buttons: the result, the per-frame predictions and the raw maps."""
-    video, predictions, maps = st.columns(3)
-    kind = "Image" if run.is_image else "Video (MP4)"
-    mime = "image/png" if run.is_image else "video/mp4"
-    video.download_button(
-        f"{kind}", run.output.read_bytes, run.output.name, mime, key="dl_video", on_click="ignore"
-    )
-    predictions.download_button(
-        "Predictions (JSONL)",
-        run.predictions.read_bytes,
-        "predictions.jsonl",
-        "application/jsonl",
-        key="dl_predictions",
-        on_click="ignore",
-    )
-    maps.download_button(
-        "Raw maps (NPZ)",
-        run.maps.read_bytes,
-        "maps.npz",
-        "application/octet-stream",
-        key="dl_maps",
-        on_click="ignore",
-    )
 
 
 # --------------------------------------------------------------------------- page
@@ -707,13 +720,14 @@ def main() -> None:
     folder = workspace(config)
     st.title("Grad-CAM video")
     st.caption("Where does the model look? Heat maps over every frame of a video or an image.")
-    status = server_ui(config)
+    choice, status = server_ui(config)
     source = input_ui(config, folder)
     request = settings_ui(status)
-    run_ui(config, folder, source, request)
+    run_ui(config, folder, choice, source, request)
     run = st.session_state.get("result")
-    if run is not None:
-        results_ui(run)
+    if run is not None and "active_run" not in st.session_state:
+        current = source if source is not None and source.path == run.source else None
+        results_ui(run, current.preview if current is not None else None)
     with st.sidebar:
         st.divider()
         if st.button("Remove my files", key="forget", icon=":material/delete:"):

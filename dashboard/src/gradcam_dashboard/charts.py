@@ -13,6 +13,9 @@ import pandas as pd
 
 Record = dict[str, Any]
 
+CLASS_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+"""Clearly distinct colours for the classes of the timeline (blue, orange, green, red...)."""
+
 
 def read_predictions(path: Path) -> list[Record]:
     """The per-frame records of a predictions file, one JSON object per line."""
@@ -95,7 +98,13 @@ def timeline_chart(data: pd.DataFrame, marker_time: float | None = None) -> alt.
         .encode(
             x=alt.X("time:Q", title="time (s)"),
             y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("class:N", sort=order, title="class", legend=alt.Legend(orient="top")),
+            color=alt.Color(
+                "class:N",
+                sort=order,
+                title="class",
+                scale=alt.Scale(domain=order, range=CLASS_COLOURS[: max(1, len(order))]),
+                legend=alt.Legend(orient="top"),
+            ),
             tooltip=[
                 alt.Tooltip("frame:Q"),
                 alt.Tooltip("time:Q", format=".2f"),
@@ -142,15 +151,24 @@ def load_history_data(history: Sequence[tuple[float, float, float]]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def axis_format(values: Sequence[float]) -> str:
+    """A d3 format for rate axis labels: whole numbers from 10 up, one decimal below (never
+    the exponent notation "2e+1")."""
+    return ",.0f" if values and max(values) >= 10 else ".1f"
+
+
 def load_chart(data: pd.DataFrame, figure: str = "frames/s") -> alt.Chart:
     """A small area chart of one of the server's recent rates (frames/s by default)."""
+    values = [float(v) for v in data.loc[data["figure"] == figure, "value"]] if len(data) else []
     return (
         alt.Chart(data)
         .transform_filter(alt.datum.figure == figure)
         .mark_area(line=True, opacity=0.35, interpolate="monotone")
         .encode(
             x=alt.X("seconds ago:Q", title="seconds ago"),
-            y=alt.Y("value:Q", title=figure, axis=alt.Axis(tickCount=3, format="~g")),
+            y=alt.Y(
+                "value:Q", title=figure, axis=alt.Axis(tickCount=3, format=axis_format(values))
+            ),
             tooltip=[alt.Tooltip("seconds ago:Q"), alt.Tooltip("value:Q", format=".1f")],
         )
         .properties(height=150)

@@ -1,8 +1,22 @@
 """Dashboard settings read from the environment (the launcher sets them from its options).
 
-- ``GRADCAM_URL``: the Triton gRPC address (default ``localhost:8001``);
-- ``GRADCAM_METRICS_URL``: Triton's metrics (default ``http://HOST:8002/metrics``);
+Servers (the page contacts no others):
+
+- ``GRADCAM_URL``: the Triton gRPC address(es) the page offers, separated by spaces or ``;``
+  (default ``localhost:8001``); ``HOST:PORT,HOST:PORT`` is one choice whose servers share the
+  work;
+- ``GRADCAM_METRICS_URL``: their metrics URLs in the same order, ``none`` for a server
+  without; default ``http://HOST:PORT+1/metrics`` (Triton's layout: gRPC 8001, metrics 8002);
+- ``GRADCAM_ALLOW_ANY_URL``: ``1`` lets visitors type any address (default: only the above);
+- ``GRADCAM_TLS`` (``1``), ``GRADCAM_TLS_CA``, ``GRADCAM_TLS_KEY``, ``GRADCAM_TLS_CERT``: gRPC
+  over TLS (a CA file implies TLS; key and certificate chain for mutual TLS).
+
+Uploads and runs:
+
 - ``GRADCAM_MAX_UPLOAD_MB``: the largest accepted upload in MB (default 200, fractions work);
+- ``GRADCAM_MAX_SECONDS``, ``GRADCAM_MAX_FRAMES``, ``GRADCAM_MAX_RESOLUTION``: the longest
+  decoded video, the most frames and the largest frame (``WIDTHxHEIGHT``, either
+  orientation) a run accepts (defaults 300, 9000, 1920x1080);
 - ``GRADCAM_DASHBOARD_DIR``: session folders and sample clips (default a temp folder);
 - ``GRADCAM_SESSION_MAX_AGE_H``: idle hours before a session's folder is removed (default 6);
 - ``GRADCAM_SAMPLE_SECONDS``: length of the sample clips (default 4);
@@ -12,25 +26,42 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from gradcam_client.triton import Connection
 
 ENV_URL = "GRADCAM_URL"
 ENV_METRICS_URL = "GRADCAM_METRICS_URL"
+ENV_ALLOW_ANY_URL = "GRADCAM_ALLOW_ANY_URL"
+ENV_TLS = "GRADCAM_TLS"
+ENV_TLS_CA = "GRADCAM_TLS_CA"
+ENV_TLS_KEY = "GRADCAM_TLS_KEY"
+ENV_TLS_CERT = "GRADCAM_TLS_CERT"
 ENV_MAX_UPLOAD_MB = "GRADCAM_MAX_UPLOAD_MB"
+ENV_MAX_SECONDS = "GRADCAM_MAX_SECONDS"
+ENV_MAX_FRAMES = "GRADCAM_MAX_FRAMES"
+ENV_MAX_RESOLUTION = "GRADCAM_MAX_RESOLUTION"
 ENV_DIR = "GRADCAM_DASHBOARD_DIR"
 ENV_MAX_AGE_H = "GRADCAM_SESSION_MAX_AGE_H"
 ENV_SAMPLE_SECONDS = "GRADCAM_SAMPLE_SECONDS"
 ENV_RETRY_S = "GRADCAM_RETRY_S"
 
 DEFAULT_URL = "localhost:8001"
-DEFAULT_METRICS_PORT = 8002
+METRICS_PORT_OFFSET = 1  # Triton's defaults: gRPC 8001, metrics 8002
+DEFAULT_GRPC_PORT = 8001
+NO_METRICS = "none"
 DEFAULT_MAX_UPLOAD_MB = 200.0
+DEFAULT_MAX_SECONDS = 300.0
+DEFAULT_MAX_FRAMES = 9000
+DEFAULT_MAX_RESOLUTION = (1920, 1080)
 DEFAULT_MAX_AGE_H = 6.0
 DEFAULT_SAMPLE_SECONDS = 4.0
 DEFAULT_RETRY_S = 20.0
+TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
 def split_host_port(url: str) -> tuple[str, int | None]:
@@ -49,12 +80,91 @@ def split_host_port(url: str) -> tuple[str, int | None]:
     return host or "localhost", int(port) if port.isdigit() else None
 
 
-def metrics_url_for(grpc_url: str, port: int = DEFAULT_METRICS_PORT) -> str:
-    """Triton's default metrics endpoint on the host of a gRPC address (the first, if several)."""
-    host, _ = split_host_port(grpc_url.split(",")[0])
+def metrics_url_for(grpc_url: str) -> str:
+    """Triton's metrics endpoint for a gRPC address (the first, if several): same host, the
+    port after the gRPC port (8001 -> 8002, Triton's defaults)."""
+    host, port = split_host_port(grpc_url.split(",")[0])
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/metrics"
+    return f"http://{host}:{(port or DEFAULT_GRPC_PORT) + METRICS_PORT_OFFSET}/metrics"
+
+
+def split_list(text: str) -> list[str]:
+    """Items of a list separated by spaces or semicolons (``a:1, b:1`` stays one item)."""
+    text = re.sub(r"\s*,\s*", ",", text.strip())
+    return [item for item in re.split(r"[\s;]+", text) if item]
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    """A server (or servers sharing the work) the page may contact, and its metrics URL."""
+
+    url: str
+    metrics_url: str | None  # None: this server has no metrics endpoint
+
+
+def server_choices(urls: list[str], metrics: list[str]) -> tuple[ServerChoice, ...]:
+    """Pair each address with its metrics URL (given in the same order, else derived)."""
+    if len(metrics) > len(urls):
+        raise ValueError(f"{len(metrics)} metrics URLs for {len(urls)} servers")
+    choices = []
+    for i, url in enumerate(urls):
+        given = metrics[i] if i < len(metrics) else ""
+        if given.lower() == NO_METRICS:
+            choices.append(ServerChoice(url, None))
+        else:
+            choices.append(ServerChoice(url, given or metrics_url_for(url)))
+    return tuple(choices)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a run accepts: decoded duration, frame count and frame size."""
+
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_resolution: tuple[int, int] = DEFAULT_MAX_RESOLUTION  # (long side, short side)
+
+    def describe(self) -> str:
+        width, height = self.max_resolution
+        return f"up to {self.max_seconds:g} s, {self.max_frames} frames and {width}x{height}"
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``"1920x1080"`` -> (1920, 1080), the long side first."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match or 0 in (int(match.group(1)), int(match.group(2))):
+        raise ValueError(f"a resolution is WIDTHxHEIGHT, e.g. 1920x1080; got {text!r}")
+    sides = sorted((int(match.group(1)), int(match.group(2))), reverse=True)
+    return sides[0], sides[1]
+
+
+@dataclass(frozen=True)
+class Tls:
+    """gRPC over TLS: the CA that signed the server's certificate, and the client's own key
+    and certificate chain for mutual TLS (PEM files)."""
+
+    ca_file: Path | None = None
+    key_file: Path | None = None
+    cert_file: Path | None = None
+
+    def connection(self) -> Connection:
+        """The client's connection settings (the files are read now)."""
+
+        def read(path: Path | None) -> str | None:
+            if path is None:
+                return None
+            try:
+                return path.read_text()
+            except OSError as error:
+                raise ValueError(f"cannot read {path}: {error.strerror}") from None
+
+        return Connection(
+            ssl=True,
+            root_certificates=read(self.ca_file),
+            private_key=read(self.key_file),
+            certificate_chain=read(self.cert_file),
+        )
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -70,12 +180,29 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    text = env.get(name, "").strip()
+    return Path(text) if text else None
+
+
+def _tls(env: Mapping[str, str]) -> Tls | None:
+    files = Tls(_path(env, ENV_TLS_CA), _path(env, ENV_TLS_KEY), _path(env, ENV_TLS_CERT))
+    if (files.key_file is None) != (files.cert_file is None):
+        raise ValueError(f"mutual TLS needs both {ENV_TLS_KEY} and {ENV_TLS_CERT}")
+    wanted = env.get(ENV_TLS, "").strip().lower() in TRUE_WORDS
+    if wanted or files != Tls():
+        return files
+    return None
+
+
 @dataclass(frozen=True)
 class DashboardConfig:
-    """Where the server is, how large uploads may be, where session files go."""
+    """The servers the page may contact, how, and what uploads and runs it accepts."""
 
-    url: str = DEFAULT_URL
-    metrics_url: str | None = None  # None: derived from the host of `url`
+    servers: tuple[ServerChoice, ...] = (ServerChoice(DEFAULT_URL, metrics_url_for(DEFAULT_URL)),)
+    allow_any_url: bool = False
+    tls: Tls | None = None
+    limits: Limits = field(default_factory=Limits)
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     root: Path = Path(tempfile.gettempdir()) / "gradcam-dashboard"
     max_age_hours: float = DEFAULT_MAX_AGE_H
@@ -87,9 +214,18 @@ class DashboardConfig:
         """The configuration from environment variables (see the module docstring)."""
         env = os.environ if env is None else env
         root = env.get(ENV_DIR, "").strip()
+        urls = split_list(env.get(ENV_URL, "")) or [DEFAULT_URL]
+        resolution = env.get(ENV_MAX_RESOLUTION, "").strip()
+        limits = Limits(
+            max_seconds=_number(env, ENV_MAX_SECONDS, DEFAULT_MAX_SECONDS),
+            max_frames=int(_number(env, ENV_MAX_FRAMES, DEFAULT_MAX_FRAMES)),
+            max_resolution=parse_resolution(resolution) if resolution else DEFAULT_MAX_RESOLUTION,
+        )
         return cls(
-            url=env.get(ENV_URL, "").strip() or DEFAULT_URL,
-            metrics_url=env.get(ENV_METRICS_URL, "").strip() or None,
+            servers=server_choices(urls, split_list(env.get(ENV_METRICS_URL, ""))),
+            allow_any_url=env.get(ENV_ALLOW_ANY_URL, "").strip().lower() in TRUE_WORDS,
+            tls=_tls(env),
+            limits=limits,
             max_upload_mb=_number(env, ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB),
             root=Path(root) if root else cls.root,
             max_age_hours=_number(env, ENV_MAX_AGE_H, DEFAULT_MAX_AGE_H),
@@ -98,15 +234,28 @@ class DashboardConfig:
         )
 
     @property
+    def url(self) -> str:
+        """The first server: the one a new visitor starts with."""
+        return self.servers[0].url
+
+    @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
-    def metrics_for(self, url: str) -> str:
-        """The metrics URL to use with the gRPC address `url`.
+    def choice(self, url: str | None) -> ServerChoice | None:
+        """The server choice for an address a visitor asked for; None if it is not allowed.
 
-        The configured metrics URL belongs to the configured server; another address gets
-        Triton's default metrics port on its host.
+        The operator's servers are always allowed; any other address only when the operator
+        allows free-form addresses (its metrics URL is then derived from it).
         """
-        if self.metrics_url and url.strip() == self.url:
-            return self.metrics_url
-        return metrics_url_for(url)
+        url = (url or "").strip()
+        for server in self.servers:
+            if server.url == url:
+                return server
+        if self.allow_any_url and url:
+            return ServerChoice(url, metrics_url_for(url))
+        return None
+
+    def connection(self) -> Connection | None:
+        """The gRPC connection settings (None: plain gRPC)."""
+        return self.tls.connection() if self.tls is not None else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,7 @@ class RunRequest:
             colormap=self.colormap,
             alpha=float(self.alpha),
             layout=Layout.GRID if grid else Layout.parse(self.layout),
+            label_corner="top-right",  # the player's controls cover the bottom when paused
             include_original=self.include_original and grid,
             max_width=MAX_OUTPUT_WIDTH,
         )
@@ -83,6 +84,16 @@ class RunRequest:
             smoothing=float(self.smoothing),
             composition=composition,
         )
+
+
+def layouts_for(info: ModelInfo) -> list[str]:
+    """The layouts that make sense for a model: a grid needs several layers or methods."""
+    offered = ["overlay", "side_by_side"]
+    if len(info.layers) > 1:
+        offered.append("grid_layers")
+    if len(info.methods) > 1:
+        offered.append("grid_methods")
+    return offered
 
 
 def panels(request: RunRequest, info: ModelInfo) -> list[tuple[str, int]]:
@@ -114,28 +125,20 @@ class RunOutput:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-class ProgressMeter:
-    """Frames per second and time left from (done, total) updates."""
+def progress_text(done: int, total: int | None, seconds: float, what: str = "Frame") -> str:
+    """``"Frame 24 of 60 · 11.8 frames/s · about 3 s left"`` after `seconds` of this pass."""
+    rate = done / seconds if seconds > 0 else 0.0
+    parts = [f"{what} {done} of {total}" if total else f"{what} {done}"]
+    if rate > 0:
+        parts.append(f"{rate:.1f} frames/s")
+        if total and total > done:
+            parts.append(f"about {(total - done) / rate:.0f} s left")
+    return " · ".join(parts)
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.started = clock()
 
-    def text(self, done: int, total: int | None) -> str:
-        """``"Frame 24 of 60 · 11.8 frames/s · about 3 s left"``."""
-        elapsed = self.clock() - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        parts = [f"Frame {done} of {total}" if total else f"Frame {done}"]
-        if rate > 0:
-            parts.append(f"{rate:.1f} frames/s")
-            if total and total > done:
-                parts.append(f"about {(total - done) / rate:.0f} s left")
-        return " · ".join(parts)
-
-    @staticmethod
-    def fraction(done: int, total: int | None) -> float:
-        """Progress in [0, 1] (0 while the total is unknown)."""
-        return min(1.0, done / total) if total else 0.0
+def progress_fraction(done: int, total: int | None) -> float:
+    """Progress in [0, 1] (0 while the total is unknown)."""
+    return min(1.0, done / total) if total else 0.0
 
 
 def output_name(is_image: bool, source: Path) -> str:
@@ -153,8 +156,13 @@ def run(
     folder: Path,
     is_image: bool,
     progress: Callable[[int, int | None], None] | None = None,
+    *,
+    first_pass_progress: Callable[[int, int | None], None] | None = None,
+    cancel: threading.Event | None = None,
+    keep_partial: bool = False,
 ) -> RunOutput:
-    """Process `source` into `folder` (result, predictions.jsonl, maps.npz)."""
+    """Process `source` into `folder` (result, predictions.jsonl, maps.npz); see
+    `process_media` for the progress callbacks, `cancel` and `keep_partial`."""
     output = folder / output_name(is_image, source)
     predictions = folder / "predictions.jsonl"
     maps = folder / "maps.npz"
@@ -166,6 +174,9 @@ def run(
         predictions=predictions,
         maps=maps,
         progress=progress,
+        first_pass_progress=first_pass_progress,
+        cancel=cancel,
+        keep_partial=keep_partial,
     )
     return RunOutput(
         request=request,

@@ -22,16 +22,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=8501, help="port of the page")
     parser.add_argument("--address", default="0.0.0.0", help="address to listen on")
-    parser.add_argument(
-        "--url",
-        default=os.environ.get(config.ENV_URL, config.DEFAULT_URL),
-        help=f"Triton gRPC address HOST:PORT (env {config.ENV_URL})",
+    env = os.environ
+    servers = parser.add_argument_group(
+        "servers", "the page contacts only these (the first is the default choice)"
     )
-    parser.add_argument(
+    servers.add_argument(
+        "--url",
+        action="append",
+        default=None,
+        help=f"a Triton gRPC address HOST:PORT the page offers; repeat for several choices; "
+        f"HOST:PORT,HOST:PORT is one choice whose servers share the work (env {config.ENV_URL},"
+        f" space-separated; default {config.DEFAULT_URL})",
+    )
+    servers.add_argument(
         "--metrics-url",
-        default=os.environ.get(config.ENV_METRICS_URL),
-        help=f"Triton metrics URL (env {config.ENV_METRICS_URL}; default port "
-        f"{config.DEFAULT_METRICS_PORT} on the server's host)",
+        action="append",
+        default=None,
+        help="the metrics URL of each --url in the same order, or 'none' (env "
+        f"{config.ENV_METRICS_URL}; default http://HOST:GRPC_PORT+1/metrics, Triton's layout)",
+    )
+    servers.add_argument(
+        "--allow-any-url",
+        action="store_true",
+        default=env.get(config.ENV_ALLOW_ANY_URL, "").strip().lower() in config.TRUE_WORDS,
+        help=f"let visitors type any server address (env {config.ENV_ALLOW_ANY_URL}=1)",
+    )
+    tls = parser.add_argument_group("TLS", "gRPC over TLS to the servers")
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        default=env.get(config.ENV_TLS, "").strip().lower() in config.TRUE_WORDS,
+        help=f"use TLS with the system's CAs (env {config.ENV_TLS}=1)",
+    )
+    tls.add_argument(
+        "--tls-ca",
+        default=env.get(config.ENV_TLS_CA),
+        help=f"PEM file of the CA that signed the servers' certificates (env {config.ENV_TLS_CA})",
+    )
+    tls.add_argument(
+        "--tls-key",
+        default=env.get(config.ENV_TLS_KEY),
+        help=f"the page's private key for mutual TLS (env {config.ENV_TLS_KEY})",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        default=env.get(config.ENV_TLS_CERT),
+        help=f"the page's certificate chain for mutual TLS (env {config.ENV_TLS_CERT})",
+    )
+    limits = parser.add_argument_group("limits", "what a run accepts")
+    limits.add_argument(
+        "--max-seconds",
+        type=float,
+        default=float(env.get(config.ENV_MAX_SECONDS) or config.DEFAULT_MAX_SECONDS),
+        help=f"longest video in seconds (env {config.ENV_MAX_SECONDS})",
+    )
+    limits.add_argument(
+        "--max-frames",
+        type=int,
+        default=int(env.get(config.ENV_MAX_FRAMES) or config.DEFAULT_MAX_FRAMES),
+        help=f"most frames in a video (env {config.ENV_MAX_FRAMES})",
+    )
+    limits.add_argument(
+        "--max-resolution",
+        type=config.parse_resolution,
+        default=env.get(config.ENV_MAX_RESOLUTION)
+        or "x".join(map(str, config.DEFAULT_MAX_RESOLUTION)),
+        help=f"largest frame WIDTHxHEIGHT, either orientation (env {config.ENV_MAX_RESOLUTION})",
     )
     parser.add_argument(
         "--max-upload-mb",
@@ -74,13 +130,28 @@ def build_command(args: argparse.Namespace, python: str = sys.executable) -> lis
 
 
 def build_environment(args: argparse.Namespace, base: dict[str, str] | None = None) -> dict:
-    """The page's environment: the server address, upload limit and session folder."""
+    """The page's environment: servers, TLS, limits and session folder."""
     env = dict(os.environ if base is None else base)
-    env[config.ENV_URL] = args.url
+    if args.url:
+        env[config.ENV_URL] = " ".join(args.url)
+        env.pop(config.ENV_METRICS_URL, None)  # those belonged to the environment's servers
+    if args.metrics_url:
+        env[config.ENV_METRICS_URL] = " ".join(args.metrics_url)
+    env[config.ENV_ALLOW_ANY_URL] = "1" if args.allow_any_url else "0"
+    env[config.ENV_TLS] = "1" if args.tls else "0"
+    for name, value in (
+        (config.ENV_TLS_CA, args.tls_ca),
+        (config.ENV_TLS_KEY, args.tls_key),
+        (config.ENV_TLS_CERT, args.tls_cert),
+    ):
+        if value:
+            env[name] = str(Path(value).resolve())
+    width, height = args.max_resolution
+    env[config.ENV_MAX_SECONDS] = f"{args.max_seconds:g}"
+    env[config.ENV_MAX_FRAMES] = str(args.max_frames)
+    env[config.ENV_MAX_RESOLUTION] = f"{width}x{height}"
     env[config.ENV_MAX_UPLOAD_MB] = f"{args.max_upload_mb:g}"
     env[config.ENV_MAX_AGE_H] = f"{args.session_max_age_hours:g}"
-    if args.metrics_url:
-        env[config.ENV_METRICS_URL] = args.metrics_url
     if args.session_dir:
         env[config.ENV_DIR] = str(args.session_dir)
     return env
@@ -90,10 +161,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse the options and replace this process with the Streamlit server."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.max_upload_mb <= 0 or args.session_max_age_hours <= 0:
-        parser.error("--max-upload-mb and --session-max-age-hours must be positive")
+    if min(args.max_upload_mb, args.session_max_age_hours, args.max_seconds, args.max_frames) <= 0:
+        parser.error(
+            "--max-upload-mb, --session-max-age-hours, --max-seconds and --max-frames must be "
+            "positive"
+        )
+    environment = build_environment(args)
+    try:  # the page would fail for every visitor: say so now
+        config.DashboardConfig.from_env(environment).connection()
+    except ValueError as error:
+        parser.error(str(error))
     command = build_command(args)
-    os.execve(command[0], command, build_environment(args))
+    os.execve(command[0], command, environment)
 
 
 if __name__ == "__main__":

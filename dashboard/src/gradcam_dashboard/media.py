@@ -15,6 +15,7 @@ import numpy as np
 from gradcam_client.compose import colorize
 from gradcam_client.pipeline import IMAGE_SUFFIXES
 from gradcam_client.video_io import open_media, read_image
+from gradcam_dashboard.config import Limits
 
 VIDEO_TYPES = ("mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "wmv", "flv", "3gp", "ts")
 IMAGE_TYPES = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
@@ -23,6 +24,9 @@ UPLOAD_TYPES = VIDEO_TYPES + IMAGE_TYPES
 
 BROWSER_VIDEO_TYPES = ("mp4", "m4v", "mov", "webm")
 """Containers a browser's video element is likely to play."""
+
+BROWSER_CODECS = ("h264", "vp8", "vp9", "av1")
+"""Video codecs a browser's video element is likely to play (in those containers)."""
 
 
 class UploadRejected(Exception):
@@ -86,6 +90,35 @@ class MediaSummary:
         return ", ".join(parts)
 
 
+def browser_playable(path: Path, summary: MediaSummary) -> bool:
+    """Whether a browser is likely to play the file as it is."""
+    suffix = path.suffix.lower().lstrip(".")
+    return suffix in BROWSER_VIDEO_TYPES and summary.codec.lower() in BROWSER_CODECS
+
+
+def check_limits(name: str, summary: MediaSummary, limits: Limits) -> None:
+    """`UploadRejected` naming the first limit the input exceeds (duration, frames, size)."""
+    long_side, short_side = limits.max_resolution
+    sides = sorted((summary.width, summary.height), reverse=True)
+    if sides[0] > long_side or sides[1] > short_side:
+        raise UploadRejected(
+            f"{name} is {summary.width}x{summary.height}; this page runs frames up to "
+            f"{long_side}x{short_side}."
+        )
+    if summary.is_image:
+        return
+    if summary.duration and summary.duration > limits.max_seconds:
+        raise UploadRejected(
+            f"{name} lasts {summary.duration:.0f} s; this page runs videos up to "
+            f"{limits.max_seconds:g} s."
+        )
+    if summary.frames and summary.frames > limits.max_frames:
+        raise UploadRejected(
+            f"{name} has {summary.frames} frames; this page runs videos up to "
+            f"{limits.max_frames} frames."
+        )
+
+
 def summarize(path: Path) -> MediaSummary:
     """Open the file with the client's reader (raising its `InputError`s) and describe it."""
     reader = open_media(path)
@@ -109,24 +142,40 @@ class FrameStrip:
     folder: Path
     frames: int  # frames in the result
     step: int
+    max_width: int = 640
+    sources: tuple[Path, Path] | None = None  # (original, result) for the frames in between
 
     @property
     def indices(self) -> list[int]:
         return list(range(0, self.frames, self.step))
 
     def original(self, index: int) -> Path:
-        return self.folder / f"original-{self.nearest(index):06d}.jpg"
+        return self._picture("original", index)
 
     def result(self, index: int) -> Path:
-        return self.folder / f"result-{self.nearest(index):06d}.jpg"
+        return self._picture("result", index)
 
-    def nearest(self, index: int) -> int:
-        """The kept frame at or before `index`."""
-        index = min(max(index, 0), self.frames - 1)
-        return index - index % self.step
+    def clamp(self, index: int) -> int:
+        return min(max(index, 0), self.frames - 1)
+
+    def _picture(self, name: str, index: int) -> Path:
+        """The kept picture of frame `index`, or one decoded now (between kept frames)."""
+        index = self.clamp(index)
+        path = self.folder / f"{name}-{index:06d}.jpg"
+        if path.is_file():
+            return path
+        if self.sources is None:  # only the kept frames
+            return self.folder / f"{name}-{index - index % self.step:06d}.jpg"
+        media = self.sources[0 if name == "original" else 1]
+        for frame in open_media(media):
+            if frame.index == index:
+                _save_jpeg(path, fit_width(frame.image, self.max_width))
+                break
+        return path
 
 
-def _fit(image: np.ndarray, max_width: int) -> np.ndarray:
+def fit_width(image: np.ndarray, max_width: int) -> np.ndarray:
+    """The image scaled down (never up) to at most `max_width` wide."""
     height, width = image.shape[:2]
     if width <= max_width:
         return image
@@ -143,10 +192,11 @@ def extract_frames(
     result: Path,
     folder: Path,
     frames: int,
-    max_frames: int = 300,
+    max_frames: int = 1000,
     max_width: int = 640,
 ) -> FrameStrip:
-    """Decode the original and the result once, keeping at most `max_frames` of each as JPEG.
+    """Decode the original and the result once, keeping at most `max_frames` of each as JPEG
+    (the frames in between are decoded when asked for).
 
     Frame i of the result was made from the i-th decoded frame of the original (frames that
     fail to decode are skipped by both), so the two are read in lock-step.
@@ -154,13 +204,15 @@ def extract_frames(
     folder.mkdir(parents=True, exist_ok=True)
     frames = max(frames, 1)
     step = max(1, math.ceil(frames / max_frames))
-    strip = FrameStrip(folder, frames, step)
+    strip = FrameStrip(folder, frames, step, max_width, (source, result))
     for path, name in ((source, "original"), (result, "result")):
         for frame in open_media(path):
             if frame.index >= frames:
                 break
             if frame.index % step == 0:
-                _save_jpeg(folder / f"{name}-{frame.index:06d}.jpg", _fit(frame.image, max_width))
+                _save_jpeg(
+                    folder / f"{name}-{frame.index:06d}.jpg", fit_width(frame.image, max_width)
+                )
     return strip
 
 
@@ -186,7 +238,7 @@ def map_picture(raw: np.ndarray, colormap: str = "jet", size: int = 224) -> np.n
 
 def thumbnail(path: Path, max_width: int = 360) -> np.ndarray:
     """The first frame of a video (or the image), at most `max_width` wide."""
-    return _fit(read_image(path), max_width)
+    return fit_width(read_image(path), max_width)
 
 
 def colormap_strip(colormap: str, width: int = 256, height: int = 14) -> np.ndarray:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gradcam_client import contract
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
-from gradcam_client.triton import GradcamServer, RetryPolicy
+from gradcam_client.triton import Connection, GradcamServer, RetryNotice, RetryPolicy
 
-PROBE_RETRY = RetryPolicy(deadline_s=3.0, first_delay_s=0.1, max_delay_s=0.5)
+PROBE_RETRY = RetryPolicy(deadline_s=1.5, first_delay_s=0.1, max_delay_s=0.5)
 """Status checks give up quickly: a page should say "down" within seconds."""
 
 JOB_RETRY_S = 20.0
@@ -57,8 +58,10 @@ def split_urls(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _summary(url: str, name: str, retry: RetryPolicy) -> ModelSummary:
-    server = GradcamServer(split_urls(url), name, retry=retry)
+def _summary(
+    url: str, name: str, retry: RetryPolicy, connection: Connection | None
+) -> ModelSummary:
+    server = GradcamServer(split_urls(url), name, connection, retry=retry)
     try:
         try:
             info = server.model_info()
@@ -71,13 +74,15 @@ def _summary(url: str, name: str, retry: RetryPolicy) -> ModelSummary:
         server.close()
 
 
-def probe_server(url: str, retry: RetryPolicy = PROBE_RETRY) -> ServerStatus:
+def probe_server(
+    url: str, connection: Connection | None = None, retry: RetryPolicy = PROBE_RETRY
+) -> ServerStatus:
     """The server's status and models; never raises for an unreachable or odd server."""
     url = url.strip()
     if not split_urls(url):
         return ServerStatus(url, live=False, error="no server address given")
     try:
-        server = GradcamServer(split_urls(url), "", retry=retry)
+        server = GradcamServer(split_urls(url), "", connection, retry=retry)
     except Exception as error:  # e.g. an address gRPC cannot parse
         return ServerStatus(url, live=False, error=f"bad address {url!r}: {error}")
     try:
@@ -88,13 +93,27 @@ def probe_server(url: str, retry: RetryPolicy = PROBE_RETRY) -> ServerStatus:
         return ServerStatus(url, live=False, error=f"{type(error).__name__}: {error}")
     finally:
         server.close()
-    return ServerStatus(url, live=True, models=tuple(_summary(url, n, retry) for n in names))
+    models = tuple(_summary(url, n, retry, connection) for n in names)
+    return ServerStatus(url, live=True, models=models)
 
 
-def job_server(url: str, model: str, retry_s: float = JOB_RETRY_S) -> GradcamServer:
-    """A client for running jobs: interactive priority, retries over a short restart."""
-    retry = RetryPolicy(deadline_s=retry_s)
-    return GradcamServer(split_urls(url), model, retry=retry, priority=INTERACTIVE_PRIORITY)
+def job_server(
+    url: str,
+    model: str,
+    retry_s: float = JOB_RETRY_S,
+    connection: Connection | None = None,
+    on_retry: Callable[[RetryNotice], None] | None = None,
+) -> GradcamServer:
+    """A client for one run: interactive priority, retries over a short restart, and
+    `on_retry` told of every failed request (the page says the server is not answering)."""
+    return GradcamServer(
+        split_urls(url),
+        model,
+        connection,
+        retry=RetryPolicy(deadline_s=retry_s),
+        priority=INTERACTIVE_PRIORITY,
+        on_retry=on_retry,
+    )
 
 
 def method_name(method: str) -> str:
