@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import threading
+import socket
 import time
 from pathlib import Path
 
@@ -35,6 +35,15 @@ def image_captions(at: AppTest) -> str:
 
 def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
+
+
+def run_to_the_end(at: AppTest, timeout: float = 180) -> AppTest:
+    """Click Run, wait for the run in the background, and redraw the page."""
+    at.button(key="run").click().run()
+    no_exception(at)
+    run = at.session_state["active_run"]
+    assert run.wait(timeout), "the run did not end"
+    return at.run()
 
 
 def test_a_server_that_is_down_is_a_clear_message_with_a_retry_button(page_env, monkeypatch):
@@ -72,12 +81,59 @@ def test_the_server_panel_lists_models_layers_methods_and_load(served_page, trit
     assert "Grad-CAM, Grad-CAM++, Layer-CAM, HiResCAM, XGrad-CAM" in panel
     assert "1000 classes" in panel
     assert {m.label for m in at.sidebar.metric} >= {"Requests/s", "Frames/s", "Mean batch"}
-    assert at.sidebar.text_input(key="server_url").value == triton.urls.grpc
-    # several addresses share the work; here the same server twice
-    at.sidebar.text_input(key="server_url").set_value(f"{triton.urls.grpc}, {triton.urls.grpc}")
-    at.run()
+    choice = at.sidebar.selectbox(key="server_url")
+    assert choice.value == triton.urls.grpc and choice.disabled
+    assert not at.sidebar.text_input  # no free-form address unless the operator allows it
+
+
+def test_the_operators_servers_are_offered_and_metrics_follow_each(page_env, monkeypatch, triton):
+    grpc = triton.urls.grpc
+    down = f"127.0.0.1:{free_port()}"
+    # the same server alone, then twice sharing the work (its metrics derived: port + 1
+    # is not its metrics port here, so the page says so), then a server that is down
+    monkeypatch.setenv("GRADCAM_URL", f"{grpc} {grpc},{grpc} {down}")
+    monkeypatch.setenv("GRADCAM_METRICS_URL", triton.urls.metrics)
+    at = page().run()
+    no_exception(at)
+    assert at.sidebar.selectbox(key="server_url").options == [grpc, f"{grpc},{grpc}", down]
+    at.sidebar.selectbox(key="server_url").set_value(f"{grpc},{grpc}").run()
     no_exception(at)
     assert "Live and ready: 2 Grad-CAM model(s)" in texts(at.sidebar.success)
+    host, port = grpc.rsplit(":", 1)
+    assert f"http://{host}:{int(port) + 1}/metrics" in texts(at.sidebar.caption)
+    assert "No load figures: the server's metrics endpoint does not answer" in texts(
+        at.sidebar.caption
+    )
+    at.sidebar.selectbox(key="server_url").set_value(down).run()
+    no_exception(at)
+    assert f"Down: {down}" in texts(at.sidebar.error)
+    assert "cannot be reached" in texts(at.error)
+
+
+def test_a_visitor_cannot_make_the_page_contact_another_address(page_env, monkeypatch, triton):
+    """A forged address in the session (as a crafted websocket message would set it) is
+    replaced by the operator's server; nothing connects to the forged one, not even for
+    metrics."""
+    monkeypatch.setenv("GRADCAM_URL", triton.urls.grpc)
+    monkeypatch.setenv("GRADCAM_METRICS_URL", triton.urls.metrics)
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(8)
+    trap.settimeout(0.5)
+    forged = f"127.0.0.1:{trap.getsockname()[1]}"
+    try:
+        for value in (forged, f"{forged},{triton.urls.grpc}"):
+            at = page()
+            at.session_state["server_url"] = value
+            at.run()
+            no_exception(at)
+        assert "Live and ready: 2 Grad-CAM model(s)" in texts(at.sidebar.success)
+        assert f"{triton.urls.metrics}" not in texts(at.sidebar.caption)  # its load is shown
+        assert {m.label for m in at.sidebar.metric} >= {"Requests/s", "Frames/s"}
+        with pytest.raises(TimeoutError):
+            trap.accept()
+    finally:
+        trap.close()
 
 
 def test_settings_follow_the_model_and_layout(served_page):
@@ -110,7 +166,7 @@ def test_a_run_shows_the_result_timeline_inspector_and_downloads(served_page):
     at.radio(key="source").set_value("sample").run()
     at.selectbox(key="model").set_value("efficientnet-lite0").run()
     at.selectbox(key="colormap").set_value("inferno").run()
-    at.button(key="run").click().run()
+    run_to_the_end(at)
     no_exception(at)
     assert not at.error
     result = at.session_state["result"]
@@ -146,6 +202,10 @@ def test_a_run_shows_the_result_timeline_inspector_and_downloads(served_page):
     at.radio(key="layout").set_value("grid_methods").run()
     at.button(key="run").click().run()
     no_exception(at)
+    assert "4 · Result" not in [s.value for s in at.subheader]  # not under the new progress
+    assert at.session_state["active_run"].wait(180)
+    at.run()
+    no_exception(at)
     second = at.session_state["result"]
     assert second.folder != result.folder and not result.folder.exists()
     assert second.request.layout == "grid_methods" and len(second.request.methods) == 5
@@ -158,7 +218,7 @@ def test_two_sessions_keep_their_own_folders_and_results(served_page):
         at.radio(key="source").set_value("sample").run()
         at.selectbox(key="model").set_value("tiny").run()
         at.radio(key="target").set_value(target).run()
-        at.button(key="run").click().run()
+        run_to_the_end(at)
         no_exception(at)
     first, second = one.session_state["result"], two.session_state["result"]
     assert one.session_state["workdir"] != two.session_state["workdir"]
@@ -194,38 +254,55 @@ def own_triton(model_repository, tmp_path):
         yield server
 
 
-def kill_when_a_run_starts(server, root: Path) -> threading.Thread:
-    def watch() -> None:
-        deadline = time.monotonic() + 120
-        while not list(root.glob("session-*/run-*")) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        server.kill()
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_a_server_lost_during_a_run_is_a_clear_message_then_try_again_works(
+def test_a_server_lost_during_a_run_is_told_at_once_then_what_was_made_is_offered(
     page_env, monkeypatch, own_triton
 ):
     monkeypatch.setenv("GRADCAM_URL", own_triton.urls.grpc)
     monkeypatch.setenv("GRADCAM_METRICS_URL", own_triton.urls.metrics)
-    monkeypatch.setenv("GRADCAM_RETRY_S", "2")
+    monkeypatch.setenv("GRADCAM_RETRY_S", "6")
     monkeypatch.setenv("GRADCAM_SAMPLE_SECONDS", "10")  # a run long enough to be cut short
     at = page().run()
     at.radio(key="source").set_value("sample").run()
-    no_exception(at)
-    watcher = kill_when_a_run_starts(own_triton, page_env)
     at.button(key="run").click().run()
-    watcher.join()
     no_exception(at)
-    assert "The run failed: the server stopped answering." in texts(at.error)
+    run = at.session_state["active_run"]
+    deadline = time.monotonic() + 120
+    while run.snapshot().done < 20:
+        assert time.monotonic() < deadline and not run.snapshot().finished
+        time.sleep(0.02)
+    own_triton.kill()
+    killed = time.monotonic()
+    while run.snapshot().outage is None:
+        assert time.monotonic() - killed < 2, "no word of the lost server within 2 s"
+        time.sleep(0.05)
+    at.run()  # the page as it is redrawn meanwhile
+    no_exception(at)
+    notice = texts(at.warning)
+    assert "The server is not answering." in notice and "keeps retrying until" in notice
+    assert "Not answering; retrying until" in texts(at.sidebar.error)
+    assert run.wait(60)
+    at.run()
+    no_exception(at)
+    failure = at.session_state["failed"].failure
+    assert failure.server_lost and 20 <= failure.frames_done < 150
+    message = texts(at.error)
+    assert "the server did not answer for 6 s" in message
+    assert f"{failure.frames_done} of 150 frames were done" in message
+    assert failure.video is not None and failure.video.is_file()
+    assert sum(1 for _ in media.open_media(failure.video)) > 0
+    assert len(failure.predictions.read_text().splitlines()) == failure.frames_done
+    assert at.get("video")  # the video so far is shown
+    labels = [button.label for button in at.button]
+    assert "Video so far (MP4)" in [b.label for b in at.get("download_button")]
+    assert labels.count("Try again") == 1 and "Retry" not in labels  # one button, not two
     assert "result" not in at.session_state
-    assert not list(page_env.glob("session-*/run-*"))  # the half-made files are gone
     own_triton.start()
     own_triton.wait_ready(120)
     at.button(key="retry_run").click().run()
     no_exception(at)
+    assert at.session_state["active_run"].wait(180)
+    at.run()
+    no_exception(at)
     assert not at.error
     assert at.session_state["result"].frames == 150
+    assert not failure.video.exists()  # the failed run's files went with it

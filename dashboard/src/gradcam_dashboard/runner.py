@@ -26,6 +26,10 @@ ServerFactory = Callable[[Callable[[RetryNotice], None]], GradcamServer]
 Finisher = Callable[[RunOutput, GradcamServer], None]
 """Work after the frames are done (e.g. pictures for the frame inspector), in the thread."""
 
+OUTAGE_CLEARS_S = 1.0
+"""An outage is over once frames advance this long after the last failed request (answers
+received before the failure may still be composed just after it)."""
+
 
 @dataclass(frozen=True)
 class Outage:
@@ -118,7 +122,7 @@ class BackgroundRun:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            outage = self._outage if self._last_notice > self._last_progress else None
+            outage = self._outage if self._in_outage() else None
             now = self.clock()
             return Snapshot(
                 self._phase,
@@ -142,13 +146,19 @@ class BackgroundRun:
 
     # -- the thread's side
 
+    def _in_outage(self) -> bool:
+        return self._outage is not None and (
+            self._last_progress <= self._last_notice + OUTAGE_CLEARS_S
+        )
+
     def _on_retry(self, notice: RetryNotice) -> None:
         now = self.clock()
         with self._lock:
-            if self._outage is None or self._last_progress >= self._last_notice:
+            if not self._in_outage():
                 until = time.time() + (notice.give_up_at - now)
                 self._outage = Outage(time.time(), until, notice.problem)
             else:
+                assert self._outage is not None
                 self._outage = Outage(self._outage.since, self._outage.until, notice.problem)
             self._last_notice = now
 
