@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
 from media import write_clip, write_text_file
-from triton_server import free_port
+from triton_server import free_port, running_triton
+
+from gradcam_client.samples import pan_zoom_frames
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -92,11 +98,14 @@ def dashboard_folder(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("browser-dashboard")
 
 
+DOWN_URL = f"127.0.0.1:{free_port()}"  # offered by the operator, but nothing listens there
+
+
 @pytest.fixture(scope="module")
 def dashboard_url(triton, dashboard_folder) -> Iterator[str]:
     folder = dashboard_folder
     env = {
-        "GRADCAM_URL": triton.urls.grpc,
+        "GRADCAM_URL": f"{triton.urls.grpc} {DOWN_URL}",
         "GRADCAM_METRICS_URL": triton.urls.metrics,
         "GRADCAM_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
         "GRADCAM_DASHBOARD_DIR": str(folder / "sessions"),
@@ -137,6 +146,33 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "fake": write_text_file(folder / "holiday.mp4"),
         "big": big,
     }
+
+
+def write_avi(path: Path, n_frames: int = 795, size: tuple[int, int] = (768, 576)) -> Path:
+    """An MPEG-4 Part 2 AVI (what browsers cannot play) panning over three photos, 25 fps."""
+    photos = ("chelsea", "coffee", "astronaut")
+    per_photo = -(-n_frames // len(photos))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, 25)
+        written = 0
+        for name in photos:
+            for image in pan_zoom_frames(min(per_photo, n_frames - written), size, name):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = written
+                written += 1
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_avi(tmp_path_factory) -> Path:
+    return write_avi(tmp_path_factory.mktemp("avi") / "street.avi")
 
 
 def new_page(browser, url: str):
@@ -183,26 +219,8 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-def result_video_state(page) -> dict:
-    return page.evaluate(
-        """async () => {
-            const v = document.querySelector('.st-key-result-media video');
-            if (!v) return null;
-            v.muted = true;
-            if (v.readyState < 2) await new Promise(r => {
-                v.addEventListener('loadeddata', r, {once: true});
-                setTimeout(r, 15000);
-            });
-            try { await v.play(); } catch (e) {}
-            const t0 = v.currentTime;
-            await new Promise(r => setTimeout(r, 700));
-            const state = {readyState: v.readyState, duration: v.duration,
-                           width: v.videoWidth, height: v.videoHeight,
-                           advanced: v.currentTime > t0, error: v.error && v.error.code};
-            v.pause();
-            return state;
-        }"""
-    )
+def result_video_state(page) -> dict | None:
+    return video_state(page, ".st-key-result-media video")
 
 
 def run_and_wait(page) -> None:
@@ -272,10 +290,10 @@ def test_unusable_uploads_get_a_clear_message(browser, dashboard_url, clips):
 def test_a_server_that_is_down_shows_a_message_and_a_retry_button(browser, dashboard_url):
     context, page = new_page(browser, dashboard_url)
     try:
-        address = page.get_by_role("textbox", name="Triton gRPC address")
-        address.fill(f"localhost:{free_port()}")
-        address.press("Enter")
+        assert page.get_by_role("textbox").count() == 0  # no free-form address
+        choose(page, "Triton server", DOWN_URL)
         page.get_by_text("cannot be reached").wait_for()
+        page.get_by_text(f"Down: {DOWN_URL}").wait_for()
         retry = page.get_by_role("button", name="Retry")
         assert retry.is_visible()
         wait_idle(page)
@@ -341,5 +359,180 @@ def test_stop_ends_a_run_and_drops_its_files(browser, dashboard_url, dashboard_f
             assert time.monotonic() < deadline, unfinished
             time.sleep(0.2)
         screenshot(page, "09-stopped")
+    finally:
+        context.close()
+
+
+# --------------------------------------------------------------------------- a second page:
+# uploads up to 200 MB, and a second server of its own (only `tiny`) to kill and restart
+
+
+@pytest.fixture(scope="module")
+def own_triton(model_repository, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("own-triton")
+    shutil.copytree(model_repository / "tiny", folder / "repository" / "tiny")
+    with running_triton(folder / "repository", log_dir=folder) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def roomy_url(triton, own_triton, dashboard_folder) -> Iterator[str]:
+    env = {
+        "GRADCAM_URL": f"{triton.urls.grpc} {own_triton.urls.grpc}",
+        "GRADCAM_METRICS_URL": f"{triton.urls.metrics} {own_triton.urls.metrics}",
+        "GRADCAM_MAX_UPLOAD_MB": "200",
+        "GRADCAM_DASHBOARD_DIR": str(dashboard_folder / "roomy-sessions"),
+        "GRADCAM_SAMPLE_SECONDS": "2",
+        "GRADCAM_RETRY_S": "8",
+    }
+    with running_dashboard(env, dashboard_folder / "roomy-dashboard.log") as url:
+        yield url
+
+
+def video_state(page, selector: str) -> dict | None:
+    return page.evaluate(
+        """async (selector) => {
+            const v = document.querySelector(selector);
+            if (!v) return null;
+            v.muted = true;
+            if (v.readyState < 2) await new Promise(r => {
+                v.addEventListener('loadeddata', r, {once: true});
+                setTimeout(r, 15000);
+            });
+            try { await v.play(); } catch (e) {}
+            const t0 = v.currentTime;
+            await new Promise(r => setTimeout(r, 700));
+            const state = {readyState: v.readyState, duration: v.duration,
+                           width: v.videoWidth, height: v.videoHeight,
+                           advanced: v.currentTime > t0, error: v.error && v.error.code};
+            v.pause();
+            return state;
+        }""",
+        selector,
+    )
+
+
+def requests_per_s(page) -> float | None:
+    """The Load panel's Requests/s figure, or None while it shows none."""
+    metric = page.locator('[data-testid="stSidebar"] [data-testid="stMetric"]').filter(
+        has_text="Requests/s"
+    )
+    if metric.count() == 0:
+        return None
+    text = metric.first.locator('[data-testid="stMetricValue"]').inner_text()
+    return float(text) if re.fullmatch(r"[0-9.]+", text.strip()) else None
+
+
+def test_a_long_avi_plays_beside_its_result_with_live_load_and_every_frame(
+    browser, roomy_url, long_avi
+):
+    """The 795-frame 768x576 MPEG-4 AVI: a playable original, progress, a Load panel that
+    moves during the run, and every frame in the inspector. Times go to timings.txt."""
+    context, page = new_page(browser, roomy_url)
+    try:
+        page.get_by_text("Live and ready: 2 Grad-CAM model(s)").wait_for()
+        upload(page, long_avi)
+        page.get_by_text("768x576 video").wait_for()
+        wait_idle(page)
+        choose(page, "Model", "efficientnet-lite0")
+        clicked = time.monotonic()
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text(re.compile(r"Frame \d+ of 795")).first.wait_for()
+        first_update = time.monotonic() - clicked
+        rates = []
+        while page.locator(".st-key-result-media video").count() == 0:
+            rates.append(requests_per_s(page))
+            assert time.monotonic() - clicked < 600, "no result within 10 minutes"
+            page.wait_for_timeout(1000)
+        to_result = time.monotonic() - clicked
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "timings.txt").write_text(
+            f"795-frame 768x576 MPEG-4 AVI, efficientnet-lite0, overlay: Run -> first progress "
+            f"update {first_update:.1f} s, Run -> result {to_result:.1f} s\n"
+        )
+        print(f"Run -> first progress {first_update:.1f} s, -> result {to_result:.1f} s")
+        assert first_update < 10
+        moving = [rate for rate in rates if rate]
+        assert moving, f"the Load panel never moved during the run: {rates}"
+        wait_idle(page)
+        original = video_state(page, ".st-key-original-media video")
+        assert original is not None and original["error"] is None, original
+        assert original["advanced"] and original["duration"] == pytest.approx(31.8, abs=0.2)
+        result = video_state(page, ".st-key-result-media video")
+        assert result["advanced"] and (result["width"], result["height"]) == (768, 576)
+        screenshot(page, "10-avi-result")
+        inspector = page.locator(".st-key-inspector")
+        thumb = inspector.get_by_role("slider")
+        thumb.focus()
+        thumb.press("End")
+        page.get_by_text("Original · frame 794 · 31.76 s").wait_for()
+        thumb.press("ArrowLeft")
+        page.get_by_text("Original · frame 793 · 31.72 s").wait_for()
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        inspector.screenshot(path=str(ARTIFACTS / "11-avi-last-frames.png"))
+    finally:
+        context.close()
+
+
+def test_the_whole_clip_pass_shows_progress_and_can_be_stopped(browser, roomy_url, long_avi):
+    context, page = new_page(browser, roomy_url)
+    try:
+        upload(page, long_avi)
+        page.get_by_text("768x576 video").wait_for()
+        wait_idle(page)
+        page.get_by_text("One class for the whole video").click()
+        wait_idle(page)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text(re.compile(r"Whole-clip pass: frame \d+ of 795")).first.wait_for()
+        screenshot(page, "12-whole-clip-pass")
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text("The run was stopped.").wait_for()
+        wait_idle(page)
+        assert page.get_by_text("4 · Result").count() == 0
+        assert page.get_by_role("button", name="Stop").count() == 0
+    finally:
+        context.close()
+
+
+def test_a_server_lost_mid_run_is_told_and_what_was_made_is_offered(
+    browser, roomy_url, own_triton, clips
+):
+    context, page = new_page(browser, roomy_url)
+    try:
+        choose(page, "Triton server", own_triton.urls.grpc)
+        page.get_by_text("Live and ready: 1 Grad-CAM model(s)").wait_for()
+        upload(page, clips["long"])  # 480 frames
+        page.get_by_text("96x64 video").wait_for()
+        wait_idle(page)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text(re.compile(r"Frame [1-9]\d+ of 480")).first.wait_for()
+        own_triton.kill()
+        killed = time.monotonic()
+        page.get_by_text("The server is not answering.").wait_for()
+        told = time.monotonic() - killed
+        assert told < 2.5, f"told after {told:.1f} s"  # 2 s, plus the browser's redraw
+        page.get_by_text(re.compile("Not answering; retrying until")).wait_for()
+        screenshot(page, "13-server-not-answering")
+        page.get_by_text(re.compile(r"\d+ of 480 frames were done")).wait_for(timeout=60_000)
+        wait_idle(page)
+        failed = page.locator(".st-key-run-failed")
+        assert failed.locator("video").count() == 1  # the video so far
+        assert page.get_by_role("button", name="Video so far (MP4)").is_visible()
+        assert page.get_by_role("button", name="Predictions so far (JSONL)").is_visible()
+        assert page.get_by_role("button", name="Try again").count() == 1
+        assert page.get_by_role("button", name="Retry").count() == 0
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_by_text("Live and ready").count() == 0
+        sidebar.get_by_text(f"Down: {own_triton.urls.grpc}").wait_for()
+        screenshot(page, "14-run-failed")
+        # the server comes back: the sidebar says so on its own, and Try again runs
+        own_triton.start()
+        own_triton.wait_ready(120)
+        sidebar.get_by_text("Live and ready: 1 Grad-CAM model(s)").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Try again").click()
+        page.locator(".st-key-result-media video").wait_for()
+        wait_idle(page)
+        assert page.locator(".st-key-run-failed").count() == 0
     finally:
         context.close()
