@@ -61,9 +61,10 @@ def test_tls_settings(tmp_path):
     )
     connection = config.connection()
     assert connection is not None and connection.ssl
-    assert connection.root_certificates == "-----ca-----\n"
-    assert connection.private_key == "-----key-----\n"
-    assert connection.certificate_chain == "-----cert-----\n"
+    # tritonclient takes the files' paths and reads them itself
+    assert connection.root_certificates == str(ca.resolve())
+    assert connection.private_key == str(key.resolve())
+    assert connection.certificate_chain == str(cert.resolve())
     system = DashboardConfig.from_env({"GRADCAM_TLS": "1"}).connection()
     assert system is not None and system.ssl and system.root_certificates is None
     assert DashboardConfig.from_env({}).connection() is None

@@ -218,7 +218,10 @@ def test_grid_layouts_are_offered_only_for_several_layers_or_methods():
 
 
 def test_the_label_stays_clear_of_the_players_controls():
-    assert jobs.RunRequest(model="m").job_settings().composition.label_corner == "top-right"
+    overlay = jobs.RunRequest(model="m").job_settings().composition
+    assert overlay.label_corner == "top-right" and not overlay.show_titles  # no clash on top
+    grid = jobs.RunRequest(model="m", layout="grid_layers").job_settings().composition
+    assert grid.label_corner == "top-right" and grid.show_titles
 
 
 def test_rate_axes_never_use_exponents():

@@ -149,21 +149,23 @@ class Tls:
     cert_file: Path | None = None
 
     def connection(self) -> Connection:
-        """The client's connection settings (the files are read now)."""
+        """The client's connection settings (tritonclient reads the files; they are checked
+        to be readable now)."""
 
-        def read(path: Path | None) -> str | None:
+        def readable(path: Path | None) -> str | None:
             if path is None:
                 return None
             try:
-                return path.read_text()
+                with path.open("rb"):
+                    return str(path.resolve())
             except OSError as error:
                 raise ValueError(f"cannot read {path}: {error.strerror}") from None
 
         return Connection(
             ssl=True,
-            root_certificates=read(self.ca_file),
-            private_key=read(self.key_file),
-            certificate_chain=read(self.cert_file),
+            root_certificates=readable(self.ca_file),
+            private_key=readable(self.key_file),
+            certificate_chain=readable(self.cert_file),
         )
 
 

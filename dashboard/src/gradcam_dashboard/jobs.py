@@ -72,7 +72,10 @@ class RunRequest:
             colormap=self.colormap,
             alpha=float(self.alpha),
             layout=Layout.GRID if grid else Layout.parse(self.layout),
-            label_corner="top-right",  # the player's controls cover the bottom when paused
+            # The player's controls cover the bottom when paused: the label goes top-right,
+            # and one-map layouts leave out the map's title (top-left; the page names it).
+            label_corner="top-right",
+            show_titles=grid,
             include_original=self.include_original and grid,
             max_width=MAX_OUTPUT_WIDTH,
         )

@@ -167,7 +167,8 @@ def downloads_ui(run: RunOutput) -> None:
 def partial_downloads_ui(video: Path | None, predictions: Path | None) -> None:
     """What a failed run made: the video of the frames done and their predictions."""
     if video is not None:
-        st.video(str(video))
+        player, _ = st.columns(2)
+        player.video(str(video))
     left, right, _ = st.columns(3)
     if video is not None:
         left.download_button(
