@@ -11,6 +11,7 @@ import datetime
 import math
 import shutil
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -633,6 +634,9 @@ def start_run(
         finish=finish,
     )
     st.session_state["active_run"] = run.start()
+    janitor = st.session_state.get("janitor")
+    if janitor is not None:  # a session that ends (tab closed) stops its run too
+        weakref.finalize(janitor, run.cancel.set)
 
 
 def _progress_line(snapshot: Snapshot) -> tuple[float, str]:
