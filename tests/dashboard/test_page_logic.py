@@ -299,3 +299,17 @@ def test_launcher_refuses_tls_files_it_cannot_read(tmp_path, capsys):
     with pytest.raises(SystemExit):
         launch.main(["--tls-key", str(tmp_path / "k.pem")])
     assert "needs both" in capsys.readouterr().err
+
+
+def test_a_preview_is_a_smaller_h264_copy_with_the_same_frames_and_times(tmp_path):
+    from gradcam_dashboard.preview import Preview
+
+    source = write_clip(tmp_path / "in.avi", n_frames=20, size=(800, 600), fps=10, codec="mpeg4")
+    summary = media.summarize(source)
+    assert not media.browser_playable(source, summary)
+    preview = Preview(source, tmp_path / "preview.mp4")
+    assert preview.wait(60) and preview.ready == tmp_path / "preview.mp4", preview.error
+    copy = open_media(preview.ready)
+    assert copy.info.codec == "h264" and (copy.info.width, copy.info.height) == (640, 480)
+    assert [f.time for f in copy] == pytest.approx([f.time for f in open_media(source)])
+    assert media.browser_playable(preview.ready, media.summarize(preview.ready))
