@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import av
 import numpy as np
 import pytest
 from media import write_clip, write_photo
@@ -304,7 +305,16 @@ def test_launcher_refuses_tls_files_it_cannot_read(tmp_path, capsys):
 def test_a_preview_is_a_smaller_h264_copy_with_the_same_frames_and_times(tmp_path):
     from gradcam_dashboard.preview import Preview
 
-    source = write_clip(tmp_path / "in.avi", n_frames=20, size=(800, 600), fps=10, codec="mpeg4")
+    source = tmp_path / "in.avi"  # MPEG-4 Part 2 in AVI: what browsers cannot play
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 800, 600, "yuv420p"
+        for i in range(20):
+            image = np.full((600, 800, 3), i * 10, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     summary = media.summarize(source)
     assert not media.browser_playable(source, summary)
     preview = Preview(source, tmp_path / "preview.mp4")
