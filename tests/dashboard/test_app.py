@@ -41,9 +41,17 @@ def run_to_the_end(at: AppTest, timeout: float = 180) -> AppTest:
     """Click Run, wait for the run in the background, and redraw the page."""
     at.button(key="run").click().run()
     no_exception(at)
-    run = at.session_state["active_run"]
-    assert run.wait(timeout), "the run did not end"
-    return at.run()
+    return wait_for_the_end(at, timeout)
+
+
+def wait_for_the_end(at: AppTest, timeout: float = 180) -> AppTest:
+    """Wait for the run in the background, then for the inspector's pictures; redraw."""
+    assert at.session_state["active_run"].wait(timeout), "the run did not end"
+    at.run()
+    if "result" in at.session_state:
+        at.session_state["result"].extras["strip"].result(timeout)
+        at.run()
+    return at
 
 
 def test_a_server_that_is_down_is_a_clear_message_with_a_retry_button(page_env, monkeypatch):
@@ -203,8 +211,7 @@ def test_a_run_shows_the_result_timeline_inspector_and_downloads(served_page):
     at.button(key="run").click().run()
     no_exception(at)
     assert "4 · Result" not in [s.value for s in at.subheader]  # not under the new progress
-    assert at.session_state["active_run"].wait(180)
-    at.run()
+    wait_for_the_end(at)
     no_exception(at)
     second = at.session_state["result"]
     assert second.folder != result.folder and not result.folder.exists()
@@ -300,8 +307,7 @@ def test_a_server_lost_during_a_run_is_told_at_once_then_what_was_made_is_offere
     own_triton.wait_ready(120)
     at.button(key="retry_run").click().run()
     no_exception(at)
-    assert at.session_state["active_run"].wait(180)
-    at.run()
+    wait_for_the_end(at)
     no_exception(at)
     assert not at.error
     assert at.session_state["result"].frames == 150

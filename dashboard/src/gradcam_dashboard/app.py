@@ -620,7 +620,7 @@ def start_run(
     def finish(out: RunOutput, server) -> None:
         out.extras["info"] = server.model_info()
         out.extras["playable"] = playable
-        out.extras["strip"] = media.extract_frames(
+        out.extras["strip"] = media.extract_frames_later(
             source_path, out.output, out.folder / "frames", out.frames
         )
 
@@ -644,7 +644,7 @@ def _progress_line(snapshot: Snapshot) -> tuple[float, str]:
     if snapshot.phase == "starting":
         return 0.0, "Starting..."
     if snapshot.phase == "finishing":
-        return 1.0, "Preparing the frame inspector..."
+        return 1.0, "Finishing..."
     fraction = jobs.progress_fraction(snapshot.done, snapshot.total)
     if snapshot.phase == "first pass":
         what = "Whole-clip pass: frame"

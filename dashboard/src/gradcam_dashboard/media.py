@@ -6,6 +6,8 @@ import math
 import os
 import shutil
 import tempfile
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +216,22 @@ def extract_frames(
                     folder / f"{name}-{frame.index:06d}.jpg", fit_width(frame.image, max_width)
                 )
     return strip
+
+
+def extract_frames_later(
+    source: Path, result: Path, folder: Path, frames: int
+) -> Future[FrameStrip]:
+    """`extract_frames` in a daemon thread, so the result can be shown meanwhile."""
+    future: Future[FrameStrip] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(extract_frames(source, result, folder, frames))
+        except Exception as error:  # shown by the inspector
+            future.set_exception(error)
+
+    threading.Thread(target=work, name="inspector-frames", daemon=True).start()
+    return future
 
 
 def map_picture(raw: np.ndarray, colormap: str = "jet", size: int = 224) -> np.ndarray:

@@ -3,6 +3,7 @@ the frame inspector with the raw maps, and downloads."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from gradcam_dashboard.jobs import RunOutput
 from gradcam_dashboard.preview import Preview
 
 PREVIEW_POLL_S = 1.0
+INSPECTOR_POLL_S = 1.0
 
 
 def _records(run: RunOutput) -> list[charts.Record]:
@@ -51,15 +53,18 @@ def results_ui(run: RunOutput, preview: Preview | None) -> None:
             st.video(str(run.output))
     records = _records(run)
     key = f"inspect:{run.folder.name}"
-    strip: media.FrameStrip = run.extras["strip"]  # type: ignore[assignment]
-    index = strip.clamp(int(st.session_state.get(key, 0)))
+    index = min(max(int(st.session_state.get(key, 0)), 0), len(records) - 1)
     if len(records) > 1:
         with st.container(key="timeline"):
             st.markdown("**Top classes over the video**")
             marker = float(records[min(index, len(records) - 1)]["time"])
             data = charts.timeline_data(records)
             st.altair_chart(charts.timeline_chart(data, marker))
-    inspector_ui(run, records, info, key)
+    strip: Future[media.FrameStrip] = run.extras["strip"]  # type: ignore[assignment]
+    if strip.done():
+        inspector_ui(run, records, info, key)
+    else:
+        inspector_pending_ui(strip)
     downloads_ui(run)
 
 
@@ -87,9 +92,24 @@ def preview_pending_ui(preview: Preview) -> None:
     st.caption("Making a copy of the original that the browser can play...")
 
 
+@st.fragment(run_every=INSPECTOR_POLL_S)
+def inspector_pending_ui(strip: Future[media.FrameStrip]) -> None:
+    """Waits for the inspector's pictures (made after the video), then redraws the page."""
+    if strip.done():
+        st.rerun()
+    with st.container(key="inspector-pending"):
+        st.markdown("**Frame inspector**")
+        st.caption("Preparing the frame inspector...")
+
+
 def inspector_ui(run: RunOutput, records: list[charts.Record], info: ModelInfo, key: str) -> None:
     """A frame slider: original, result, raw maps at layer resolution and the top five."""
-    strip: media.FrameStrip = run.extras["strip"]  # type: ignore[assignment]
+    future: Future[media.FrameStrip] = run.extras["strip"]  # type: ignore[assignment]
+    try:
+        strip = future.result()
+    except Exception as error:
+        st.caption(f"The frame inspector is not available: {error}")
+        return
     with st.container(key="inspector"):
         st.markdown("**Frame inspector**")
         if len(records) > 1:
