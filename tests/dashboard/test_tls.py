@@ -1,17 +1,18 @@
 """The dashboard over (mutual) TLS to a real Triton started with its TLS flags.
 
-The certificates (a CA, the server's for localhost, the dashboard's own) are made here with
-the ``openssl`` command.
+The certificates (a CA, the server's for localhost, the dashboard's own) come from
+`tls_certs`, the tests' private certificate authority.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from media import write_clip
 from streamlit.testing.v1 import AppTest
+from tls_certs import TlsFiles, triton_tls_args, write_tls_files
 from triton_server import running_triton
 
 import gradcam_dashboard
@@ -23,42 +24,9 @@ pytestmark = pytest.mark.integration
 APP = Path(gradcam_dashboard.__file__).with_name("app.py")
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _signed(folder: Path, name: str, subject: str, extensions: str) -> None:
-    """`name`.key and `name`.pem, signed by the CA in `folder`."""
-    (folder / f"{name}.ext").write_text(extensions)
-    _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=folder)
-    _openssl(
-        "req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=folder
-    )
-    _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-sha256", "-extfile", f"{name}.ext", "-out",
-        f"{name}.pem", cwd=folder,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def certificates(tmp_path_factory) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
-    folder = tmp_path_factory.mktemp("certificates")
-    _openssl("genrsa", "-out", "ca.key", "2048", cwd=folder)
-    _openssl(
-        "req", "-x509", "-new", "-key", "ca.key", "-days", "2", "-sha256",
-        "-subj", "/CN=Grad-CAM test CA", "-out", "ca.pem", cwd=folder,
-    )  # fmt: skip
-    _signed(
-        folder,
-        "server",
-        "/CN=localhost",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    _signed(folder, "client", "/CN=dashboard", "extendedKeyUsage=clientAuth\n")
-    return folder
+def certificates(tmp_path_factory) -> TlsFiles:
+    return write_tls_files(tmp_path_factory.mktemp("certificates"))
 
 
 @pytest.fixture(scope="module")
@@ -66,22 +34,16 @@ def tls_triton(model_repository, certificates, tmp_path_factory):
     """A Triton (only `tiny`) whose gRPC endpoint wants TLS and a client certificate."""
     folder = tmp_path_factory.mktemp("tls-triton")
     shutil.copytree(model_repository / "tiny", folder / "repository" / "tiny")
-    flags = [
-        "--grpc-use-ssl=true",
-        "--grpc-use-ssl-mutual=true",
-        f"--grpc-server-cert={certificates / 'server.pem'}",
-        f"--grpc-server-key={certificates / 'server.key'}",
-        f"--grpc-root-cert={certificates / 'ca.pem'}",
-    ]
+    flags = triton_tls_args(certificates, mutual=True)
     with running_triton(folder / "repository", log_dir=folder, extra_args=flags) as server:
         yield server
 
 
-def tls_env(certificates: Path, client: bool = True) -> dict[str, str]:
-    env = {"GRADCAM_TLS_CA": str(certificates / "ca.pem")}
+def tls_env(certificates: TlsFiles, client: bool = True) -> dict[str, str]:
+    env = {"GRADCAM_TLS_CA": str(certificates.ca)}
     if client:
-        env["GRADCAM_TLS_KEY"] = str(certificates / "client.key")
-        env["GRADCAM_TLS_CERT"] = str(certificates / "client.pem")
+        env["GRADCAM_TLS_KEY"] = str(certificates.client_key)
+        env["GRADCAM_TLS_CERT"] = str(certificates.client_cert)
     return env
 
 
@@ -93,8 +55,6 @@ def test_the_page_talks_mutual_tls_to_a_tls_triton(
     status = servers.probe_server(url, config.connection())
     assert status.live and [m.name for m in status.usable_models] == ["tiny"], status.error
     # a run through the same connection
-    from media import write_clip
-
     clip = write_clip(tmp_path / "clip.mp4", n_frames=6, size=(64, 48))
     server = servers.job_server(url, "tiny", 5, config.connection())
     out = jobs.run(server, jobs.RunRequest(model="tiny"), clip, tmp_path / "run", False)
