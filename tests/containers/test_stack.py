@@ -19,6 +19,7 @@ from pathlib import Path
 
 import av
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, video_state
 from client_runs import read_jsonl
 from conftest import artifacts
 from media import write_clip
@@ -112,23 +113,13 @@ def test_the_host_client_gets_what_the_pip_triton_gives(stack, triton, clips, tm
 
 
 def test_the_dashboard_container_runs_a_clip_in_chromium(stack, clips) -> None:
-    if not Path("/usr/bin/chromium").exists():
+    if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (bash scripts/system-deps.sh)")
     from playwright.sync_api import sync_playwright
 
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--autoplay-policy=no-user-gesture-required",
-    ]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=args
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.set_default_timeout(180_000)
@@ -142,21 +133,7 @@ def test_the_dashboard_container_runs_a_clip_in_chromium(stack, clips) -> None:
             page.get_by_role("button", name="Run", exact=True).click()
             video = page.locator(".st-key-result-media video")
             video.wait_for()
-            state = page.evaluate(
-                """async () => {
-                    const v = document.querySelector('.st-key-result-media video');
-                    v.muted = true;
-                    if (v.readyState < 2) await new Promise(r => {
-                        v.addEventListener('loadeddata', r, {once: true});
-                        setTimeout(r, 15000);
-                    });
-                    try { await v.play(); } catch (e) {}
-                    const t0 = v.currentTime;
-                    await new Promise(r => setTimeout(r, 700));
-                    return {ready: v.readyState, advanced: v.currentTime > t0,
-                            width: v.videoWidth, error: v.error && v.error.code};
-                }"""
-            )
+            state = video_state(page, ".st-key-result-media video")
             video.scroll_into_view_if_needed()
             page.wait_for_timeout(1000)
             page.screenshot(path=str(artifacts() / "dashboard-in-container.png"))
@@ -165,7 +142,7 @@ def test_the_dashboard_container_runs_a_clip_in_chromium(stack, clips) -> None:
             )
         finally:
             browser.close()
-    assert state["error"] is None and state["ready"] >= 2 and state["advanced"], state
+    assert state["error"] is None and state["readyState"] >= 2 and state["advanced"], state
     assert state["width"] == 320
 
 

@@ -22,6 +22,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, video_state
 from media import write_clip, write_text_file
 from triton_server import free_port, running_triton
 
@@ -29,17 +30,6 @@ from gradcam_client.samples import pan_zoom_frames
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 UPLOAD_LIMIT_MB = 0.25  # small, so that an oversized upload is cheap to make
 TIMEOUT_MS = 120_000
@@ -388,29 +378,6 @@ def roomy_url(triton, own_triton, dashboard_folder) -> Iterator[str]:
     }
     with running_dashboard(env, dashboard_folder / "roomy-dashboard.log") as url:
         yield url
-
-
-def video_state(page, selector: str) -> dict | None:
-    return page.evaluate(
-        """async (selector) => {
-            const v = document.querySelector(selector);
-            if (!v) return null;
-            v.muted = true;
-            if (v.readyState < 2) await new Promise(r => {
-                v.addEventListener('loadeddata', r, {once: true});
-                setTimeout(r, 15000);
-            });
-            try { await v.play(); } catch (e) {}
-            const t0 = v.currentTime;
-            await new Promise(r => setTimeout(r, 700));
-            const state = {readyState: v.readyState, duration: v.duration,
-                           width: v.videoWidth, height: v.videoHeight,
-                           advanced: v.currentTime > t0, error: v.error && v.error.code};
-            v.pause();
-            return state;
-        }""",
-        selector,
-    )
 
 
 def requests_per_s(page) -> float | None:
