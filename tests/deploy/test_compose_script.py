@@ -28,7 +28,7 @@ FAKE_COMPOSE = "#!/bin/sh\nexit 0\n"
 def bin_dir(tmp_path: Path, docker: bool = True) -> Path:
     folder = tmp_path / "bin"
     folder.mkdir()
-    for name in ("bash", "sh", "grep", "sed", "awk", "id", "dirname", "mkdir", "cat", "ls"):
+    for name in ("bash", "sh", "grep", "sed", "awk", "id", "dirname", "mkdir", "cat", "ls", "stat"):
         os.symlink(shutil.which(name), folder / name)
     if docker:
         for name, text in (("docker", FAKE_DOCKER), ("docker-compose", FAKE_COMPOSE)):
@@ -89,3 +89,30 @@ def test_a_port_taken_is_one_line(tmp_path) -> None:
         result = compose_up(bin_dir(tmp_path), FAKE_ENGINE="up", GRADCAM_GRPC_PORT=str(port))
     line = one_error_line(result)
     assert f"port {port} (gRPC) is already in use" in line and "GRADCAM_GRPC_PORT" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_the_image_runs_tritonserver_arguments_through_serve() -> None:
+    """What NVIDIA's Helm chart and KServe pass (`tritonserver FLAGS`) becomes `gradcam-server
+    serve` on that repository, the other flags going to Triton (entry point run as a user)."""
+    shared = Path(tempfile.mkdtemp(prefix="entrypoint-"))
+    try:
+        shared.chmod(0o755)
+        entrypoint = shared / "entrypoint.sh"
+        shutil.copy(ROOT / "docker" / "triton-entrypoint.sh", entrypoint)
+        folder = bin_dir(shared, docker=False)
+        (folder / "gradcam-server").write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+        (folder / "gradcam-server").chmod(0o755)
+        command = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups",
+                   "sh", str(entrypoint), "tritonserver", "--model-repository=/srv/models",
+                   "--grpc-port=9001", "--log-verbose=1"]  # fmt: skip
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=30, env={"PATH": str(folder)}
+        )
+    finally:
+        shutil.rmtree(shared)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "serve", "--repository", "/srv/models", "--echo-log", "--log-file",
+        "/tmp/tritonserver.log", "--", "--grpc-port=9001", "--log-verbose=1",
+    ]  # fmt: skip
