@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     build_kind = "cached" if args.cached else "cold"
     rows = [
         [f"{build_kind} build, Triton image", f"{seconds['triton']:.0f} s"],
-        ["build, dashboard image (after the Triton image)", f"{seconds['dashboard']:.0f} s"],
+        [f"{build_kind} build, dashboard image", f"{seconds['dashboard']:.0f} s"],
         ["image size, Triton (CPU)", f"{sizes['gradcam-triton:cpu'] / 1e9:.2f} GB"],
         ["image size, dashboard", f"{sizes['gradcam-dashboard:latest'] / 1e9:.2f} GB"],
         ["`up` to healthy, first start (export included)", f"{first_up:.1f} s"],
