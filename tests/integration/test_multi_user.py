@@ -431,17 +431,9 @@ BUSY_USERS = [User(f"busy-{photo}", SMALL_QUEUE, photo, (48, 32), 40) for photo 
 QUEUE_FULL_REPORT = re.compile(r"^retried requests: (\d+) refused with a full queue", re.M)
 
 
-def test_a_full_queue_refuses_work_yet_every_client_finishes(small_queue_server, tmp_path):
-    """Four clients with eight requests in flight each against a queue of two: the server
-    refuses work (UNAVAILABLE, queue full), the clients back off and still finish with the
-    right results, no frame is computed twice, and the server stays healthy."""
-    url = small_queue_server.urls.grpc
-    clips = {user.name: user.clip(tmp_path) for user in BUSY_USERS}
-    alone = {user.name: Outputs.in_folder(tmp_path / "alone", user.name) for user in BUSY_USERS}
-    busy = {user.name: Outputs.in_folder(tmp_path / "busy", user.name) for user in BUSY_USERS}
-    for user in BUSY_USERS:
-        run_alone(cli_args(user, clips[user.name], alone[user.name], url))
-
+def busy_round(url: str, clips, alone, busy) -> dict[str, int]:
+    """The four busy clients at once against the small queue: each finishes with the right
+    results or gives up cleanly; returns the queue-full refusals each one saw."""
     before = batching_counts(url, [SMALL_QUEUE])
     clients = [
         ClientProcess(
@@ -451,7 +443,6 @@ def test_a_full_queue_refuses_work_yet_every_client_finishes(small_queue_server,
     ]
     runs = {user.name: client.finish() for user, client in zip(BUSY_USERS, clients, strict=True)}
     after = batching_counts(url, [SMALL_QUEUE])
-
     refusals = {}
     for user in BUSY_USERS:
         run, out = runs[user.name], busy[user.name]
@@ -463,10 +454,31 @@ def test_a_full_queue_refuses_work_yet_every_client_finishes(small_queue_server,
         found = QUEUE_FULL_REPORT.search(run.out)
         refusals[user.name] = int(found.group(1)) if found else 0
     print(f"queue-full refusals seen by each client: {refusals}")
-    assert sum(refusals.values()) > 0, "the small queue never filled: no overload was made"
     if all(run.code == 0 for run in runs.values()):
         # Refused requests were not computed, and every frame was computed exactly once.
         assert after[0] - before[0] == sum(user.frames for user in BUSY_USERS)
+    return refusals
+
+
+def test_a_full_queue_refuses_work_yet_every_client_finishes(small_queue_server, tmp_path):
+    """Four clients with eight requests in flight each against a queue of two: the server
+    refuses work (UNAVAILABLE, queue full), the clients back off and still finish with the
+    right results, no frame is computed twice, and the server stays healthy."""
+    url = small_queue_server.urls.grpc
+    clips = {user.name: user.clip(tmp_path) for user in BUSY_USERS}
+    alone = {user.name: Outputs.in_folder(tmp_path / "alone", user.name) for user in BUSY_USERS}
+    busy = {user.name: Outputs.in_folder(tmp_path / "busy", user.name) for user in BUSY_USERS}
+    for user in BUSY_USERS:
+        run_alone(cli_args(user, clips[user.name], alone[user.name], url))
+
+    # Whether the queue overflows depends on how fast the clients make their frames against how
+    # fast the server drains them; on a loaded machine one round may not overflow. Every round
+    # is checked in full; up to three are run to see the overload.
+    for _ in range(3):
+        refusals = busy_round(url, clips, alone, busy)
+        if sum(refusals.values()) > 0:
+            break
+    assert sum(refusals.values()) > 0, "the small queue never filled: no overload was made"
     assert_serves(url, SMALL_QUEUE)
 
 
