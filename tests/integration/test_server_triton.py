@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -133,10 +134,7 @@ def test_a_bad_request_fails_alone_while_concurrent_good_ones_succeed(triton, rn
         except InferenceServerException as error:
             outcomes[i] = error
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(8) as pool:  # eight requests at once: one dynamic batch
+        list(pool.map(send, range(8)))
     assert isinstance(outcomes.pop(3), InferenceServerException)
     assert all(not isinstance(o, Exception) for o in outcomes.values())

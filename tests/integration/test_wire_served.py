@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -81,11 +81,8 @@ def test_a_bad_encoded_frame_fails_its_request_naming_it_while_the_others_succee
         except InferenceServerException as error:
             outcomes[i] = error
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(8) as pool:  # eight requests at once: one dynamic batch
+        list(pool.map(send, range(8)))
     for index, frame in ((3, 1), (5, 2)):
         error = outcomes.pop(index)
         assert isinstance(error, InferenceServerException)
