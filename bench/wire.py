@@ -7,13 +7,15 @@ none. Two measures, each at both round trips:
 - the link: a client sending a panning clip's 224x224 frames with a window of requests in
   flight (`tests/wire_client.py`, batches of 8, 4 in flight: gradcam-video's defaults) to
   `tiny224`, a small CNN with EfficientNet-Lite0's shapes (224x224 in, 1,000 classes, a 7x7
-  map) that costs the server little, so the link is the limit. Bytes per frame are counted on
-  the veth (both directions, TCP and gRPC included); answers carry the top 5 only.
+  map) that costs the server little, so the link is the limit; and raw and JPEG frames to
+  EfficientNet-Lite0 (real weights), whose own cost on these 2 cores is then the limit. Bytes
+  per frame are counted on the veth (both directions, TCP and gRPC included); answers carry
+  the top 5 only.
 - end to end: the whole `gradcam-video` job in the namespace (decode, resize, requests,
   compose, H.264 encode) on a 640x360 clip, against `tiny224` and against EfficientNet-Lite0
   with its real weights, with the client's and the server's CPU per frame.
 
-    sudo .venv/bin/python bench/wire.py            # needs root and iproute2; about 5 minutes
+    sudo .venv/bin/python bench/wire.py            # needs root and iproute2; about 6 minutes
 
 Also measured, without a network: the correlation of EfficientNet-Lite0's Grad-CAM maps from
 JPEG q95 frames with those from raw frames, on the scikit-image photos and a panning clip.
@@ -40,8 +42,9 @@ import wire_client  # noqa: E402
 from served_models import EFFNET, SMALL_224, export_small_224  # noqa: E402
 
 WIRES = [("raw", None), ("raw", "gzip"), ("jpeg", None), ("png", None)]
-RATE_MBIT = 100
-RTT_MS = 20
+# The link with the cheap model (every wire), and with EfficientNet-Lite0's cost on the server.
+LINK_CELLS = [(SMALL_224, w, c) for w, c in WIRES] + [(EFFNET, "raw", None), (EFFNET, "jpeg", None)]
+RATE_MBIT, RTT_MS = slow_link.RATE_MBIT, slow_link.RTT_MS
 CLIP_SIZE = (640, 360)
 JPEG_TARGET = 5.0  # JPEG frames/s over raw frames/s on the link, at least
 RTT_TARGET = 0.9  # frames/s at 20 ms over frames/s at 0 ms, at least
@@ -64,8 +67,8 @@ def run_inside(link: slow_link.SlowLink, command: list[str]) -> tuple[dict[str, 
     return result, after[0] - before[0]
 
 
-def link_rate(link, url: str, wire: str, compression: str | None, args) -> dict[str, Any]:
-    command = [sys.executable, wire_client.__file__, "--url", url, "--model", SMALL_224]
+def link_rate(link, url: str, model: str, wire: str, compression, args) -> dict[str, Any]:
+    command = [sys.executable, wire_client.__file__, "--url", url, "--model", model]
     command += ["--wire", wire, "--frames", str(args.frames), "--batch", str(args.batch)]
     command += ["--in-flight", str(args.in_flight)]
     if compression:
@@ -75,8 +78,9 @@ def link_rate(link, url: str, wire: str, compression: str | None, args) -> dict[
     return result
 
 
-def job_rate(link, server, url: str, model: str, wire: str, compression, clip: Path, out: Path):
+def job_rate(link, server, url: str, model: str, wire: str, compression, clip: Path):
     """One gradcam-video job in the namespace; frames/s of the job, CPU per frame both sides."""
+    out = clip.with_name("out.mp4")
     command = [sys.executable, __file__, "--job", str(clip), "--url", url, "--model", model]
     command += ["--out", str(out), "--wire", wire]
     if compression:
@@ -176,82 +180,85 @@ def measure_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from media import write_clip
 
     repository = export_small_224(work / "repository")
-    if not args.no_jobs:
-        benchlib.export_model(benchlib.load_source(EFFNET), repository, EFFNET)
+    benchlib.export_model(benchlib.load_source(EFFNET), repository, EFFNET)
     clip = write_clip(work / "pan.mp4", size=CLIP_SIZE, n_frames=args.clip_frames, fps=30)
     links: dict[str, list[dict[str, Any]]] = {}
-    jobs: dict[str, dict[str, Any]] = {}
+    jobs: dict[str, list[dict[str, Any]]] = {}
     with (
         benchlib.running_triton(repository, work) as server,
         slow_link.SlowLink() as link,
     ):
         link.shape(RATE_MBIT)
         target = f"{link.host_address}:{server.urls.grpc.rsplit(':', 1)[1]}"
-        for rtt in (0, RTT_MS):
-            with link.delayed(target, rtt) as url:
-                for round_index in range(args.rounds):
-                    for wire, compression in benchlib.rotated(WIRES, round_index):
-                        key = f"{label(wire, compression)} rtt{rtt}"
-                        result = link_rate(link, url, wire, compression, args)
+        for round_index in range(args.rounds):
+            for rtt in benchlib.rotated([0, RTT_MS], round_index):
+                with link.delayed(target, rtt) as url:
+                    for model, wire, compression in benchlib.rotated(LINK_CELLS, round_index):
+                        key = f"{model} {label(wire, compression)} rtt{rtt}"
+                        result = link_rate(link, url, model, wire, compression, args)
                         links.setdefault(key, []).append(result)
                         benchlib.log(f"link {key}: {result}")
-                if args.no_jobs:
-                    continue
-                for model in (SMALL_224, EFFNET):
-                    for wire, compression in WIRES:
-                        key = f"{model} {label(wire, compression)} rtt{rtt}"
-                        out = work / "out.mp4"
-                        jobs[key] = job_rate(link, server, url, model, wire, compression, clip, out)
-                        benchlib.log(f"job {key}: {jobs[key]}")
+                    if args.no_jobs:
+                        continue
+                    for model in (SMALL_224, EFFNET):
+                        for wire, compression in benchlib.rotated(WIRES, round_index):
+                            key = f"{model} {label(wire, compression)} rtt{rtt}"
+                            result = job_rate(link, server, url, model, wire, compression, clip)
+                            jobs.setdefault(key, []).append(result)
+                            benchlib.log(f"job {key}: {result}")
     return {"links": links, "jobs": jobs}
 
 
 def link_table(links: dict[str, list[dict[str, Any]]]) -> str:
-    def fps(name: str, rtt: int) -> list[float]:
-        return [r["fps"] for r in links[f"{name} rtt{rtt}"]]
+    def fps(key: str) -> float:
+        return benchlib.median([r["fps"] for r in links[key]])
 
     rows = []
-    for wire, compression in WIRES:
-        name = label(wire, compression)
-        slow, fast = fps(name, RTT_MS), fps(name, 0)
-        last = links[f"{name} rtt{RTT_MS}"]
+    for model, wire, compression in LINK_CELLS:
+        name = f"{model} {label(wire, compression)}"
+        fast, slow = f"{name} rtt0", f"{name} rtt{RTT_MS}"
+        last = links[slow]
         rows.append(
             [
-                name,
+                model,
+                label(wire, compression),
                 f"{benchlib.median([r['up_bytes'] for r in last]) / 1000:.1f}",
                 f"{benchlib.median([r['down_bytes'] for r in last]) / 1000:.2f}",
-                benchlib.spread(fast),
-                benchlib.spread(slow),
-                f"{benchlib.median(slow) / benchlib.median(fast):.2f}",
-                f"{benchlib.median(fast) / benchlib.median(fps('raw', 0)):.1f}",
-                f"{benchlib.median(slow) / benchlib.median(fps('raw', RTT_MS)):.1f}",
+                benchlib.spread([r["fps"] for r in links[fast]]),
+                benchlib.spread([r["fps"] for r in last]),
+                f"{fps(slow) / fps(fast):.2f}",
+                f"{fps(fast) / fps(f'{model} raw rtt0'):.1f}",
+                f"{fps(slow) / fps(f'{model} raw rtt{RTT_MS}'):.1f}",
                 f"{benchlib.median([r['client_cpu_ms'] for r in last]):.2f}",
             ]
         )
     headers = [
-        "wire", "KB/frame up", "KB/frame down", "frames/s 0 ms", f"frames/s {RTT_MS} ms",
-        f"{RTT_MS} ms / 0 ms", "vs raw, 0 ms", f"vs raw, {RTT_MS} ms", "client CPU ms/frame",
+        "model", "wire", "KB/frame up", "KB/frame down", "frames/s 0 ms",
+        f"frames/s {RTT_MS} ms", f"{RTT_MS} ms / 0 ms", "vs raw, 0 ms", f"vs raw, {RTT_MS} ms",
+        "client CPU ms/frame",
     ]  # fmt: skip
     return benchlib.table(headers, rows)[1]
 
 
-def job_table(jobs: dict[str, dict[str, Any]]) -> str:
+def job_table(jobs: dict[str, list[dict[str, Any]]]) -> str:
+    def fps(key: str) -> float:
+        return benchlib.median([r["fps"] for r in jobs[key]])
+
     rows = []
     for model in (SMALL_224, EFFNET):
         for wire, compression in WIRES:
             name = label(wire, compression)
-            fast, slow = jobs[f"{model} {name} rtt0"], jobs[f"{model} {name} rtt{RTT_MS}"]
-            raw = jobs[f"{model} raw rtt{RTT_MS}"]
+            fast, slow = f"{model} {name} rtt0", f"{model} {name} rtt{RTT_MS}"
             rows.append(
                 [
                     model,
                     name,
-                    f"{fast['fps']:.0f}",
-                    f"{slow['fps']:.0f}",
-                    f"{slow['fps'] / fast['fps']:.2f}",
-                    f"{slow['fps'] / raw['fps']:.1f}",
-                    f"{slow['client_cpu_ms']:.1f}",
-                    f"{slow['server_cpu_ms']:.1f}",
+                    benchlib.spread([r["fps"] for r in jobs[fast]]),
+                    benchlib.spread([r["fps"] for r in jobs[slow]]),
+                    f"{fps(slow) / fps(fast):.2f}",
+                    f"{fps(slow) / fps(f'{model} raw rtt{RTT_MS}'):.1f}",
+                    f"{benchlib.median([r['client_cpu_ms'] for r in jobs[slow]]):.1f}",
+                    f"{benchlib.median([r['server_cpu_ms'] for r in jobs[slow]]):.1f}",
                 ]
             )
     headers = [
@@ -273,16 +280,21 @@ def main() -> None:
         results = measure_all(args, work)
     results["correlation"] = correlation = correlations()
     links = results["links"]
-    jpeg = benchlib.median([r["fps"] for r in links[f"jpeg rtt{RTT_MS}"]])
-    raw = benchlib.median([r["fps"] for r in links[f"raw rtt{RTT_MS}"]])
+
+    def fps(key: str) -> float:
+        return benchlib.median([r["fps"] for r in links[key]])
+
     lines = [
-        benchlib.ratio_line(f"JPEG / raw frames/s on the link at {RTT_MS} ms", jpeg / raw,
-                            JPEG_TARGET),
-    ]  # fmt: skip
-    for wire, compression in WIRES:
-        name = label(wire, compression)
-        ratio = benchlib.median([r["fps"] for r in links[f"{name} rtt{RTT_MS}"]])
-        ratio /= benchlib.median([r["fps"] for r in links[f"{name} rtt0"]])
+        benchlib.ratio_line(
+            f"JPEG / raw frames/s on the link ({SMALL_224}), {rtt} ms",
+            fps(f"{SMALL_224} jpeg rtt{rtt}") / fps(f"{SMALL_224} raw rtt{rtt}"),
+            JPEG_TARGET,
+        )
+        for rtt in (0, RTT_MS)
+    ]
+    for model, wire, compression in LINK_CELLS:
+        name = f"{model} {label(wire, compression)}"
+        ratio = fps(f"{name} rtt{RTT_MS}") / fps(f"{name} rtt0")
         lines.append(benchlib.ratio_line(f"{name}: {RTT_MS} ms / 0 ms", ratio, RTT_TARGET))
     corr_rows = [
         [name, f"{c['mean']:.4f}", f"{c['worst']:.4f}", f"{c['jpeg_bytes'] / 1000:.1f}"]
@@ -291,19 +303,24 @@ def main() -> None:
     _, corr_text = benchlib.table(
         ["frames", "mean correlation", "worst frame", "JPEG KB/frame"], corr_rows
     )
+    bullets = "\n".join(f"- {line}" for line in lines)
     markdown = (
         f"# Frames over a {RATE_MBIT} Mbit/s link\n\n"
-        f"## The link ({SMALL_224}: a small CNN with EfficientNet-Lite0's shapes)\n\n"
+        f"## The link\n\n"
+        f"{SMALL_224} is a small CNN with EfficientNet-Lite0's shapes that costs the server "
+        f"little: the link is the limit. {EFFNET} (real weights) shows what its own cost on "
+        f"these 2 cores leaves.\n\n"
         f"{args.frames} frames of 224x224, {args.batch} per request, {args.in_flight} "
-        f"requests in flight, top-5 answers; {args.rounds} rounds per cell (median, "
-        f"range).\n\n{link_table(links)}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n\n"
+        f"requests in flight, top-5 answers; {args.rounds} rounds per cell (range; ratios "
+        f"of the medians).\n\n{link_table(links)}\n\n{bullets}\n\n"
     )
     if results["jobs"]:
         markdown += (
             f"## End to end: gradcam-video over the link\n\n"
             f"A {CLIP_SIZE[0]}x{CLIP_SIZE[1]} clip of {args.clip_frames} frames; decode, "
             f"resize, requests, compose and H.264 encode in the namespace; frames/s of the "
-            f"job (without the interpreter's start); CPU per frame at {RTT_MS} ms.\n\n"
+            f"job (without the interpreter's start), {args.rounds} rounds (range; ratios of the "
+            f"medians); CPU per frame at {RTT_MS} ms.\n\n"
             f"{job_table(results['jobs'])}\n\n"
         )
     markdown += (

@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _LINK_LOCAL = "169.254"  # never routed beyond the pair
+RATE_MBIT = 100  # a remote client's link: 100 Mbit/s ...
+RTT_MS = 20  # ... and a 20 ms round trip
 
 
 def available() -> str | None:
@@ -110,12 +112,14 @@ class SlowLink:
             )  # fmt: skip
 
     @contextlib.contextmanager
-    def delayed(self, target: str, rtt_ms: float) -> Iterator[str]:
-        """A delay line inside the namespace to `target` (HOST:PORT); yields its address there
-        (127.0.0.1 and a free port of the namespace's loopback)."""
+    def delayed(self, target: str, rtt_ms: float, public: bool = False) -> Iterator[str]:
+        """A delay line inside the namespace to `target` (HOST:PORT); yields its address: a
+        free port on the namespace's loopback, or with `public` on its end of the pair (this
+        namespace reaches it there: a server that is not on this machine's loopback)."""
+        host = self.inner_address if public else "127.0.0.1"
         relay = subprocess.Popen(
             self.run_inside(
-                [sys.executable, __file__, "--listen", "127.0.0.1:0", "--to", target,
+                [sys.executable, __file__, "--listen", f"{host}:0", "--to", target,
                  "--delay-ms", str(rtt_ms / 2)]
             ),
             stdout=subprocess.PIPE,
@@ -125,7 +129,7 @@ class SlowLink:
             line = relay.stdout.readline().split() if relay.stdout is not None else []
             if len(line) != 2 or line[0] != "ready":
                 raise RuntimeError("the delay line did not start")
-            yield f"127.0.0.1:{line[1]}"
+            yield f"{host}:{line[1]}"
         finally:
             relay.terminate()
             relay.wait(10)

@@ -1,15 +1,14 @@
 """A remote client over a slow link: 100 Mbit/s and a 20 ms round trip, JPEG against raw frames.
 
-The test makes a network namespace joined to this one by a veth pair, shaped with tbf, with a
-delay line for the round trip (`slow_link.py`); Triton runs here, the client in the
-namespace. Needs root and iproute2: skipped without them, unless GRADCAM_REQUIRE_NETNS=1
-(as in CI), where it fails instead.
+The `network_link` fixture makes a network namespace joined to this one by a veth pair, shaped
+with tbf, and a delay line gives the round trip (`slow_link.py`); Triton runs here, the client
+in the namespace. Needs root and iproute2: skipped without them, unless
+GRADCAM_REQUIRE_NETNS=1 (as in CI), where it fails instead.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +24,8 @@ from served_models import EFFNET, SMALL_224, export_small_224
 from gradcam_client.quality import pearson
 from gradcam_client.video_io import read_timestamps
 
-PROBLEM = slow_link.available()  # why no slow link can be made here (None: it can)
-REQUIRED = os.environ.get("GRADCAM_REQUIRE_NETNS") == "1"
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(bool(PROBLEM) and not REQUIRED, reason=f"slow link: {PROBLEM}"),
-]
+pytestmark = pytest.mark.integration
 
-RATE_MBIT = 100
-RTT_MS = 20
 RAW_FRAME_BYTES = 224 * 224 * 3
 FRAMES = 160  # about 2 s of raw frames at what the link carries
 JPEG_OVER_RAW_FPS = 2.0  # the link allows about 6x; the rest is margin for a loaded machine
@@ -41,22 +33,7 @@ JPEG_OVER_RAW_BYTES = 0.35  # measured about 0.17 on the panning clip
 
 
 @pytest.fixture(scope="module")
-def link():
-    if PROBLEM:
-        pytest.fail(f"slow link required (GRADCAM_REQUIRE_NETNS=1) but {PROBLEM}")
-    with slow_link.SlowLink() as made:
-        made.shape(RATE_MBIT)
-        yield made
-    assert (
-        made.namespace
-        not in subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True, check=True
-        ).stdout
-    )
-
-
-@pytest.fixture(scope="module")
-def small_server(link, tmp_path_factory):
+def small_server(tmp_path_factory):
     """A Triton of its own serving `tiny224` (EfficientNet-Lite0's shapes, little compute)."""
     from triton_server import running_triton
 
@@ -82,9 +59,12 @@ def send_over(link: slow_link.SlowLink, url: str, wire: str) -> dict:
     return result
 
 
-def test_jpeg_frames_cross_a_slow_link_in_fewer_bytes_and_faster_than_raw(link, small_server):
+def test_jpeg_frames_cross_a_slow_link_in_fewer_bytes_and_faster_than_raw(
+    network_link, small_server
+):
+    link = network_link
     target = f"{link.host_address}:{port_of(small_server.urls.grpc)}"
-    with link.delayed(target, RTT_MS) as url:
+    with link.delayed(target, slow_link.RTT_MS) as url:
         raw = send_over(link, url, "raw")
         jpeg = send_over(link, url, "jpeg")
     assert raw["up_bytes"] >= RAW_FRAME_BYTES, raw  # every pixel crossed the veth
@@ -92,7 +72,7 @@ def test_jpeg_frames_cross_a_slow_link_in_fewer_bytes_and_faster_than_raw(link, 
     assert len(raw["classes"]) == len(jpeg["classes"]) == FRAMES
     assert jpeg["fps"] > JPEG_OVER_RAW_FPS * raw["fps"], (jpeg["fps"], raw["fps"])
     # What raw frames reach: about 100 Mbit/s over 156 KB per frame (80 frames/s).
-    assert raw["fps"] < 1.1 * RATE_MBIT * 1e6 / 8 / raw["up_bytes"], raw
+    assert raw["fps"] < 1.1 * slow_link.RATE_MBIT * 1e6 / 8 / raw["up_bytes"], raw
 
 
 def test_a_video_job_over_the_slow_link_is_complete_and_as_with_raw_frames(link, triton, tmp_path):
@@ -107,7 +87,7 @@ def test_a_video_job_over_the_slow_link_is_complete_and_as_with_raw_frames(link,
         flags = [x for pair in zip(outputs, files, strict=True) for x in pair]
         return [program, str(clip), "--model", EFFNET, "--url", url, "--wire", wire, *flags]
 
-    with link.delayed(target, RTT_MS) as url:
+    with link.delayed(target, slow_link.RTT_MS) as url:
         over_link = subprocess.run(
             link.run_inside(video(url, "jpeg")), capture_output=True, text=True, timeout=300
         )
