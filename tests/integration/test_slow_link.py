@@ -75,8 +75,11 @@ def test_jpeg_frames_cross_a_slow_link_in_fewer_bytes_and_faster_than_raw(
     assert raw["fps"] < 1.1 * slow_link.RATE_MBIT * 1e6 / 8 / raw["up_bytes"], raw
 
 
-def test_a_video_job_over_the_slow_link_is_complete_and_as_with_raw_frames(link, triton, tmp_path):
+def test_a_video_job_over_the_slow_link_is_complete_and_as_with_raw_frames(
+    network_link, triton, tmp_path
+):
     """gradcam-video in the namespace, JPEG frames over the link, against raw frames here."""
+    link = network_link
     clip = write_clip(tmp_path / "pan.mp4", size=(320, 240), n_frames=36, fps=12)
     target = f"{link.host_address}:{port_of(triton.urls.grpc)}"
     program = str(Path(sys.executable).with_name("gradcam-video"))
