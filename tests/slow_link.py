@@ -1,6 +1,7 @@
 """A slow network link on this machine: a network namespace joined to this one by a veth pair.
 
-Used by the slow-link test (`tests/integration/test_slow_link.py`) and `bench/wire.py`:
+Used by the tests through the `network_link` fixture (`tests/conftest.py`) and by
+`bench/wire.py`:
 
     with SlowLink() as link:             # needs root, iproute2 (`ip`, `tc`)
         link.shape(rate_mbit=100)
