@@ -38,6 +38,23 @@ def triton(model_repository, tmp_path_factory):
         yield server
 
 
+@pytest.fixture(scope="module")
+def network_link():
+    """A network namespace joined to this one by a veth pair shaped to 100 Mbit/s
+    (`slow_link.SlowLink`). Needs root and iproute2: skipped without them, unless
+    GRADCAM_REQUIRE_NETNS=1 (as in CI), where the test fails instead."""
+    import slow_link as links
+
+    problem = links.available()
+    if problem and os.environ.get("GRADCAM_REQUIRE_NETNS") == "1":
+        pytest.fail(f"a slow link is required (GRADCAM_REQUIRE_NETNS=1) but it {problem}")
+    if problem:
+        pytest.skip(f"slow link: {problem}")
+    with links.SlowLink() as link:
+        link.shape(links.RATE_MBIT)
+        yield link
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from triton_server import free_port, running_triton
 
 import gradcam_dashboard
+from gradcam_client.wire import Wire
 from gradcam_dashboard import charts, jobs, media, servers
 from gradcam_dashboard.sessions import SessionFolders
 
@@ -189,6 +190,7 @@ def test_a_run_shows_the_result_timeline_inspector_and_downloads(served_page):
         "4 · Result",
     ]
     assert "frame(s)" in texts(at.caption)
+    assert "frames sent as raw" in texts(at.caption)  # the server is on this machine
     folder = Path(at.session_state["workdir"])
     assert result.folder.parent == folder
     assert {p.name for p in result.folder.iterdir()} >= {
@@ -217,6 +219,22 @@ def test_a_run_shows_the_result_timeline_inspector_and_downloads(served_page):
     assert second.folder != result.folder and not result.folder.exists()
     assert second.request.layout == "grid_methods" and len(second.request.methods) == 5
     assert media.summarize(second.output).width == 3 * 480  # a 3x2 grid of 480x320 panels
+
+
+def test_the_operator_can_have_frames_sent_as_jpeg(served_page, monkeypatch):
+    encoded = []
+    encode = Wire.encode
+    monkeypatch.setattr(Wire, "encode", lambda self, f: encoded.append(len(f)) or encode(self, f))
+    monkeypatch.setenv("GRADCAM_WIRE", "jpeg")
+    at = page().run()
+    at.radio(key="source").set_value("sample").run()
+    at.selectbox(key="model").set_value("tiny").run()
+    run_to_the_end(at)
+    no_exception(at)
+    result = at.session_state["result"]
+    assert result.frames == 30 and sum(encoded) == 30
+    assert result.extras["wire"] == "jpeg (quality 95)"
+    assert "frames sent as jpeg (quality 95)" in texts(at.caption)
 
 
 def test_two_sessions_keep_their_own_folders_and_results(served_page):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gradcam_dashboard import media
+from gradcam_client.wire import Wire
+from gradcam_dashboard import media, servers
 from gradcam_dashboard.config import DashboardConfig, Limits, ServerChoice, metrics_url_for
 
 
@@ -50,6 +51,20 @@ def test_only_the_operators_servers_are_allowed_unless_any_is():
     free = DashboardConfig.from_env({**env, "GRADCAM_ALLOW_ANY_URL": "1"})
     assert free.choice("other:7001") == ServerChoice("other:7001", "http://other:7002/metrics")
     assert free.choice("  ") is None
+
+
+def test_frames_travel_as_the_operator_chose_and_auto_follows_where_the_server_is():
+    assert DashboardConfig.from_env({}).wire == "auto"
+    assert DashboardConfig.from_env({"GRADCAM_WIRE": " JPEG "}).wire == "jpeg"
+    with pytest.raises(ValueError, match=r"GRADCAM_WIRE must be one of auto, raw, jpeg, png"):
+        DashboardConfig.from_env({"GRADCAM_WIRE": "webp"})
+    # as gradcam-video's --wire: raw to this machine, JPEG to another, or what was chosen
+    assert servers.job_server("localhost:8001", "m").wire == Wire("raw", automatic=True)
+    assert servers.job_server("127.0.0.1:1,[::1]:2", "m").wire == Wire("raw", automatic=True)
+    assert servers.job_server("gpu-host:8001", "m").wire == Wire("jpeg", automatic=True)
+    assert servers.job_server("localhost:1,gpu:2", "m").wire == Wire("jpeg", automatic=True)
+    assert servers.job_server("gpu-host:8001", "m", wire="png").wire == Wire("png")
+    assert servers.job_server("localhost:8001", "m", wire="jpeg").wire == Wire("jpeg")
 
 
 def test_tls_settings(tmp_path):

@@ -269,6 +269,9 @@ def test_launcher_runs_streamlit_headless_with_the_options(tmp_path):
     assert env["GRADCAM_METRICS_URL"] == "http://triton:8002/metrics"
     assert env["GRADCAM_DASHBOARD_DIR"] == str(tmp_path)
     assert env["PATH"] == "/bin"
+    assert env["GRADCAM_WIRE"] == "auto"
+    png = launch.build_parser().parse_args(["--wire", "png"])
+    assert launch.build_environment(png)["GRADCAM_WIRE"] == "png"
 
 
 def test_launcher_refuses_a_nonsense_limit(capsys):
@@ -285,6 +288,8 @@ def test_launcher_defaults_follow_the_environment(monkeypatch):
     assert isinstance(args, argparse.Namespace) and args.url is None
     assert args.port == 8501 and args.max_upload_mb == 200
     assert args.max_resolution == (1280, 720)
+    monkeypatch.setenv("GRADCAM_WIRE", "jpeg")
+    assert launch.build_parser().parse_args([]).wire == "jpeg"
     env = launch.build_environment(args)
     assert env["GRADCAM_URL"] == "env-host:8001"  # the compose file's settings still work
     assert env["GRADCAM_METRICS_URL"] == "http://env-host:9102/metrics"

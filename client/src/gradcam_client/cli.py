@@ -14,7 +14,7 @@ from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
 from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
 from gradcam_client.targets import PREDICTED
 from gradcam_client.triton import Connection, GradcamServer, RetryPolicy
-from gradcam_client.wire import DEFAULT_JPEG_QUALITY, WIRE_FORMATS, Wire, default_format
+from gradcam_client.wire import DEFAULT_JPEG_QUALITY, WIRE_CHOICES, Wire, choose_wire
 
 DEFAULT_URL = os.environ.get("GRADCAM_URL", "localhost:8001")
 DEFAULT_MODEL = os.environ.get("GRADCAM_MODEL", "efficientnet-lite0")
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--wire",
         default="auto",
-        choices=["auto", *WIRE_FORMATS],
+        choices=WIRE_CHOICES,
         help="frames on the wire: raw pixels (150 KB at 224x224), JPEG (15-25 KB) or PNG "
         "(lossless); auto: raw for a server on this machine, JPEG for a remote one",
     )
@@ -175,9 +175,7 @@ def readable(path: str | None) -> str | None:
 
 def wire_from(args: argparse.Namespace, urls: list[str]) -> Wire:
     """The wire format asked for (auto: by where the server is)."""
-    if args.wire == "auto":
-        return Wire(default_format(urls), args.jpeg_quality, automatic=True)
-    return Wire(args.wire, args.jpeg_quality)
+    return choose_wire(args.wire, urls, args.jpeg_quality)
 
 
 def top_k_from(args: argparse.Namespace, settings: JobSettings | None) -> int | None:

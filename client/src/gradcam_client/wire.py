@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 WIRE_FORMATS = ("raw", "jpeg", "png")
+WIRE_CHOICES = ("auto", *WIRE_FORMATS)
 DEFAULT_JPEG_QUALITY = 95
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -85,3 +86,11 @@ def is_local(url: str) -> bool:
 def default_format(urls: list[str]) -> str:
     """Raw for servers on this machine (nothing to save, no CPU to spend), else JPEG."""
     return "raw" if all(is_local(url) for url in urls) else "jpeg"
+
+
+def choose_wire(choice: str, urls: list[str], jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Wire:
+    """The wire for a user's choice ("auto" or a format): auto is raw for servers on this
+    machine and JPEG for remote ones, and raw again for a model that takes raw frames only."""
+    if choice == "auto":
+        return Wire(default_format(urls), jpeg_quality, automatic=True)
+    return Wire(choice, jpeg_quality)

@@ -615,10 +615,13 @@ def start_run(
     source_path = source.path
 
     def make_server(on_retry):
-        return servers.job_server(choice.url, request.model, config.retry_s, connection, on_retry)
+        return servers.job_server(
+            choice.url, request.model, config.retry_s, connection, on_retry, config.wire
+        )
 
     def finish(out: RunOutput, server) -> None:
         out.extras["info"] = server.model_info()
+        out.extras["wire"] = server.wire.describe()
         out.extras["playable"] = playable
         out.extras["strip"] = media.extract_frames_later(
             source_path, out.output, out.folder / "frames", out.frames

@@ -9,7 +9,10 @@ Servers (the page contacts no others):
   without; default ``http://HOST:PORT+1/metrics`` (Triton's layout: gRPC 8001, metrics 8002);
 - ``GRADCAM_ALLOW_ANY_URL``: ``1`` lets visitors type any address (default: only the above);
 - ``GRADCAM_TLS`` (``1``), ``GRADCAM_TLS_CA``, ``GRADCAM_TLS_KEY``, ``GRADCAM_TLS_CERT``: gRPC
-  over TLS (a CA file implies TLS; key and certificate chain for mutual TLS).
+  over TLS (a CA file implies TLS; key and certificate chain for mutual TLS);
+- ``GRADCAM_WIRE``: how frames travel, as gradcam-video's ``--wire``: ``auto`` (default: raw
+  for a server on this machine, JPEG quality 95 for a remote one, raw for a model exported
+  before encoded frames), ``raw``, ``jpeg`` or ``png``.
 
 Uploads and runs:
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradcam_client.triton import Connection
+from gradcam_client.wire import WIRE_CHOICES
 
 ENV_URL = "GRADCAM_URL"
 ENV_METRICS_URL = "GRADCAM_METRICS_URL"
@@ -41,6 +45,7 @@ ENV_TLS = "GRADCAM_TLS"
 ENV_TLS_CA = "GRADCAM_TLS_CA"
 ENV_TLS_KEY = "GRADCAM_TLS_KEY"
 ENV_TLS_CERT = "GRADCAM_TLS_CERT"
+ENV_WIRE = "GRADCAM_WIRE"
 ENV_MAX_UPLOAD_MB = "GRADCAM_MAX_UPLOAD_MB"
 ENV_MAX_SECONDS = "GRADCAM_MAX_SECONDS"
 ENV_MAX_FRAMES = "GRADCAM_MAX_FRAMES"
@@ -51,6 +56,7 @@ ENV_SAMPLE_SECONDS = "GRADCAM_SAMPLE_SECONDS"
 ENV_RETRY_S = "GRADCAM_RETRY_S"
 
 DEFAULT_URL = "localhost:8001"
+DEFAULT_WIRE = "auto"
 METRICS_PORT_OFFSET = 1  # Triton's defaults: gRPC 8001, metrics 8002
 DEFAULT_GRPC_PORT = 8001
 NO_METRICS = "none"
@@ -187,6 +193,13 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(text) if text else None
 
 
+def _wire(env: Mapping[str, str]) -> str:
+    text = env.get(ENV_WIRE, "").strip().lower() or DEFAULT_WIRE
+    if text not in WIRE_CHOICES:
+        raise ValueError(f"{ENV_WIRE} must be one of {', '.join(WIRE_CHOICES)}; got {text!r}")
+    return text
+
+
 def _tls(env: Mapping[str, str]) -> Tls | None:
     files = Tls(_path(env, ENV_TLS_CA), _path(env, ENV_TLS_KEY), _path(env, ENV_TLS_CERT))
     if (files.key_file is None) != (files.cert_file is None):
@@ -204,6 +217,7 @@ class DashboardConfig:
     servers: tuple[ServerChoice, ...] = (ServerChoice(DEFAULT_URL, metrics_url_for(DEFAULT_URL)),)
     allow_any_url: bool = False
     tls: Tls | None = None
+    wire: str = DEFAULT_WIRE  # as gradcam-video's --wire
     limits: Limits = field(default_factory=Limits)
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     root: Path = Path(tempfile.gettempdir()) / "gradcam-dashboard"
@@ -227,6 +241,7 @@ class DashboardConfig:
             servers=server_choices(urls, split_list(env.get(ENV_METRICS_URL, ""))),
             allow_any_url=env.get(ENV_ALLOW_ANY_URL, "").strip().lower() in TRUE_WORDS,
             tls=_tls(env),
+            wire=_wire(env),
             limits=limits,
             max_upload_mb=_number(env, ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB),
             root=Path(root) if root else cls.root,

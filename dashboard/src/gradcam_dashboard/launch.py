@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gradcam_client.wire import WIRE_CHOICES
 from gradcam_dashboard import config
 
 APP = Path(__file__).with_name("app.py")
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=env.get(config.ENV_ALLOW_ANY_URL, "").strip().lower() in config.TRUE_WORDS,
         help=f"let visitors type any server address (env {config.ENV_ALLOW_ANY_URL}=1)",
+    )
+    servers.add_argument(
+        "--wire",
+        choices=WIRE_CHOICES,
+        default=env.get(config.ENV_WIRE, "").strip().lower() or config.DEFAULT_WIRE,
+        help="frames on the wire, as gradcam-video's --wire: auto is raw for a server on this "
+        f"machine, JPEG for a remote one (env {config.ENV_WIRE})",
     )
     tls = parser.add_argument_group("TLS", "gRPC over TLS to the servers")
     tls.add_argument(
@@ -130,7 +138,7 @@ def build_command(args: argparse.Namespace, python: str = sys.executable) -> lis
 
 
 def build_environment(args: argparse.Namespace, base: dict[str, str] | None = None) -> dict:
-    """The page's environment: servers, TLS, limits and session folder."""
+    """The page's environment: servers, wire, TLS, limits and session folder."""
     env = dict(os.environ if base is None else base)
     if args.url:
         env[config.ENV_URL] = " ".join(args.url)
@@ -139,6 +147,7 @@ def build_environment(args: argparse.Namespace, base: dict[str, str] | None = No
         env[config.ENV_METRICS_URL] = " ".join(args.metrics_url)
     env[config.ENV_ALLOW_ANY_URL] = "1" if args.allow_any_url else "0"
     env[config.ENV_TLS] = "1" if args.tls else "0"
+    env[config.ENV_WIRE] = args.wire
     for name, value in (
         (config.ENV_TLS_CA, args.tls_ca),
         (config.ENV_TLS_KEY, args.tls_key),

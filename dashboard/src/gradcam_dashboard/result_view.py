@@ -39,6 +39,7 @@ def results_ui(run: RunOutput, preview: Preview | None) -> None:
     st.caption(
         f"{request.model} · {jobs.LAYOUTS[request.layout].lower()} · explained: {run.target} · "
         f"{run.frames} frame(s) in {run.seconds:.1f} s ({run.fps:.1f} frames/s)"
+        + (f" · frames sent as {run.extras['wire']}" if "wire" in run.extras else "")
         + (f" · {run.skipped}" if run.skipped else "")
     )
     original, result = st.columns([1, 1] if request.layout == "overlay" else [1, 2])

@@ -9,6 +9,7 @@ from gradcam_client import contract
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
 from gradcam_client.triton import Connection, GradcamServer, RetryNotice, RetryPolicy
+from gradcam_client.wire import choose_wire
 
 PROBE_RETRY = RetryPolicy(deadline_s=1.5, first_delay_s=0.1, max_delay_s=0.5)
 """Status checks give up quickly: a page should say "down" within seconds."""
@@ -103,15 +104,20 @@ def job_server(
     retry_s: float = JOB_RETRY_S,
     connection: Connection | None = None,
     on_retry: Callable[[RetryNotice], None] | None = None,
+    wire: str = "auto",
 ) -> GradcamServer:
-    """A client for one run: interactive priority, retries over a short restart, and
-    `on_retry` told of every failed request (the page says the server is not answering)."""
+    """A client for one run: interactive priority, retries over a short restart,
+    `on_retry` told of every failed request (the page says the server is not answering), and
+    frames sent as `wire` says (as gradcam-video's --wire: auto is raw for a server on this
+    machine, JPEG for a remote one)."""
+    urls = split_urls(url)
     return GradcamServer(
-        split_urls(url),
+        urls,
         model,
         connection,
         retry=RetryPolicy(deadline_s=retry_s),
         priority=INTERACTIVE_PRIORITY,
+        wire=choose_wire(wire, urls),
         on_retry=on_retry,
     )
 

@@ -1,15 +1,19 @@
 """A slow network link on this machine: a network namespace joined to this one by a veth pair.
 
+Used by the tests through the `network_link` fixture (`tests/conftest.py`) and by
+`bench/wire.py`:
+
     with SlowLink() as link:             # needs root, iproute2 (`ip`, `tc`)
         link.shape(rate_mbit=100)
         with link.delayed(f"{link.host_address}:{port}", rtt_ms=20) as url:
             subprocess.run(link.run_inside([python, "client.py", url]))
 
 Traffic crosses only the veth pair between the namespace made here and this one, on link-local
-addresses, and the namespace's own loopback; the namespace and the pair are deleted when the
-block ends. Each end's egress goes through a token bucket (`tc ... tbf`), so both directions
-have the bandwidth. The round trip comes from a delay line in the namespace (a TCP relay that
-holds every chunk for half the round trip in each direction): this kernel has no `netem`.
+addresses (a /30 of 169.254.0.0/16 no other interface uses), and the namespace's own loopback;
+the namespace and the pair are deleted when the block ends. Each end's egress goes through a
+token bucket (`tc ... tbf`), so both directions have the bandwidth. The round trip comes from a
+delay line in the namespace (a TCP relay that holds every chunk for half the round trip in each
+direction): this kernel has no `netem`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-_PREFIX = "169.254.77"  # link-local: never routed beyond the pair
+_LINK_LOCAL = "169.254"  # never routed beyond the pair
+RATE_MBIT = 100  # a remote client's link: 100 Mbit/s ...
+RTT_MS = 20  # ... and a 20 ms round trip
 
 
 def available() -> str | None:
@@ -35,23 +41,45 @@ def available() -> str | None:
     missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
     if missing:
         return f"needs iproute2 ({', '.join(missing)} not found)"
+    probe = f"gcwprobe{os.getpid() % 100000}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot make a network namespace (ip netns add: {made.stderr.strip()})"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
 
 
 def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+def _free_subnet() -> str:
+    """A 169.254.N prefix no interface of this namespace uses (several links may coexist)."""
+    used = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    start = os.getpid() % 200
+    for step in range(200):
+        prefix = f"{_LINK_LOCAL}.{20 + (start + step) % 200}"
+        if f" {prefix}." not in used:
+            return prefix
+    raise RuntimeError("no free 169.254.N.0/30 subnet for the slow link")
 
 
 class SlowLink:
-    """A namespace `gcw<pid>` with a veth pair to this namespace, shaped with netem."""
+    """A namespace `gcw<pid>` with a veth pair to this namespace, shaped with tbf."""
 
     def __init__(self) -> None:
         tag = f"gcw{os.getpid() % 100000}"
         self.namespace = tag
         self.host_side, self.inner_side = f"{tag}h", f"{tag}n"
-        self.host_address, self.inner_address = f"{_PREFIX}.1", f"{_PREFIX}.2"
+        self.host_address = self.inner_address = ""
 
     def __enter__(self) -> SlowLink:
+        prefix = _free_subnet()
+        self.host_address, self.inner_address = f"{prefix}.1", f"{prefix}.2"
         _ip("netns", "add", self.namespace)
         try:
             _ip("link", "add", self.host_side, "type", "veth", "peer", "name", self.inner_side)
@@ -85,21 +113,24 @@ class SlowLink:
             )  # fmt: skip
 
     @contextlib.contextmanager
-    def delayed(self, target: str, rtt_ms: float) -> Iterator[str]:
-        """A delay line inside the namespace to `target` (HOST:PORT); yields its address there."""
-        port = 40000 + os.getpid() % 20000
+    def delayed(self, target: str, rtt_ms: float, public: bool = False) -> Iterator[str]:
+        """A delay line inside the namespace to `target` (HOST:PORT); yields its address: a
+        free port on the namespace's loopback, or with `public` on its end of the pair (this
+        namespace reaches it there: a server that is not on this machine's loopback)."""
+        host = self.inner_address if public else "127.0.0.1"
         relay = subprocess.Popen(
             self.run_inside(
-                [sys.executable, __file__, "--listen", f"127.0.0.1:{port}", "--to", target,
+                [sys.executable, __file__, "--listen", f"{host}:0", "--to", target,
                  "--delay-ms", str(rtt_ms / 2)]
             ),
             stdout=subprocess.PIPE,
             text=True,
         )  # fmt: skip
         try:
-            if relay.stdout is None or relay.stdout.readline().strip() != "ready":
+            line = relay.stdout.readline().split() if relay.stdout is not None else []
+            if len(line) != 2 or line[0] != "ready":
                 raise RuntimeError("the delay line did not start")
-            yield f"127.0.0.1:{port}"
+            yield f"{host}:{line[1]}"
         finally:
             relay.terminate()
             relay.wait(10)
@@ -148,7 +179,7 @@ async def _relay(listen: str, target: str, delay: float) -> None:
 
     listen_host, listen_port = listen.rsplit(":", 1)
     server = await asyncio.start_server(connection, listen_host, int(listen_port))
-    print("ready", flush=True)
+    print("ready", server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 
