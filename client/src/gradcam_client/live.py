@@ -94,7 +94,7 @@ class LiveSettings:
     duration: stop after this many seconds (None: until stopped or the source ends).
     restream: an address to send the composed frames to (see `live_output.Restream`).
     batch_size / max_in_flight: frames per request at most, and requests in flight at most;
-        small values keep the latency low (None: 4 and 2, within `JobSettings`' values).
+        small values keep the latency low (None: `JobSettings`' values, at most 4 and 2).
     buffer: decoded frames waiting at most (None: `batch_size`).
     keyframe_seconds: key-frame interval of the recording and the re-stream, which is how
         much a crash can lose at most.
@@ -200,7 +200,7 @@ class LiveFrame:
 class LiveResult:
     """How a live run ended and what it made."""
 
-    ended: str  # "stopped", "duration", "source ended", "source gave up"
+    ended: str  # "stopped", "duration", "source ended", "source lost"
     stats: LiveStats
     source: SourceInfo
     recordings: list[Path] = field(default_factory=list)  # one per segment
@@ -265,8 +265,8 @@ class LiveJob:
         self.predictions_path = Path(predictions) if predictions else None
         self.on_frame = on_frame
         self.on_event = on_event or (lambda event: None)
-        self.batch_size = min(self.settings.batch_size, self.live.batch_size or 4)
-        self.max_in_flight = min(self.settings.max_in_flight, self.live.max_in_flight or 2)
+        self.batch_size = self.live.batch_size or min(self.settings.batch_size, 4)
+        self.max_in_flight = self.live.max_in_flight or min(self.settings.max_in_flight, 2)
         self._stop = threading.Event()
         self._stopped_at: float | None = None
         self._ended = "stopped"
@@ -320,7 +320,7 @@ class LiveJob:
     def _source_event(self, event: SourceEvent) -> None:
         self.on_event(event)
         if event.kind in ("ended", "gave-up"):
-            self._ended = "source ended" if event.kind == "ended" else "source gave up"
+            self._ended = "source ended" if event.kind == "ended" else "source lost"
 
     # -- the run
 
