@@ -255,21 +255,24 @@ class LiveSource:
             yield from self._decoded(stream, packet if packet.size else None)
         yield from self._decoded(stream, None)
 
+    def _arrival(self, frame: av.VideoFrame, segment: int) -> Arrival:
+        seconds = float(frame.time) if frame.time is not None else None
+        return Arrival(frame, time.monotonic(), self.received, segment, seconds)
+
     def _read(self, container: av.container.InputContainer, stream: av.video.VideoStream) -> None:
         segment = 0
         try:
             while True:
                 reason = "the source ended"
-                try:
-                    with container:
+                with container:
+                    try:
                         for frame in self._frames_of(container, stream):
-                            time_s = float(frame.time) if frame.time is not None else None
-                            self._put(
-                                Arrival(frame, time.monotonic(), self.received, segment, time_s)
-                            )
-                except (av.error.FFmpegError, OSError) as error:
-                    problem = _problem(error, self.open_timeout, self.read_timeout, False)
-                    reason = f"the source stopped sending ({problem})"
+                            self._put(self._arrival(frame, segment))
+                    except (av.error.FFmpegError, OSError) as error:
+                        problem = _problem(error, self.open_timeout, self.read_timeout, False)
+                        reason = f"the source stopped sending ({problem})"
+                        for frame in self._decoded(stream, None):  # what the decoder holds
+                            self._put(self._arrival(frame, segment))
                 if self._stop.is_set():
                     return
                 if not (self.info and self.info.realtime) or self.reconnect_deadline <= 0:

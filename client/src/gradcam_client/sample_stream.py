@@ -112,10 +112,17 @@ class SampleStream:
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> SampleStream:
+        """Start sending (once; `with` starts a stream that was not started yet)."""
+        if self._process is not None:
+            return self
         self._process = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         return self
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def stop(self, timeout: float = 10.0) -> int:
         """Stop sending (if still sending); returns the frames sent."""
