@@ -426,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(error))
         return 2
     except KeyboardInterrupt:
-        print("gradcam-video: interrupted; no output was written", file=sys.stderr)
+        kept = "what was recorded so far is kept" if live else "no output was written"
+        print(f"gradcam-video: interrupted; {kept}", file=sys.stderr)
         return 130
     except Exception as error:  # a failure nobody anticipated: still one line
         if args.debug:
