@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 
 from .errors import GradcamError, InputError, OutputError
-from .live_output import TIME_BASE, Restream, segment_path
+from .live_output import TIME_BASE, Restream, restream_format, segment_path
 from .live_source import Arrival, LiveSource, SourceEvent, SourceInfo
 from .media_reader import thumbnail_rgb, to_rgb, to_yuv420p
 from .media_types import Frame, VideoInfo
@@ -118,6 +118,8 @@ class LiveSettings:
             raise InputError("the reconnect deadline cannot be negative")
         if self.duration is not None and self.duration <= 0:
             raise InputError("the duration must be positive")
+        if self.restream is not None:
+            restream_format(self.restream)
 
 
 @dataclass(frozen=True)
