@@ -323,3 +323,19 @@ def test_restream_addresses_choose_their_container():
     assert restream_format("rtmp://server/live/key") == "flv"
     with pytest.raises(OutputError, match="cannot re-stream to this kind of address"):
         restream_format("/tmp/file.ts")
+
+
+def test_an_http_address_of_a_file_is_read_whole_not_in_real_time(tmp_path):
+    from gradcam_client.samples import pan_zoom_frames, write_frames
+
+    write_frames(tmp_path / "clip.mp4", pan_zoom_frames(30, (96, 64)), 30, (96, 64), 25)
+    with http_folder(tmp_path) as base:
+        source = LiveSource(f"{base}/clip.mp4", buffer=2)
+        info = source.open()
+        taken = []
+        while not source.ended:
+            taken += source.take(1, timeout=0.5)
+            time.sleep(0.01)
+    assert not info.realtime and (info.width, info.height) == (96, 64)
+    assert [arrival.index for arrival in taken] == list(range(30))
+    assert source.skipped == 0
