@@ -139,6 +139,7 @@ class Restream:
             )
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.time_base = TIME_BASE
+            stream.codec_context.time_base = TIME_BASE  # frames come when they come
             last_pts = -1
             item: tuple[np.ndarray, float] | None = first
             while item is not None:
