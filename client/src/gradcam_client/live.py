@@ -295,6 +295,11 @@ class LiveJob:
                 self._source.stop()
 
     @property
+    def source_info(self) -> SourceInfo | None:
+        """What the source said when it was opened (None until then)."""
+        return self._source.info if self._source is not None else None
+
+    @property
     def stats(self) -> LiveStats:
         """The counters so far (safe from any thread)."""
         return self._stats(LATENCY_WINDOW)
