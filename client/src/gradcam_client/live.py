@@ -55,7 +55,7 @@ import av
 import cv2
 import numpy as np
 
-from .errors import GradcamError, InputError, OutputError
+from .errors import Cancelled, GradcamError, InputError, OutputError
 from .live_output import TIME_BASE, Restream, restream_format, segment_path
 from .live_source import Arrival, LiveSource, SourceEvent, SourceInfo
 from .media_reader import thumbnail_rgb, to_rgb, to_yuv420p
@@ -286,7 +286,10 @@ class LiveJob:
     # -- control
 
     def stop(self, reason: str = "stopped") -> None:
-        """End the run: no new frames are taken; those already sent are still composed."""
+        """End the run: no new frames are taken; those already sent are still composed.
+
+        Safe from any thread and from signal handlers. While the source is still being
+        opened, the run ends when the opening does (within the open time-out)."""
         if not self._stop.is_set():
             self._ended = reason
             self._stopped_at = time.monotonic()
@@ -360,21 +363,23 @@ class LiveJob:
             on_event=self._source_event,
         )
         if self._stop.is_set():
-            raise GradcamError("the live run was stopped before it started")
+            raise Cancelled("the live run was stopped before it started")
         self._started = time.monotonic()
         source_info = self._source.open()
         mode = "in real time" if source_info.realtime else "every frame"
         self._event("opened", f"reading {self.address}: {source_info.describe}, {mode}")
-        log = PredictionLog(self.predictions_path, direct=True) if self.predictions_path else None
-        if self.live.restream:
-            self._restream = Restream(
-                self.live.restream,
-                source_info.fps or 25.0,
-                lambda message: self._event("restream", message),
-                keyframe_seconds=self.live.keyframe_seconds,
-            )
-            self._event("restream", f"re-streaming the composed frames to {self.live.restream}")
+        log: PredictionLog | None = None
         try:
+            if self.predictions_path:
+                log = PredictionLog(self.predictions_path, direct=True)
+            if self.live.restream:
+                self._restream = Restream(
+                    self.live.restream,
+                    source_info.fps or 25.0,
+                    lambda message: self._event("restream", message),
+                    keyframe_seconds=self.live.keyframe_seconds,
+                )
+                self._event("restream", f"re-streaming the composed frames to {self.live.restream}")
             self._compose_all(source_info, log)
         except GradcamError as error:
             self._stop.set()
@@ -631,19 +636,6 @@ def _rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     ).to_ndarray()
 
 
-def run_live(
-    server: GradcamServer,
-    source: str,
-    output: str | Path | None = None,
-    settings: JobSettings | None = None,
-    live: LiveSettings | None = None,
-    **callbacks: Any,
-) -> LiveResult:
-    """`LiveJob(...).run()` in one call, for runs that end by themselves (a duration, the
-    source ending); see `LiveJob` for the arguments."""
-    return LiveJob(server, source, output, settings, live, **callbacks).run()
-
-
 __all__ = [
     "LiveEvent",
     "LiveFrame",
@@ -651,5 +643,4 @@ __all__ = [
     "LiveResult",
     "LiveSettings",
     "LiveStats",
-    "run_live",
 ]
