@@ -252,7 +252,7 @@ def test_a_source_that_stays_away_is_given_up_at_the_deadline():
     source = LiveSource(
         udp_address(), reconnect_deadline=1.0, read_timeout=1, on_event=events.append
     )
-    with open_then_send(source, seconds=0.5):
+    with open_then_send(source, seconds=1.5):
         started = time.monotonic()
         while not source.ended:
             source.take(8, timeout=0.2)

@@ -88,8 +88,8 @@ def _problem(error: Exception, open_timeout: float, read_timeout: float, opening
     """A one-line reason for a failure to open or read a source."""
     if isinstance(error, av.error.ExitError):  # PyAV's time-out interrupted FFmpeg
         if opening:
-            return f"no stream arrived within {open_timeout:g} s (is the source sending?)"
-        return f"no data for {read_timeout:g} s"
+            return f"no stream arrived within {round(open_timeout, 1):g} s (is the source sending?)"
+        return f"no data for {round(read_timeout, 1):g} s"
     if isinstance(error, av.error.ProtocolNotFoundError):
         return "FFmpeg does not know this kind of address (protocol not found)"
     if isinstance(error, ConnectionRefusedError):
