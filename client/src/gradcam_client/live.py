@@ -410,7 +410,7 @@ class LiveJob:
         return notes
 
     def _close_outputs(self, log: PredictionLog | None) -> None:
-        for segment in self._segments.values():
+        for segment in list(self._segments.values()):
             if segment.writer is not None:
                 try:
                     segment.writer.close()
@@ -535,7 +535,7 @@ class LiveJob:
             return None
         segment = self._segments[arrival.segment]
         if segment.writer is None:
-            for number, earlier in self._segments.items():
+            for number, earlier in list(self._segments.items()):
                 if number != arrival.segment and earlier.writer is not None:
                     earlier.writer.close()  # the source was reopened: that segment is over
                     earlier.writer = None

@@ -27,6 +27,11 @@ import av.error
 from .errors import NoVideoStreamError, SourceError
 from .media_checks import codec_name, ffmpeg_reason, video_stream
 
+MAX_BACKOFF_S = 4.0
+"""Longest wait between two attempts to reopen a source."""
+SHORT_LIVED_S = 2.0
+"""A reopened source that ends sooner than this is reopened after a growing pause."""
+
 FILE_SCHEMES = ("http", "https", "ftp")
 """Schemes that may also name a whole file (processed frame by frame, not in real time)."""
 
@@ -162,12 +167,15 @@ class LiveSource:
         self._stop = threading.Event()
         self._finished = False
         self._thread: threading.Thread | None = None
+        self._opened_at = 0.0
+        self._pause = 0.0  # wait before reopening a source that keeps ending at once
 
     # -- the consumer's side
 
     def open(self) -> SourceInfo:
         """Open the source (raising `SourceError` if it cannot be) and start reading it."""
         container, stream = open_source(self.address, self.open_timeout, self.read_timeout)
+        self._opened_at = time.monotonic()
         realtime = self.realtime
         if realtime is None:
             scheme = urlsplit(self.address).scheme.lower()
@@ -297,6 +305,12 @@ class LiveSource:
         self.on_event(
             SourceEvent("lost", f"{reason}; reopening it for up to {self.reconnect_deadline:g} s")
         )
+        # A source that keeps ending right after it was reopened is waited for, with back-off.
+        if time.monotonic() - self._opened_at < SHORT_LIVED_S:
+            self._pause = min(2 * self._pause, MAX_BACKOFF_S) if self._pause else 0.25
+            self._stop.wait(self._pause)
+        else:
+            self._pause = 0.0
         delay = 0.25
         last = reason
         while not self._stop.is_set():
@@ -311,11 +325,12 @@ class LiveSource:
                 last = error.problem
             else:
                 self.reconnects += 1
+                self._opened_at = time.monotonic()
                 away = time.monotonic() - lost
                 self.on_event(SourceEvent("reopened", f"the source is back after {away:.1f} s"))
                 return opened
             self._stop.wait(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 4.0)
+            delay = min(delay * 2, MAX_BACKOFF_S)
         if not self._stop.is_set():
             self.on_event(
                 SourceEvent(
