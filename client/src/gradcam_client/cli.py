@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "input",
         nargs="?",
         help="video file (anything FFmpeg reads), image, or live source: a stream address "
-        "(rtsp://, rtmp://, http(s)://, udp://, srt://, tcp://, an HLS .m3u8) or a camera "
+        "(rtsp://, rtmp://, http(s)://, udp://, tcp://) or a camera "
         "(/dev/video0)",
     )
     parser.add_argument(
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--restream",
         metavar="URL",
         help="also send the composed frames to a player: udp://HOST:PORT (MPEG-TS, watch "
-        "with ffplay or VLC), srt://, tcp://, rtsp:// or rtmp:// (push to a server)",
+        "with ffplay or VLC), tcp://, rtsp:// or rtmp:// (push to a server)",
     )
     live.add_argument(
         "--open-timeout", type=float, default=10.0, help="seconds for a source to start"
