@@ -1,7 +1,7 @@
 """Live sources: network streams and cameras, read as they play.
 
-Anything FFmpeg opens by address works: RTSP, RTMP, HTTP(S) (a live stream, HLS, or a file),
-UDP/TCP/SRT MPEG-TS, and local V4L2 cameras given by device path (``/dev/video0``).
+Anything FFmpeg opens by address: RTSP, RTMP, HTTP(S) (a live stream or a file), SRT where
+FFmpeg has libsrt, UDP/TCP MPEG-TS, and local V4L2 cameras given by device path (``/dev/video0``).
 
 `LiveSource` opens the source with time-outs on opening and on every read (a source that is
 unreachable or never starts fails in one line, never hangs), then decodes it on a background

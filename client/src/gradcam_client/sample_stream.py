@@ -4,7 +4,7 @@
     gradcam-video udp://127.0.0.1:23456 -o live.mp4      # in another terminal
 
 The clip (a camera panning over a scikit-image photo, see `samples.pan_zoom_frames`) loops
-until stopped or for `seconds`. UDP and SRT addresses are sent to; ``tcp://HOST:PORT?listen=1``
+until stopped or for `seconds`. UDP addresses are sent to; ``tcp://HOST:PORT?listen=1``
 waits for one reader to connect first (then no frame is lost, which tests count on).
 """
 
