@@ -339,3 +339,30 @@ def test_an_http_address_of_a_file_is_read_whole_not_in_real_time(tmp_path):
     assert not info.realtime and (info.width, info.height) == (96, 64)
     assert [arrival.index for arrival in taken] == list(range(30))
     assert source.skipped == 0
+
+
+def test_a_live_hls_playlist_is_followed_until_it_ends(tmp_path):
+    with (
+        http_folder(tmp_path) as base,
+        SampleStream(str(tmp_path / "live.m3u8"), fps=25, size=(160, 96), seconds=4.0) as stream,
+    ):
+        playlist = tmp_path / "live.m3u8"
+        deadline = time.monotonic() + 20
+        while not playlist.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        events: list[SourceEvent] = []
+        source = LiveSource(
+            f"{base}/live.m3u8", reconnect_deadline=5, read_timeout=3, on_event=events.append
+        )
+        info = source.open()
+        taken = []
+        while not source.ended:
+            taken += source.take(8, timeout=0.2)
+        sent = stream.wait(10)
+    assert info.format == "hls" and info.realtime
+    assert [e.kind for e in events] == ["lost", "ended"]  # over, not replayed
+    assert "the stream is over" in events[-1].message
+    assert {arrival.segment for arrival in taken} == {0}
+    assert sent - 25 <= source.received <= sent  # from its first listed segment to the end
+    assert len(taken) + source.skipped == source.received

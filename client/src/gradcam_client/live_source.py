@@ -324,6 +324,10 @@ class LiveSource:
             except SourceError as error:
                 last = error.problem
             else:
+                if opened[0].duration:  # a finished recording now (an HLS playlist that ended)
+                    opened[0].close()
+                    self.on_event(SourceEvent("ended", "the stream is over (it has an end now)"))
+                    return None
                 self.reconnects += 1
                 self._opened_at = time.monotonic()
                 away = time.monotonic() - lost

@@ -5,7 +5,8 @@
 
 The clip (a camera panning over a scikit-image photo, see `samples.pan_zoom_frames`) loops
 until stopped or for `seconds`. UDP addresses are sent to; ``tcp://HOST:PORT?listen=1``
-waits for one reader to connect first (then no frame is lost, which tests count on).
+waits for one reader to connect first; a path ending in ``.m3u8`` is written as a live HLS
+playlist with one-second segments (serve its folder over HTTP).
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ def send(
     frames = [np.ascontiguousarray(f) for f in pan_zoom_frames(LOOP_FRAMES, size, photo)]
     rate = Fraction(fps).limit_denominator(1001)
     sent = 0
-    with av.open(url, "w", format="mpegts") as container:
+    if url.endswith(".m3u8"):  # a live HLS playlist in a folder, for an HTTP server to serve
+        muxer = "hls"
+        options = {"hls_time": "1", "hls_list_size": "4", "hls_flags": "delete_segments"}
+    else:
+        muxer, options = "mpegts", {}
+    with av.open(url, "w", format=muxer, options=options) as container:
         stream = container.add_stream(
             "libx264",
             rate=rate,
