@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
 from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
-from gradcam_client.errors import GradcamError
+from gradcam_client.errors import GradcamError, InputError
+from gradcam_client.live import LiveFrame, LiveJob, LiveSettings
+from gradcam_client.live_source import is_live_address
 from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
 from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
 from gradcam_client.targets import PREDICTED
@@ -42,8 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("input", nargs="?", help="video (anything FFmpeg reads) or image")
-    parser.add_argument("-o", "--output", help="output .mp4 (or an image for an image input)")
+    parser.add_argument(
+        "input",
+        nargs="?",
+        help="video file (anything FFmpeg reads), image, or live source: a stream address "
+        "(rtsp://, rtmp://, http(s)://, udp://, tcp://) or a camera "
+        "(/dev/video0)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="output .mp4 (or an image for an image input); for a live source, a recording "
+        "that plays however the run ends (optional)",
+    )
     server = parser.add_argument_group("server")
     server.add_argument(
         "--url",
@@ -90,12 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to keep retrying an unavailable server before giving up",
     )
     server.add_argument("--priority", type=int, default=0, help="request priority (1 = highest)")
-    server.add_argument("--batch-size", type=int, default=8, help="frames per request")
+    server.add_argument(
+        "--batch-size", type=int, help="frames per request (default 8; live sources 4)"
+    )
     server.add_argument(
         "--max-in-flight",
         type=int,
-        default=4,
-        help="requests in flight at most (fewer while the server's queue is full)",
+        help="requests in flight at most, fewer while the server's queue is full "
+        "(default 4; live sources 2)",
     )
 
     what = parser.add_argument_group("what to explain")
@@ -144,7 +161,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="H.264 encoder speed (slower presets make slightly smaller files)",
     )
     out.add_argument("--crf", type=int, default=20, help="H.264 quality, 0 (lossless) to 51")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status")
+
+    live = parser.add_argument_group("live sources")
+    live.add_argument(
+        "--realtime",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="skip frames (keeping the newest) rather than fall behind the source; auto: on "
+        "for streams and cameras, off for an http(s) address of a file",
+    )
+    live.add_argument("--duration", type=float, help="stop after this many seconds")
+    live.add_argument(
+        "--restream",
+        metavar="URL",
+        help="also send the composed frames to a player: udp://HOST:PORT (MPEG-TS, watch "
+        "with ffplay or VLC), tcp://, rtsp:// or rtmp:// (push to a server)",
+    )
+    live.add_argument(
+        "--open-timeout", type=float, default=10.0, help="seconds for a source to start"
+    )
+    live.add_argument(
+        "--read-timeout",
+        type=float,
+        default=5.0,
+        help="seconds without data after which a source counts as stopped",
+    )
+    live.add_argument(
+        "--reconnect-deadline",
+        type=float,
+        default=30.0,
+        help="seconds to keep reopening a source that stopped (0: end the run)",
+    )
     out.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     return parser
 
@@ -206,7 +254,7 @@ def connect(args: argparse.Namespace, settings: JobSettings | None = None) -> Gr
         connection,
         RetryPolicy(deadline_s=args.retry_deadline),
         priority=args.priority,
-        max_in_flight=args.max_in_flight,
+        max_in_flight=4 if args.max_in_flight is None else args.max_in_flight,
         wire=wire_from(args, urls),
         top_k=top_k_from(args, settings),
     )
@@ -226,8 +274,8 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
         scope=args.scope,
         smoothing=args.smoothing,
         composition=composition,
-        batch_size=args.batch_size,
-        max_in_flight=args.max_in_flight,
+        batch_size=8 if args.batch_size is None else args.batch_size,
+        max_in_flight=4 if args.max_in_flight is None else args.max_in_flight,
         on_corrupt="raise" if args.stop_on_corrupt else "skip",
         encoder_preset=args.preset,
         crf=args.crf,
@@ -252,6 +300,8 @@ def run(args: argparse.Namespace) -> int:
         for name in server.list_models():
             print(name)
         return 0
+    if is_live_address(args.input):
+        return run_live(args, server, settings)
     from tqdm import tqdm
 
     quiet = args.quiet or not sys.stderr.isatty()  # no bar in logs
@@ -286,10 +336,78 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def live_settings_from(args: argparse.Namespace) -> LiveSettings:
+    return LiveSettings(
+        realtime={"auto": None, "on": True, "off": False}[args.realtime],
+        open_timeout=args.open_timeout,
+        read_timeout=args.read_timeout,
+        reconnect_deadline=args.reconnect_deadline,
+        duration=args.duration,
+        restream=args.restream,
+        batch_size=args.batch_size,
+        max_in_flight=args.max_in_flight,
+    )
+
+
+STATUS_EVERY_S = 10.0
+"""Seconds between the status lines of a live run."""
+
+
+def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSettings) -> int:
+    """Explain a live source until Ctrl-C, SIGTERM, --duration or the source's end."""
+    if not (args.output or args.predictions or args.restream):
+        raise InputError("a live run needs somewhere to go: -o, --predictions or --restream")
+    if args.maps:
+        raise InputError("--maps is for files; a live run writes its predictions as it goes")
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"gradcam-video: {text}", file=sys.stderr, flush=True)
+
+    last_status = [time.monotonic()]
+
+    def status(frame: LiveFrame) -> None:
+        if time.monotonic() - last_status[0] >= STATUS_EVERY_S:
+            last_status[0] = time.monotonic()
+            say(frame.stats.summary())
+
+    job = LiveJob(
+        server,
+        args.input,
+        args.output,
+        settings,
+        live_settings_from(args),
+        predictions=args.predictions,
+        on_frame=status,
+        on_event=lambda event: event.kind == "stopped" or say(event.message),
+    )
+
+    def stop(signum: int, _frame: object) -> None:
+        job.stop(f"stopped by {signal.Signals(signum).name}")
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: at once
+
+    handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = job.run()
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if not args.quiet:
+        for path in result.recordings:
+            print(f"wrote {path}")
+        if result.predictions:
+            print(f"wrote {result.predictions}")
+        print(f"live: {result.ended}; {result.stats.summary()}")
+        if retry_summary(server):
+            print(retry_summary(server))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.list_models and (not args.input or not args.output):
+    live = bool(args.input) and is_live_address(args.input)
+    if not args.list_models and (not args.input or not (args.output or live)):
         parser.error("give an INPUT and -o OUTPUT (or --list-models)")
     problem = tls_argument_error(args)
     if problem:
@@ -308,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(error))
         return 2
     except KeyboardInterrupt:
-        print("gradcam-video: interrupted; no output was written", file=sys.stderr)
+        kept = "what was recorded so far is kept" if live else "no output was written"
+        print(f"gradcam-video: interrupted; {kept}", file=sys.stderr)
         return 130
     except Exception as error:  # a failure nobody anticipated: still one line
         if args.debug:

@@ -12,7 +12,8 @@ command line can print ``str(error)`` and exit. The hierarchy is small on purpos
     │   ├── TruncatedMediaError     the file ends early (interrupted copy or recording)
     │   ├── NoVideoStreamError      a media file without video (e.g. audio only)
     │   ├── NoFramesError           a video stream without a single decodable frame
-    │   └── CorruptFrameError       a frame failed to decode and skipping was not allowed
+    │   ├── CorruptFrameError       a frame failed to decode and skipping was not allowed
+    │   └── SourceError             a live source cannot be opened or sends nothing
     ├── OutputError             an output file cannot be written
     └── ServerError             the inference server failed or is unreachable
         ├── ServerUnavailable       no answer (down, wrong URL, timeout)
@@ -44,6 +45,7 @@ __all__ = [
     "ServerBusy",
     "ServerError",
     "ServerUnavailable",
+    "SourceError",
     "TlsError",
     "TruncatedMediaError",
 ]
@@ -107,6 +109,10 @@ class CorruptFrameError(InputError):
         super().__init__(problem, path)
         self.index = index
         self.time = time
+
+
+class SourceError(InputError):
+    """A live source (a network stream or a camera) cannot be opened, or sends no video."""
 
 
 class OutputError(_PathError):

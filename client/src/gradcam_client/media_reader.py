@@ -198,7 +198,7 @@ def in_display_order(
         yield release()
 
 
-def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     """A decoded frame as an upright RGB uint8 (H, W, 3) array."""
     kwargs = {}
     if frame.color_range:
@@ -222,7 +222,7 @@ def _source_colors(frame: av.VideoFrame) -> dict[str, int]:
     return colors
 
 
-def _to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+def to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     """A decoded frame as a yuv420p BT.709 limited-range picture of (width, height)."""
     as_is = (
         frame.format.name == "yuv420p"
@@ -243,7 +243,7 @@ def _to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     return frame.to_ndarray()
 
 
-def _thumbnail(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+def thumbnail_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     """The frame scaled to `size` (width, height) as RGB, in one pass of FFmpeg's scaler."""
     small = frame.reformat(
         width=size[0], height=size[1], format="rgb24", interpolation="AREA", **_source_colors(frame)
@@ -315,7 +315,7 @@ class MediaReader:
                         ) from error
                     if frame is None:
                         raise NoFramesError("image cannot be decoded", self.path)
-                    image = _to_rgb(frame, 0)
+                    image = to_rgb(frame, 0)
                 return self._image_info(image, codec_name(stream))
             truncated = truncation(self.path, size, file_head(self.path))
             if truncated and not self.allow_truncated:
@@ -422,11 +422,11 @@ class MediaReader:
         step = frame_step(info)
         last_pts: int | None = None
         for frame, pts in in_display_order(f for f, _stream in decoder.frames()):
-            small = _thumbnail(frame, thumbnail) if thumbnail else None
+            small = thumbnail_rgb(frame, thumbnail) if thumbnail else None
             if yuv:
-                image, pixel_format = _to_yuv420p(frame, info.width, info.height), "yuv420p"
+                image, pixel_format = to_yuv420p(frame, info.width, info.height), "yuv420p"
             else:
-                image, pixel_format = _to_rgb(frame, info.rotation), "rgb24"
+                image, pixel_format = to_rgb(frame, info.rotation), "rgb24"
                 if image.shape[:2] != (info.height, info.width):  # resolution changed
                     image = cv2.resize(image, info.resolution_wh, interpolation=cv2.INTER_AREA)
             if pts is None:

@@ -197,6 +197,10 @@ class VideoWriter:
         here, else libx264; see `choose_encoder`).
     threads: encoder threads, 0 for the encoder's own choice.
     audio_source: file whose audio is copied; default `info.path` when `info.has_audio`.
+    fragmented: write a fragmented MP4 straight to `path` (no temporary name), each packet
+        flushed to disk and a key frame at least every `keyframe_seconds`, without look-ahead:
+        a recording that plays up to its last frames however the process ends (Ctrl-C,
+        SIGTERM, a crash). `abort` then keeps what was written.
 
     Frames are encoded as they come (nothing is buffered beyond the encoder's look-ahead). The
     pixel format is yuv420p, which needs even sizes: an odd width or height is padded by one
@@ -220,6 +224,8 @@ class VideoWriter:
         audio_source: str | Path | None = None,
         encoder: str = "libx264",
         threads: int = 0,
+        fragmented: bool = False,
+        keyframe_seconds: float = 1.0,
     ) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in _VIDEO_SUFFIXES:
@@ -238,7 +244,10 @@ class VideoWriter:
         self.time_base = info.time_base if not info.is_image else Fraction(1, 25)
         self.frames_written = 0
         self._step = frame_step(info) if not info.is_image else 1
-        self._temporary = _temporary_name(self.path)
+        self.fragmented = fragmented
+        self.keyframe_seconds = keyframe_seconds
+        self._last_key: int | None = None
+        self._temporary = self.path if fragmented else _temporary_name(self.path)
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.VideoStream | None = None
         self._audio: _AudioCopier | None = None
@@ -271,16 +280,14 @@ class VideoWriter:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(
-                str(self._temporary),
-                "w",
-                format="mp4",
-                # movie_timescale: the edit list of a clip not starting at 0 stays exact
-                options={
-                    "movflags": "+faststart",
-                    "movie_timescale": str(self.time_base.denominator),
-                },
-            )
+            # movie_timescale: the edit list of a clip not starting at 0 stays exact
+            options = {"movie_timescale": str(self.time_base.denominator)}
+            if self.fragmented:
+                options["movflags"] = "+frag_keyframe+empty_moov+default_base_moof"
+                options["flush_packets"] = "1"
+            else:
+                options["movflags"] = "+faststart"
+            self._container = av.open(str(self._temporary), "w", format="mp4", options=options)
         except (OSError, av.error.FFmpegError) as error:
             _remove(self._temporary)
             raise OutputError(f"cannot create the output ({error})", self.path) from error
@@ -352,6 +359,11 @@ class VideoWriter:
         self._last_pts = pts
         frame.pts = pts
         frame.time_base = self.time_base
+        if self.fragmented:
+            key_step = self.keyframe_seconds / self.time_base
+            if self._last_key is None or pts - self._last_key >= key_step:
+                frame.pict_type = av.video.frame.PictureType.I  # a new fragment starts here
+                self._last_key = pts
         self._durations[pts] = duration or self._step
         try:
             assert self._stream is not None
@@ -390,7 +402,8 @@ class VideoWriter:
             raise
 
     def abort(self) -> None:
-        """Stop writing and delete the temporary file; `path` is not created."""
+        """Stop writing and delete the temporary file; `path` is not created (a fragmented
+        recording keeps what was written)."""
         if self._audio is not None:
             with contextlib.suppress(Exception):
                 self._audio.close()
@@ -398,7 +411,8 @@ class VideoWriter:
             with contextlib.suppress(Exception):
                 self._container.close()
             self._container = None
-        _remove(self._temporary)
+        if not self.fragmented:
+            _remove(self._temporary)
 
     # -- internals
 
@@ -417,9 +431,10 @@ class VideoWriter:
         if self.size is None:
             self.size = (width, height)
         fps = Fraction(self.info.fps or 25).limit_denominator(1001)
-        stream = self._container.add_stream(
-            self.encoder, rate=fps, options=encoder_options(self.encoder, self.crf, self.preset)
-        )
+        options = encoder_options(self.encoder, self.crf, self.preset)
+        if self.fragmented and self.encoder == "libx264":
+            options["tune"] = "zerolatency"  # no frames held back: what is written is on disk
+        stream = self._container.add_stream(self.encoder, rate=fps, options=options)
         stream.codec_context.thread_count = self.threads
         stream.width = self.size[0] + self.size[0] % 2
         stream.height = self.size[1] + self.size[1] % 2

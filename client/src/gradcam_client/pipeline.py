@@ -175,6 +175,19 @@ def select_panels(info: ModelInfo, settings: JobSettings) -> list[Panel]:
     return panels
 
 
+def composes_in_yuv(settings: JobSettings, yuv_ready: bool) -> bool:
+    """Whether frames can be composed on their yuv420p pictures (see `compose_yuv`): the
+    input allows it (`yuv_ready`) and the layout is a plain overlay at the input's size."""
+    composition = settings.composition
+    return (
+        settings.yuv
+        and yuv_ready
+        and composition.layout is Layout.OVERLAY
+        and not composition.heat_weighted
+        and composition.max_width is None
+    )
+
+
 def resize_for_model(image: np.ndarray, info: ModelInfo) -> np.ndarray:
     """The frame at the model's input size (area interpolation when shrinking)."""
     h, w = image.shape[:2]
@@ -307,22 +320,25 @@ def _without_image(frame: Frame) -> Frame:
     return replace(frame, image=np.empty((0, 0, 3), np.uint8))
 
 
-def _explained(out: FrameOutput) -> tuple[dict[str, np.ndarray], int, float]:
+def explanation(out: FrameOutput) -> tuple[dict[str, np.ndarray], int, float]:
     """The maps, the explained class and its probability: what a frame's label shows."""
     return out.maps, out.class_index, float(out.probabilities[out.class_index])
 
 
-def _split(frames: list[Frame], future: Future[BatchResult]) -> Iterator[tuple[Frame, FrameOutput]]:
-    result = future.result()
-    for i, frame in enumerate(frames):
-        yield (
-            frame,
-            FrameOutput(
-                probabilities=result.probabilities[i],
-                class_index=int(result.class_index[i]),
-                maps={layer: maps[i] for layer, maps in result.maps.items()},
-            ),
+def frame_outputs(result: BatchResult) -> list[FrameOutput]:
+    """A batch's answer split into one `FrameOutput` per frame."""
+    return [
+        FrameOutput(
+            probabilities=result.probabilities[i],
+            class_index=int(result.class_index[i]),
+            maps={layer: maps[i] for layer, maps in result.maps.items()},
         )
+        for i in range(len(result.class_index))
+    ]
+
+
+def _split(frames: list[Frame], future: Future[BatchResult]) -> Iterator[tuple[Frame, FrameOutput]]:
+    yield from zip(frames, frame_outputs(future.result()), strict=True)
 
 
 class MapRenderer:
@@ -484,14 +500,7 @@ class _Job:
         width, height = self.reader.info.resolution_wh
         self.stream = InferenceStream(server, self.info, settings, frame_bytes=width * height * 3)
         self.total = self.reader.info.estimated_frames
-        composition = settings.composition
-        self.yuv = (
-            settings.yuv
-            and self.reader.yuv_ready
-            and composition.layout is Layout.OVERLAY
-            and not composition.heat_weighted
-            and composition.max_width is None
-        )
+        self.yuv = composes_in_yuv(settings, self.reader.yuv_ready)
 
     def frames(self, thumbnails: bool = True) -> Iterable[Frame]:
         """The input's frames: yuv420p pictures (with model-size thumbnails unless
@@ -604,14 +613,14 @@ class _Job:
         if self.reader.is_image:
             for frame, out in self.stream.run(self.reader, target):
                 self.record(frame, out, store)
-                write_image(self.output, renderer.render(frame.image, *_explained(out)))
+                write_image(self.output, renderer.render(frame.image, *explanation(out)))
                 self.advance()
             return 1
         encoder = EncoderThread(self._writer(), renderer)
         try:
             for frame, out in self.stream.run(self.frames(), target, cancel=self.cancel):
                 self.record(frame, out, store)
-                encoder.put(frame, _explained(out))
+                encoder.put(frame, explanation(out))
                 self.advance()
         except GradcamError:
             if self.keep_partial and not (self.cancel is not None and self.cancel.is_set()):
@@ -643,7 +652,7 @@ class _Job:
         ):
             self.check_cancel()
             self.record(frame, out, store)
-            explained.append(_explained(out)[1:])
+            explained.append(explanation(out)[1:])
             self.first_pass_progress(len(explained), self.total)
         maxima = clip_maxima(store, self.panels, self.settings.smoothing)
         renderer = MapRenderer(self.panels, self.settings, self.info.class_names, maxima)

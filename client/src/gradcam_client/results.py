@@ -47,11 +47,17 @@ def frame_record(
 
 
 class PredictionLog:
-    """Appends one JSON line per frame to ``<path>.partial``; renamed to ``path`` on commit."""
+    """Appends one JSON line per frame to ``<path>.partial``; renamed to ``path`` on commit.
 
-    def __init__(self, path: str | Path) -> None:
+    With `direct` (live sources, which have no complete state) the lines go straight to
+    `path`, each one flushed to the operating system as it is written, so that whatever
+    stops the process, every frame made so far has its line.
+    """
+
+    def __init__(self, path: str | Path, *, direct: bool = False) -> None:
         self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.direct = direct
+        self.partial = self.path if direct else self.path.with_name(self.path.name + ".partial")
         self.count = 0
         self._file: TextIO | None = None
         try:
@@ -63,6 +69,8 @@ class PredictionLog:
     def write(self, record: dict[str, Any]) -> None:
         assert self._file is not None
         self._file.write(json.dumps(record) + "\n")
+        if self.direct:
+            self._file.flush()
         self.count += 1
 
     def close(self) -> None:

@@ -1,0 +1,646 @@
+"""Explain a live source (a network stream or a camera) as it plays.
+
+The library API of live runs; ``gradcam-video URL ...`` and the dashboard's Live mode use it::
+
+    from gradcam_client.live import LiveJob, LiveSettings
+    from gradcam_client.pipeline import JobSettings
+    from gradcam_client.triton import GradcamServer
+
+    server = GradcamServer("localhost:8001", "efficientnet-lite0")
+    job = LiveJob(
+        server,
+        "udp://127.0.0.1:23456",           # any address FFmpeg opens, or /dev/video0
+        output="live.mp4",                  # optional: fragmented MP4, plays after any stop
+        predictions="live.jsonl",           # optional: one flushed JSON line per frame
+        settings=JobSettings(),             # target, layers, methods, colours, batch size ...
+        live=LiveSettings(restream="udp://127.0.0.1:5000"),  # time-outs, deadline, re-stream
+        on_frame=lambda frame: show(frame.rgb(), frame.record, frame.stats),
+        on_event=lambda event: print(event.message),
+    )
+    threading.Thread(target=job.run).start()   # run() blocks until the run ends
+    ...
+    job.stop()                                  # from any thread; run() returns soon after
+
+`run` returns a `LiveResult` (why it ended, the final `LiveStats`, the files written) or raises
+a `GradcamError` with a one-line message: `SourceError` for a source that cannot be opened
+(unreachable, unknown protocol, no video stream, nothing arriving within the open time-out),
+`InputError` for settings a live run cannot follow, `ServerError` for a server that stays
+unavailable past its retry deadline. The files written before a failure stay usable.
+
+How it keeps up: a reader thread decodes the source into a small buffer, a dispatcher sends
+what is waiting (a few frames at most per request, a bounded number of requests in flight)
+and the calling thread composes the answers in order, records, re-streams and reports them.
+In real time (automatic for live sources) a full buffer drops its oldest frame, so the run
+never falls behind; every dropped frame is counted (`LiveStats.skipped`), and at the end
+``received == processed + skipped``. Latency is measured from a frame's arrival (decoded) to
+its composed frame.
+
+Callbacks run on the thread that called `run`; a slow `on_frame` slows the run down (more
+frames are skipped), so hand the picture over and return.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from array import array
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from .errors import Cancelled, GradcamError, InputError, OutputError
+from .live_output import TIME_BASE, Restream, restream_format, segment_path
+from .live_source import Arrival, LiveSource, SourceEvent, SourceInfo
+from .media_reader import thumbnail_rgb, to_rgb, to_yuv420p
+from .media_types import Frame, VideoInfo
+from .media_writer import VideoWriter
+from .normalize import Scope
+from .pipeline import (
+    FrameOutput,
+    JobSettings,
+    MapRenderer,
+    composes_in_yuv,
+    explanation,
+    frame_outputs,
+    select_panels,
+)
+from .results import PredictionLog, frame_record
+from .targets import TargetChoice
+from .triton import BatchResult, GradcamServer, RequestCancelled
+
+LiveEvent = SourceEvent
+"""Something that happened during a run (``kind``, one-line ``message``): "opened", "lost",
+"reopened", "gave-up", "ended", "segment", "restream", "stopped"."""
+
+STOP_GRACE_S = 2.0
+"""After a stop, how long requests already sent may take before they are cancelled."""
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How a live run reads its source and what else it makes (see `LiveJob`).
+
+    realtime: None decides by the source (streams and cameras: yes; an HTTP(S) file: no);
+        True skips frames when slower than the source, False processes every frame.
+    open_timeout / read_timeout: seconds to wait for a source to start / for its next data.
+    reconnect_deadline: seconds to keep reopening a source that stopped (0: end the run).
+    duration: stop after this many seconds (None: until stopped or the source ends).
+    restream: an address to send the composed frames to (see `live_output.Restream`).
+    batch_size / max_in_flight: frames per request at most, and requests in flight at most;
+        small values keep the latency low (None: `JobSettings`' values, at most 4 and 2).
+    buffer: decoded frames waiting at most (None: `batch_size`).
+    keyframe_seconds: key-frame interval of the recording and the re-stream, which is how
+        much a crash can lose at most.
+    """
+
+    realtime: bool | None = None
+    open_timeout: float = 10.0
+    read_timeout: float = 5.0
+    reconnect_deadline: float = 30.0
+    duration: float | None = None
+    restream: str | None = None
+    batch_size: int | None = None
+    max_in_flight: int | None = None
+    buffer: int | None = None
+    keyframe_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.open_timeout <= 0 or self.read_timeout <= 0:
+            raise InputError("the open and read time-outs must be positive")
+        if self.reconnect_deadline < 0:
+            raise InputError("the reconnect deadline cannot be negative")
+        if self.duration is not None and self.duration <= 0:
+            raise InputError("the duration must be positive")
+        if self.restream is not None:
+            restream_format(self.restream)
+
+
+@dataclass(frozen=True)
+class LiveStats:
+    """Counters of a run so far. ``received == processed + skipped + in progress``.
+
+    latency_p50 / latency_p95: seconds from a frame's arrival to its composed frame, over the
+        last `LATENCY_WINDOW` frames while running, over the whole run in `LiveResult`.
+    """
+
+    seconds: float  # since the run started
+    received: int  # frames decoded from the source
+    processed: int  # frames explained and composed
+    skipped: int  # frames dropped unprocessed (the run was slower than the source, or stopped)
+    corrupt: int  # packets of the source that failed to decode
+    reconnects: int  # times the source was reopened
+    latency_p50: float | None
+    latency_p95: float | None
+    restreamed: int = 0  # frames sent to the re-stream
+
+    @property
+    def skipped_fraction(self) -> float:
+        return self.skipped / self.received if self.received else 0.0
+
+    @property
+    def fps(self) -> float:
+        """Frames processed per second."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for people."""
+        text = (
+            f"{self.processed} frames explained of {self.received} received, "
+            f"{self.skipped} skipped ({100 * self.skipped_fraction:.0f} %)"
+        )
+        if self.latency_p50 is not None and self.latency_p95 is not None:
+            text += (
+                f"; latency p50 {1000 * self.latency_p50:.0f} ms, "
+                f"p95 {1000 * self.latency_p95:.0f} ms"
+            )
+        if self.reconnects:
+            text += f"; source reopened {self.reconnects} time(s)"
+        return text
+
+
+LATENCY_WINDOW = 500
+"""Frames over which the running latency percentiles are taken."""
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """One composed frame, as `LiveJob` reports it to `on_frame`.
+
+    picture: the composed frame, yuv420p ``(H * 3 / 2, W)`` or RGB ``(H, W, 3)`` as
+        `pixel_format` says; `rgb()` gives RGB either way.
+    record: its predictions, the same JSON object as a line of the predictions file
+        (``class_name``, ``score``, ``top5``, ``explained_name``, ``time`` since the run
+        started, ``source_frame``, ``segment``, ``latency_ms``).
+    """
+
+    index: int  # among the processed frames
+    source_index: int  # among the frames received
+    segment: int  # 0, then 1, 2, ... after each reopening of the source
+    seconds: float  # arrival, since the run started
+    latency: float  # seconds from arrival to this composed frame
+    picture: np.ndarray
+    pixel_format: str
+    record: dict[str, Any]
+    stats: LiveStats
+
+    def rgb(self) -> np.ndarray:
+        """The composed frame as RGB ``(H, W, 3)`` uint8."""
+        if self.pixel_format == "rgb24":
+            return self.picture
+        frame = av.VideoFrame.from_ndarray(self.picture, format="yuv420p")
+        return frame.to_ndarray(format="rgb24", src_colorspace="ITU709", src_color_range="MPEG")
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    """How a live run ended and what it made."""
+
+    ended: str  # "stopped", "duration", "source ended", "source lost"
+    stats: LiveStats
+    source: SourceInfo
+    recordings: list[Path] = field(default_factory=list)  # one per segment
+    predictions: Path | None = None
+
+
+class _Latencies:
+    """Arrival-to-composed latencies of every processed frame (8 bytes each)."""
+
+    def __init__(self) -> None:
+        self.values = array("d")
+
+    def add(self, seconds: float) -> None:
+        self.values.append(seconds)
+
+    def percentiles(self, window: int | None = None) -> tuple[float | None, float | None]:
+        if not self.values:
+            return None, None
+        data = np.frombuffer(self.values, np.float64)
+        if window is not None:
+            data = data[-window:]
+        p50, p95 = np.percentile(data, [50, 95])
+        return float(p50), float(p95)
+
+
+@dataclass
+class _Segment:
+    """What frames of one source segment are turned into."""
+
+    size: tuple[int, int]  # even (width, height) of the composed frames
+    start: float  # arrival (realtime) or stream time of its first frame
+    writer: VideoWriter | None = None
+
+
+class LiveJob:
+    """One live run: `run` it (blocking), `stop` it from anywhere. See the module docstring.
+
+    output: the recording (.mp4; later segments ``<stem>-2.mp4``, ...), or None.
+    predictions: the JSON-lines file, or None.
+    on_frame: called with each `LiveFrame`; on_event: with each `LiveEvent`.
+    """
+
+    def __init__(
+        self,
+        server: GradcamServer,
+        source: str,
+        output: str | Path | None = None,
+        settings: JobSettings | None = None,
+        live: LiveSettings | None = None,
+        *,
+        predictions: str | Path | None = None,
+        on_frame: Callable[[LiveFrame], None] | None = None,
+        on_event: Callable[[LiveEvent], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.address = source
+        self.output = Path(output) if output else None
+        if self.output is not None and self.output.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+            raise OutputError("a live recording is an MP4; name an .mp4 output", self.output)
+        self.settings = settings or JobSettings()
+        self.live = live or LiveSettings()
+        self.predictions_path = Path(predictions) if predictions else None
+        self.on_frame = on_frame
+        self.on_event = on_event or (lambda event: None)
+        self.batch_size = self.live.batch_size or min(self.settings.batch_size, 4)
+        self.max_in_flight = self.live.max_in_flight or min(self.settings.max_in_flight, 2)
+        self._stop = threading.Event()
+        self._stopped_at: float | None = None
+        self._ended = "stopped"
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._latencies = _Latencies()
+        self._processed = 0
+        self._lost = 0  # frames whose request was cancelled at a stop
+        self._started = time.monotonic()
+        self._source: LiveSource | None = None
+        self._restream: Restream | None = None
+        self._segments: dict[int, _Segment] = {}
+        self._recordings: list[Path] = []
+
+    # -- control
+
+    def stop(self, reason: str = "stopped") -> None:
+        """End the run: no new frames are taken; those already sent are still composed.
+
+        Safe from any thread and from signal handlers. While the source is still being
+        opened, the run ends when the opening does (within the open time-out)."""
+        if not self._stop.is_set():
+            self._ended = reason
+            self._stopped_at = time.monotonic()
+            self._stop.set()
+            if self._source is not None:
+                self._source.stop()
+
+    @property
+    def source_info(self) -> SourceInfo | None:
+        """What the source said when it was opened (None until then)."""
+        return self._source.info if self._source is not None else None
+
+    @property
+    def stats(self) -> LiveStats:
+        """The counters so far (safe from any thread)."""
+        return self._stats(LATENCY_WINDOW)
+
+    def _stats(self, window: int | None) -> LiveStats:
+        source = self._source
+        with self._lock:
+            p50, p95 = self._latencies.percentiles(window)
+            processed, lost = self._processed, self._lost
+        return LiveStats(
+            seconds=time.monotonic() - self._started,
+            received=source.received if source else 0,
+            processed=processed,
+            skipped=(source.skipped if source else 0) + lost,
+            corrupt=source.corrupt if source else 0,
+            reconnects=source.reconnects if source else 0,
+            latency_p50=p50,
+            latency_p95=p95,
+            restreamed=self._restream.sent if self._restream else 0,
+        )
+
+    def _event(self, kind: str, message: str) -> None:
+        self.on_event(LiveEvent(kind, message))
+
+    def _source_event(self, event: SourceEvent) -> None:
+        self.on_event(event)
+        if event.kind in ("ended", "gave-up"):
+            self._ended = "source ended" if event.kind == "ended" else "source lost"
+
+    # -- the run
+
+    def run(self) -> LiveResult:
+        """Open the source and explain it until stopped, the duration is up or it ends."""
+        info = self.server.model_info()
+        panels = select_panels(info, self.settings)
+        target = TargetChoice.parse(self.settings.target, info.class_names)
+        if target.needs_first_pass:
+            raise InputError(
+                "a live source has no end to choose one class for the whole video from; "
+                "explain each frame's predicted class or name a class"
+            )
+        if Scope.parse(self.settings.scope) is Scope.CLIP:
+            raise InputError(
+                "a live source has no end to normalise by the clip's maximum; use the "
+                "running or frame scope"
+            )
+        self.info = info
+        self.target = target.request_value()
+        self.yuv = composes_in_yuv(self.settings, yuv_ready=True)
+        self.renderer = MapRenderer(panels, self.settings, info.class_names)
+        self._source = LiveSource(
+            self.address,
+            open_timeout=self.live.open_timeout,
+            read_timeout=self.live.read_timeout,
+            reconnect_deadline=self.live.reconnect_deadline,
+            realtime=self.live.realtime,
+            buffer=self.live.buffer or self.batch_size,
+            on_event=self._source_event,
+        )
+        if self._stop.is_set():
+            raise Cancelled("the live run was stopped before it started")
+        self._started = time.monotonic()
+        source_info = self._source.open()
+        mode = "in real time" if source_info.realtime else "every frame"
+        self._event("opened", f"reading {self.address}: {source_info.describe}, {mode}")
+        log: PredictionLog | None = None
+        try:
+            if self.predictions_path:
+                log = PredictionLog(self.predictions_path, direct=True)
+            if self.live.restream:
+                self._restream = Restream(
+                    self.live.restream,
+                    source_info.fps or 25.0,
+                    lambda message: self._event("restream", message),
+                    keyframe_seconds=self.live.keyframe_seconds,
+                )
+                self._event("restream", f"re-streaming the composed frames to {self.live.restream}")
+            self._compose_all(source_info, log)
+        except GradcamError as error:
+            self._stop.set()
+            self._cancel.set()
+            for note in self._failure_notes(log):
+                error.add_note(note)
+            raise
+        finally:
+            self._stop.set()
+            self._source.close()
+            self._close_outputs(log)
+        stats = self._stats(None)
+        self._event("stopped", f"{self._ended}: {stats.summary()}")
+        return LiveResult(
+            ended=self._ended,
+            stats=stats,
+            source=source_info,
+            recordings=list(self._recordings),
+            predictions=self.predictions_path if log is not None and log.count else None,
+        )
+
+    def _failure_notes(self, log: PredictionLog | None) -> list[str]:
+        notes = [f"{self._processed} frames were explained"]
+        if self._recordings:
+            notes.append(f"recorded in {', '.join(str(p) for p in self._recordings)}")
+        if log is not None and log.count:
+            notes.append(f"their predictions are in {log.path}")
+        return notes
+
+    def _close_outputs(self, log: PredictionLog | None) -> None:
+        for segment in list(self._segments.values()):
+            if segment.writer is not None:
+                try:
+                    segment.writer.close()
+                except OutputError:
+                    segment.writer.abort()  # fragmented: what was written stays
+                segment.writer = None
+        if self._restream is not None:
+            self._restream.close()
+        if log is not None:
+            log.close()
+
+    def _compose_all(self, source_info: SourceInfo, log: PredictionLog | None) -> None:
+        ordered: queue.Queue = queue.Queue()
+        pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="live-infer")
+        slots = threading.Semaphore(self.max_in_flight)
+        dispatcher = threading.Thread(
+            target=self._dispatch, args=(ordered, pool, slots), name="live-dispatch", daemon=True
+        )
+        dispatcher.start()
+        try:
+            while (item := ordered.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                frames, future = item
+                result = self._answer(future)
+                slots.release()
+                if result is None:  # cancelled at a stop
+                    with self._lock:
+                        self._lost += len(frames)
+                    continue
+                for (frame, arrival), out in zip(frames, frame_outputs(result), strict=True):
+                    self._compose(frame, arrival, out, source_info, log)
+                if self.live.duration and time.monotonic() - self._started >= self.live.duration:
+                    self.stop("duration")
+        finally:
+            self._stop.set()
+            self._cancel.set()
+            dispatcher.join()
+            while not ordered.empty():
+                item = ordered.get_nowait()
+                if isinstance(item, tuple):
+                    with self._lock:
+                        self._lost += len(item[0])
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _answer(self, future: Future[BatchResult]) -> BatchResult | None:
+        """The server's answer; after a stop, None once the grace period is over."""
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except TimeoutError:
+                stopped = self._stopped_at
+                if stopped is not None and time.monotonic() - stopped > STOP_GRACE_S:
+                    self._cancel.set()
+            except RequestCancelled:
+                if self._stop.is_set():
+                    return None
+                raise
+
+    def _dispatch(
+        self, ordered: queue.Queue, pool: ThreadPoolExecutor, slots: threading.Semaphore
+    ) -> None:
+        """Send the waiting frames, a request at a time as slots free up."""
+        source = self._source
+        assert source is not None
+        try:
+            while not self._stop.is_set():
+                if not slots.acquire(timeout=0.1):
+                    continue
+                batch: list[Arrival] = []
+                while not batch and not self._stop.is_set() and not source.ended:
+                    batch = source.take(self.batch_size, timeout=0.1)
+                if not batch:
+                    slots.release()
+                    break
+                frames = [self._prepare(arrival) for arrival in batch]
+                thumbnails = np.stack([frame.thumbnail for frame, _ in frames])
+                targets = np.full(len(frames), self.target, np.int32)
+                future = pool.submit(self.server.infer, thumbnails, targets, self._cancel)
+                ordered.put((frames, future))
+        except BaseException as error:  # handed to the composing thread
+            ordered.put(error)
+        finally:
+            ordered.put(None)
+
+    def _prepare(self, arrival: Arrival) -> tuple[Frame, Arrival]:
+        """The arrived frame as a picture of its segment's size, with the model's thumbnail."""
+        decoded = arrival.frame
+        segment = self._segments.get(arrival.segment)
+        if segment is None:
+            assert self._source is not None and self._source.info is not None
+            realtime = self._source.info.realtime
+            start = arrival.arrived if realtime or arrival.time is None else arrival.time
+            size = (max(2, decoded.width // 2 * 2), max(2, decoded.height // 2 * 2))
+            segment = self._segments[arrival.segment] = _Segment(size, start)
+        realtime = self._source is not None and self._source.info and self._source.info.realtime
+        if realtime or arrival.time is None:
+            seconds = arrival.arrived - segment.start
+        else:
+            seconds = arrival.time - segment.start
+        width, height = segment.size
+        thumbnail = thumbnail_rgb(decoded, (self.info.input_width, self.info.input_height))
+        if self.yuv:
+            image, pixel_format = to_yuv420p(decoded, width, height), "yuv420p"
+        else:
+            image, pixel_format = to_rgb(decoded, 0), "rgb24"
+            if image.shape[:2] != (height, width):
+                image = cv2.resize(image, segment.size, interpolation=cv2.INTER_AREA)
+        frame = Frame(
+            image,
+            arrival.index,
+            max(0, round(seconds / TIME_BASE)),
+            seconds,
+            pixel_format=pixel_format,
+            thumbnail=thumbnail,
+        )
+        return frame, arrival
+
+    def _writer(self, arrival: Arrival, fps: float) -> VideoWriter | None:
+        """The recording of the frame's segment (opened on its first frame)."""
+        if self.output is None:
+            return None
+        segment = self._segments[arrival.segment]
+        if segment.writer is None:
+            for number, earlier in list(self._segments.items()):
+                if number != arrival.segment and earlier.writer is not None:
+                    earlier.writer.close()  # the source was reopened: that segment is over
+                    earlier.writer = None
+            path = segment_path(self.output, arrival.segment)
+            width, height = segment.size
+            info = VideoInfo(
+                path=path,
+                width=width,
+                height=height,
+                fps=fps or 25.0,
+                frame_count=None,
+                duration=None,
+                has_audio=False,
+                rotation=0,
+                codec="h264",
+                time_base=TIME_BASE,
+            )
+            segment.writer = VideoWriter(
+                path,
+                info,
+                preset=self.settings.encoder_preset,
+                crf=self.settings.crf,
+                encoder=self.settings.encoder,
+                threads=self.settings.encoder_threads,
+                audio=False,
+                fragmented=True,
+                keyframe_seconds=self.live.keyframe_seconds,
+            )
+            self._recordings.append(path)
+            if arrival.segment:
+                self._event("segment", f"the recording goes on in {path}")
+        return segment.writer
+
+    def _compose(
+        self,
+        frame: Frame,
+        arrival: Arrival,
+        out: FrameOutput,
+        source_info: SourceInfo,
+        log: PredictionLog | None,
+    ) -> None:
+        maps, class_index, probability = explanation(out)
+        if frame.pixel_format == "yuv420p":
+            picture = self.renderer.render_picture(frame.image, maps, class_index, probability)
+        else:
+            picture = self.renderer.render(frame.image, maps, class_index, probability)
+        latency = time.monotonic() - arrival.arrived
+        seconds = arrival.arrived - self._started
+        writer = self._writer(arrival, source_info.fps)
+        if writer is not None:
+            if frame.pixel_format == "yuv420p":
+                writer.write_picture(picture, frame.pts)
+            else:
+                writer.write(picture, frame.pts)
+        if self._restream is not None:
+            yuv = picture if frame.pixel_format == "yuv420p" else _rgb_to_yuv420p(picture)
+            self._restream.put(yuv, seconds)
+        record = frame_record(
+            self._processed,
+            seconds,
+            out.probabilities,
+            out.class_index,
+            self.info.class_names,
+            self.settings.top_k,
+        )
+        record.update(
+            source_frame=arrival.index,
+            segment=arrival.segment,
+            latency_ms=round(1000 * latency, 1),
+        )
+        if log is not None:
+            log.write(record)
+        with self._lock:
+            index = self._processed
+            self._processed += 1
+            self._latencies.add(latency)
+        if self.on_frame is not None:
+            self.on_frame(
+                LiveFrame(
+                    index=index,
+                    source_index=arrival.index,
+                    segment=arrival.segment,
+                    seconds=seconds,
+                    latency=latency,
+                    picture=picture,
+                    pixel_format=frame.pixel_format,
+                    record=record,
+                    stats=self.stats,
+                )
+            )
+
+
+def _rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """An RGB frame (even size) as a yuv420p BT.709 limited-range picture."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return frame.reformat(
+        format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+    ).to_ndarray()
+
+
+__all__ = [
+    "LiveEvent",
+    "LiveFrame",
+    "LiveJob",
+    "LiveResult",
+    "LiveSettings",
+    "LiveStats",
+]

@@ -1,0 +1,345 @@
+"""Live sources: network streams and cameras, read as they play.
+
+Anything FFmpeg opens by address: RTSP, RTMP, HTTP(S) (a live stream or a file), SRT where
+FFmpeg has libsrt, UDP/TCP MPEG-TS, and local V4L2 cameras given by device path (``/dev/video0``).
+
+`LiveSource` opens the source with time-outs on opening and on every read (a source that is
+unreachable or never starts fails in one line, never hangs), then decodes it on a background
+thread into a small buffer. In real time, a full buffer drops its oldest frame (the newest are
+kept; every drop is counted), so a slow consumer never falls behind the source. A source that
+stops is reopened with back-off until a deadline; frames after a reopening carry the next
+segment number.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import av
+import av.error
+
+from .errors import NoVideoStreamError, SourceError
+from .media_checks import codec_name, ffmpeg_reason, video_stream
+
+MAX_BACKOFF_S = 4.0
+"""Longest wait between two attempts to reopen a source."""
+SHORT_LIVED_S = 2.0
+"""A reopened source that ends sooner than this is reopened after a growing pause."""
+
+FILE_SCHEMES = ("http", "https", "ftp")
+"""Schemes that may also name a whole file (processed frame by frame, not in real time)."""
+
+
+def is_camera(address: str) -> bool:
+    """True for a local capture device (a character device such as ``/dev/video0``)."""
+    try:
+        return Path(address).is_char_device()
+    except OSError:
+        return False
+
+
+def is_live_address(address: str) -> bool:
+    """True when `address` names a stream (``scheme://...``, not ``file:``) or a camera."""
+    scheme = urlsplit(address).scheme.lower()
+    if "://" in address and len(scheme) > 1 and scheme != "file":
+        return True
+    return address.startswith("/dev/") or is_camera(address)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a live source said when it was opened."""
+
+    address: str
+    format: str  # FFmpeg's demuxer ("mpegts", "rtsp", "hls", "video4linux2,v4l2", ...)
+    codec: str
+    width: int
+    height: int
+    fps: float  # the stream's declared rate, 0.0 when it does not say
+    realtime: bool  # frames are skipped rather than queued when the consumer is slower
+
+    @property
+    def describe(self) -> str:
+        rate = f", {self.fps:g} frames/s" if self.fps else ""
+        return f"{self.format} {self.codec} {self.width}x{self.height}{rate}"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One decoded frame of a live source, as it arrived."""
+
+    frame: av.VideoFrame
+    arrived: float  # time.monotonic() when the decoder gave it
+    index: int  # position among the frames received over the whole run
+    segment: int  # 0, then 1, 2, ... after each reopening of the source
+    time: float | None  # its presentation time in the stream, seconds (None if unknown)
+
+
+@dataclass(frozen=True)
+class SourceEvent:
+    """Something the user should hear about: the source was lost, came back, or gave up."""
+
+    kind: str  # "lost", "reopened", "gave-up", "ended"
+    message: str
+
+
+def _problem(error: Exception, open_timeout: float, read_timeout: float, opening: bool) -> str:
+    """A one-line reason for a failure to open or read a source."""
+    if isinstance(error, av.error.ExitError):  # PyAV's time-out interrupted FFmpeg
+        if opening:
+            return f"no stream arrived within {round(open_timeout, 1):g} s (is the source sending?)"
+        return f"no data for {round(read_timeout, 1):g} s"
+    if isinstance(error, av.error.ProtocolNotFoundError):
+        return "FFmpeg does not know this kind of address (protocol not found)"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (nothing is listening there)"
+    if isinstance(error, av.error.InvalidDataError):
+        return "not a stream FFmpeg can read (invalid data)"
+    if isinstance(error, FileNotFoundError):
+        return "no such device or stream"
+    return ffmpeg_reason(error)
+
+
+def open_source(
+    address: str, open_timeout: float, read_timeout: float
+) -> tuple[av.container.InputContainer, av.video.VideoStream]:
+    """Open a live source and its video stream, or raise `SourceError` in one line."""
+    try:
+        container = av.open(
+            address,
+            format="v4l2" if is_camera(address) else None,
+            timeout=(open_timeout, read_timeout),
+            metadata_errors="replace",
+        )
+    except (av.error.FFmpegError, OSError) as error:
+        problem = _problem(error, open_timeout, read_timeout, opening=True)
+        raise SourceError(f"cannot open the source: {problem}", address) from None
+    try:
+        stream = video_stream(container, Path(address))
+    except NoVideoStreamError as error:
+        container.close()
+        raise SourceError(error.problem, address) from None
+    return container, stream
+
+
+class LiveSource:
+    """A live source decoded on a background thread into a bounded buffer.
+
+    realtime: None decides by the source: a stream or camera is real time; an HTTP(S)/FTP
+        address of a file with a known duration is not (every frame is kept, the reader
+        waits for the consumer). In real time a full buffer drops its oldest frame.
+    buffer: frames held for the consumer at most.
+    reconnect_deadline: seconds to keep reopening a source that stopped (0: never).
+    on_event: told (from the reader thread) when the source is lost, reopened or given up.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        open_timeout: float = 10.0,
+        read_timeout: float = 5.0,
+        reconnect_deadline: float = 30.0,
+        realtime: bool | None = None,
+        buffer: int = 8,
+        on_event: Callable[[SourceEvent], None] | None = None,
+    ) -> None:
+        self.address = address
+        self.open_timeout = open_timeout
+        self.read_timeout = read_timeout
+        self.reconnect_deadline = reconnect_deadline
+        self.realtime = realtime
+        self.capacity = max(1, buffer)
+        self.on_event = on_event or (lambda event: None)
+        self.info: SourceInfo | None = None
+        self.received = 0  # frames decoded
+        self.skipped = 0  # frames dropped unprocessed (buffer full in real time, or at stop)
+        self.corrupt = 0  # packets that failed to decode
+        self.reconnects = 0
+        self._frames: deque[Arrival] = deque()
+        self._ready = threading.Condition()
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread: threading.Thread | None = None
+        self._opened_at = 0.0
+        self._pause = 0.0  # wait before reopening a source that keeps ending at once
+
+    # -- the consumer's side
+
+    def open(self) -> SourceInfo:
+        """Open the source (raising `SourceError` if it cannot be) and start reading it."""
+        container, stream = open_source(self.address, self.open_timeout, self.read_timeout)
+        self._opened_at = time.monotonic()
+        realtime = self.realtime
+        if realtime is None:
+            scheme = urlsplit(self.address).scheme.lower()
+            realtime = not (scheme in FILE_SCHEMES and container.duration)
+        rate = stream.average_rate or stream.guessed_rate
+        context = stream.codec_context
+        self.info = SourceInfo(
+            address=self.address,
+            format=container.format.name,
+            codec=codec_name(stream),
+            width=context.width,
+            height=context.height,
+            fps=float(rate) if rate else 0.0,
+            realtime=realtime,
+        )
+        self._thread = threading.Thread(
+            target=self._read, args=(container, stream), name="live-source", daemon=True
+        )
+        self._thread.start()
+        return self.info
+
+    def take(self, most: int, timeout: float) -> list[Arrival]:
+        """Up to `most` waiting frames, oldest first; [] if none came within `timeout`."""
+        with self._ready:
+            if not self._frames:
+                self._ready.wait_for(lambda: self._frames or self._finished, timeout)
+            taken = [self._frames.popleft() for _ in range(min(most, len(self._frames)))]
+            self._ready.notify_all()
+            return taken
+
+    @property
+    def ended(self) -> bool:
+        """True once the source is over (ended, given up or stopped) and its frames taken."""
+        with self._ready:
+            return self._finished and not self._frames
+
+    def stop(self) -> None:
+        """Stop reading; frames still waiting are dropped and counted as skipped."""
+        self._stop.set()
+        with self._ready:
+            self.skipped += len(self._frames)
+            self._frames.clear()
+            self._ready.notify_all()
+
+    def close(self, wait: float = 0.5) -> None:
+        """`stop`, and give the reader up to `wait` seconds to close the source (a read in
+        progress ends by itself within the read time-out)."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(wait)
+
+    # -- the reader thread
+
+    def _put(self, arrival: Arrival) -> None:
+        with self._ready:
+            self.received += 1
+            if self.info is not None and not self.info.realtime:
+                self._ready.wait_for(
+                    lambda: len(self._frames) < self.capacity or self._stop.is_set()
+                )
+            elif len(self._frames) >= self.capacity:
+                self._frames.popleft()
+                self.skipped += 1
+            if self._stop.is_set():
+                self.skipped += 1
+                return
+            self._frames.append(arrival)
+            self._ready.notify_all()
+
+    def _decoded(self, stream: av.video.VideoStream, packet: av.Packet | None) -> list:
+        try:
+            return stream.decode(packet)
+        except av.error.FFmpegError:
+            if packet is not None and packet.size:
+                self.corrupt += 1  # a damaged or lost packet: skip its frame, go on
+            return []
+
+    def _frames_of(
+        self, container: av.container.InputContainer, stream: av.video.VideoStream
+    ) -> Iterator[av.VideoFrame]:
+        """The decoded frames until the source ends (then the decoder is flushed)."""
+        for packet in container.demux(stream):
+            if self._stop.is_set():
+                return
+            yield from self._decoded(stream, packet if packet.size else None)
+        yield from self._decoded(stream, None)
+
+    def _arrival(self, frame: av.VideoFrame, segment: int) -> Arrival:
+        seconds = float(frame.time) if frame.time is not None else None
+        return Arrival(frame, time.monotonic(), self.received, segment, seconds)
+
+    def _read(self, container: av.container.InputContainer, stream: av.video.VideoStream) -> None:
+        segment = 0
+        try:
+            while True:
+                reason = "the source ended"
+                with container:
+                    try:
+                        for frame in self._frames_of(container, stream):
+                            self._put(self._arrival(frame, segment))
+                    except (av.error.FFmpegError, OSError) as error:
+                        problem = _problem(error, self.open_timeout, self.read_timeout, False)
+                        reason = f"the source stopped sending ({problem})"
+                        for frame in self._decoded(stream, None):  # what the decoder holds
+                            self._put(self._arrival(frame, segment))
+                if self._stop.is_set():
+                    return
+                if not (self.info and self.info.realtime) or self.reconnect_deadline <= 0:
+                    self.on_event(SourceEvent("ended", reason))
+                    return
+                reopened = self._reopen(reason)
+                if reopened is None:
+                    return
+                container, stream = reopened
+                segment += 1
+        finally:
+            with self._ready:
+                self._finished = True
+                self._ready.notify_all()
+
+    def _reopen(
+        self, reason: str
+    ) -> tuple[av.container.InputContainer, av.video.VideoStream] | None:
+        """Reopen the source with back-off until the deadline; None when it stays away."""
+        lost = time.monotonic()
+        deadline = lost + self.reconnect_deadline
+        self.on_event(
+            SourceEvent("lost", f"{reason}; reopening it for up to {self.reconnect_deadline:g} s")
+        )
+        # A source that keeps ending right after it was reopened is waited for, with back-off.
+        if time.monotonic() - self._opened_at < SHORT_LIVED_S:
+            self._pause = min(2 * self._pause, MAX_BACKOFF_S) if self._pause else 0.25
+            self._stop.wait(self._pause)
+        else:
+            self._pause = 0.0
+        delay = 0.25
+        last = reason
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                opened = open_source(
+                    self.address, min(self.open_timeout, max(left, 0.5)), self.read_timeout
+                )
+            except SourceError as error:
+                last = error.problem
+            else:
+                if opened[0].duration:  # a finished recording now (an HLS playlist that ended)
+                    opened[0].close()
+                    self.on_event(SourceEvent("ended", "the stream is over (it has an end now)"))
+                    return None
+                self.reconnects += 1
+                self._opened_at = time.monotonic()
+                away = time.monotonic() - lost
+                self.on_event(SourceEvent("reopened", f"the source is back after {away:.1f} s"))
+                return opened
+            self._stop.wait(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, MAX_BACKOFF_S)
+        if not self._stop.is_set():
+            self.on_event(
+                SourceEvent(
+                    "gave-up",
+                    f"the source did not come back within {self.reconnect_deadline:g} s ({last})",
+                )
+            )
+        return None
