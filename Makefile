@@ -26,8 +26,7 @@ $(BIN)/.installed: requirements/constraints.txt requirements/dev.txt client/pypr
 setup: $(BIN)/.installed ## create .venv with the server, client, dashboard and test tools
 
 export: setup ## export the offline default model (EfficientNet-Lite0, real weights) into model_repository/
-	@if [ -d $(REPO)/$(MODEL)/1 ]; then echo "$(REPO)/$(MODEL) exists"; \
-	else $(BIN)/gradcam-server export --model $(MODEL) --repository $(REPO) --methods all --overwrite; fi
+	$(BIN)/gradcam-server export --model $(MODEL) --repository $(REPO) --methods all --if-outdated
 
 serve: export ## run Triton on model_repository/ in the foreground (Ctrl-C stops it)
 	$(BIN)/gradcam-server serve --repository $(REPO) --grpc-port $(GRPC_PORT) \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
+from served_models import TINY
 from triton_server import (
     alive,
     assert_processes_gone,
@@ -165,6 +167,28 @@ def test_model_failing_to_load_is_reported(tmp_path: Path) -> None:
     assert str(server.log_path) in message
     assert "\n" not in message
     assert not server.is_running()
+    assert_processes_gone(processes_mentioning(repository))
+
+
+def test_a_savedmodel_older_than_its_config_is_refused_by_name(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    """After an upgrade the committed config.pbtxt may declare outputs an older export lacks."""
+    repository = tmp_path / "upgraded"
+    shutil.copytree(model_repository / TINY, repository / TINY)
+    config = repository / TINY / "config.pbtxt"
+    config.write_text(
+        config.read_text() + 'output {\n  name: "NEWER_OUTPUT"\n  data_type: TYPE_FP32\n'
+        "  dims: [ 1 ]\n}\n"
+    )
+    server = new_triton(repository, log_dir=tmp_path)
+    server.start()
+    with pytest.raises(LauncherError) as error:
+        server.wait_ready(120)
+    message = str(error.value)
+    assert f"failed to load '{TINY}'" in message
+    assert "lacks NEWER_OUTPUT, which config.pbtxt declares" in message
+    assert "export it again" in message
     assert_processes_gone(processes_mentioning(repository))
 
 

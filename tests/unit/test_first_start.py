@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gradcam_server import cli
+from gradcam_server.export_format import EXPORT_FORMAT, FORMAT_FILE, write_format
 from gradcam_server.first_start import (
     FirstStartError,
     export_command,
@@ -21,6 +22,7 @@ def model(repository: Path, name: str, version: bool = True) -> None:
     (repository / name / "config.pbtxt").write_text(f'name: "{name}"\n')
     if version:
         (repository / name / "1").mkdir()
+        write_format(repository / name / "1")
 
 
 def test_a_model_is_missing_until_it_has_a_version_folder(tmp_path) -> None:
@@ -31,7 +33,34 @@ def test_a_model_is_missing_until_it_has_a_version_folder(tmp_path) -> None:
         "vgg16",
     ]
     (tmp_path / "efficientnet-lite0" / "1").mkdir()
+    write_format(tmp_path / "efficientnet-lite0" / "1")
     assert missing_models(tmp_path, ["efficientnet-lite0"]) == []
+
+
+def test_an_export_by_an_older_version_is_exported_again(tmp_path) -> None:
+    model(tmp_path, "efficientnet-lite0", version=False)
+    version = tmp_path / "efficientnet-lite0" / "1"
+    version.mkdir()  # exported before format files were written
+    assert missing_models(tmp_path, ["efficientnet-lite0"]) == ["efficientnet-lite0"]
+    (version / FORMAT_FILE).write_text(f"{EXPORT_FORMAT - 1}\n")
+    assert missing_models(tmp_path, ["efficientnet-lite0"]) == ["efficientnet-lite0"]
+    said = []
+    exported = export_missing(tmp_path, ["efficientnet-lite0"], run=lambda _: 0, log=said.append)
+    assert exported == ["efficientnet-lite0"]
+    assert said == [
+        f"exporting efficientnet-lite0 into {tmp_path / 'efficientnet-lite0'} (an older export) ..."
+    ]
+
+
+def test_export_if_outdated_leaves_a_current_export_alone(tmp_path, capsys) -> None:
+    model(tmp_path, "efficientnet-lite0")
+    argv = ["export", "--repository", str(tmp_path), "--if-outdated"]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'efficientnet-lite0'} is up to date\n"
+    assert sorted(p.name for p in (tmp_path / "efficientnet-lite0").iterdir()) == [
+        "1",
+        "config.pbtxt",
+    ]
 
 
 def test_only_missing_models_are_exported_and_others_are_left_alone(tmp_path) -> None:

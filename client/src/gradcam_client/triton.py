@@ -221,6 +221,17 @@ class RetryCounts:
     unavailable: int = 0  # any other retried error (server down, restarting, model loading)
 
 
+def answer_output(response: grpcclient.InferResult, name: str) -> np.ndarray:
+    """One output of an answer; `InvalidResponse` when the server left it out."""
+    value = response.as_numpy(name)
+    if value is None:
+        raise InvalidResponse(
+            f"the server's answer lacks {name}, which the model's configuration declares: "
+            "its SavedModel was probably exported by an older version; export it again"
+        )
+    return value
+
+
 class GradcamServer:
     """A Grad-CAM model on one or several Triton servers (requests go round robin)."""
 
@@ -498,8 +509,8 @@ class GradcamServer:
         )
         result = BatchResult(
             probabilities=self._probabilities(response, info),
-            class_index=response.as_numpy(contract.CLASS_INDEX).reshape(-1),
-            maps={layer.name: response.as_numpy(layer.output_name) for layer in info.layers},
+            class_index=answer_output(response, contract.CLASS_INDEX).reshape(-1),
+            maps={layer.name: answer_output(response, layer.output_name) for layer in info.layers},
         )
         check_finite(result, info)
         return result
@@ -507,9 +518,9 @@ class GradcamServer:
     def _probabilities(self, response: grpcclient.InferResult, info: ModelInfo) -> np.ndarray:
         """The probability vectors [n, classes]; from top-k answers, zero beyond the top-k."""
         if not self.answers_top_k():
-            return response.as_numpy(contract.PROBABILITIES)
-        top = response.as_numpy(contract.TOP_CLASSES)[:, : self.top_k]
-        values = response.as_numpy(contract.TOP_PROBABILITIES)[:, : self.top_k]
+            return answer_output(response, contract.PROBABILITIES)
+        top = answer_output(response, contract.TOP_CLASSES)[:, : self.top_k]
+        values = answer_output(response, contract.TOP_PROBABILITIES)[:, : self.top_k]
         if top.min(initial=0) < 0 or top.max(initial=0) >= info.num_classes:
             raise InvalidResponse(
                 f"the server returned a top class out of range 0..{info.num_classes - 1}"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from gradcam_client.contract import METHODS
+from gradcam_server.export_format import has_current_version
 from gradcam_server.first_start import BUILTIN_MODELS
 from gradcam_server.launcher import RESTRICTED_APIS
 
@@ -73,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--instances", type=int, default=1, help="model instances")
     export.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    export.add_argument(
+        "--if-outdated",
+        action="store_true",
+        help="do nothing when the repository holds an export of this model in this version's "
+        "format; replace an older one (implies --overwrite)",
+    )
 
     serve = commands.add_parser(
         "serve",
@@ -152,6 +159,12 @@ def load_source(args: argparse.Namespace):
 
 def run_export(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.if_outdated:
+        name = args.name or (args.model if args.model in BUILTIN_MODELS else load_source(args).name)
+        if has_current_version(Path(args.repository) / name):
+            print(f"{Path(args.repository) / name} is up to date")
+            return 0
+        args.overwrite = True
     from gradcam_server.exporter import export
     from gradcam_server.triton_config import ServingOptions
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gradcam_client.contract import LayerInfo, ModelInfo
 from gradcam_server.explainer import GradCamModule
+from gradcam_server.export_format import write_format
 from gradcam_server.model_sources import SourceModel
 from gradcam_server.triton_config import ServingOptions, build_config, config_text
 from gradcam_server.triton_model import SAVEDMODEL_DIR
@@ -90,6 +91,7 @@ def export(
         version.mkdir()
         module.save(str(version / SAVEDMODEL_DIR))
         (version / "model.py").write_text(MODEL_PY)
+        write_format(version)
         (staging / "config.pbtxt").write_text(config_text(build_config(info, options)))
         if target.exists():
             shutil.rmtree(target)

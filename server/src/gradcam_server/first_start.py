@@ -1,9 +1,10 @@
 """Fill a model repository on a server's first start: export the built-in models it lacks.
 
 `gradcam-server serve --export-missing efficientnet-lite0` (what the container runs) exports each
-named built-in model whose folder has no version folder yet, so a repository that ships only the
-model's `config.pbtxt` (as this project's `model_repository/` does) or nothing at all is filled
-once, and later starts reuse what is there. A user's own exported models are served as they are.
+named built-in model whose folder has no version folder of the current export format (see
+`export_format`), so a repository that ships only the model's `config.pbtxt` (as this project's
+`model_repository/` does), nothing at all, or an export by an older version is filled once, and
+later starts reuse what is there. A user's own exported models are served as they are.
 """
 
 from __future__ import annotations
@@ -14,18 +15,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gradcam_server.export_format import has_current_version, version_folders
+
 BUILTIN_MODELS = ("efficientnet-lite0", "vgg16")
 
 
 class FirstStartError(Exception):
     """A model could not be exported; the message says which and why."""
-
-
-def has_version(model_dir: Path) -> bool:
-    """Whether a model folder holds at least one numbered version folder."""
-    return model_dir.is_dir() and any(
-        child.is_dir() and child.name.isdigit() for child in model_dir.iterdir()
-    )
 
 
 def missing_models(repository: Path, wanted: Sequence[str]) -> list[str]:
@@ -35,7 +31,7 @@ def missing_models(repository: Path, wanted: Sequence[str]) -> list[str]:
         raise FirstStartError(
             f"cannot export {', '.join(unknown)}: built-in models are {', '.join(BUILTIN_MODELS)}"
         )
-    return [name for name in wanted if not has_version(repository / name)]
+    return [name for name in wanted if not has_current_version(repository / name)]
 
 
 def export_command(model: str, repository: Path, export_args: str = "") -> list[str]:
@@ -65,7 +61,8 @@ def export_missing(
     repository.mkdir(parents=True, exist_ok=True)
     exported = []
     for model in missing_models(repository, wanted):
-        log(f"exporting {model} into {repository / model} (first start) ...")
+        why = "an older export" if version_folders(repository / model) else "first start"
+        log(f"exporting {model} into {repository / model} ({why}) ...")
         if run(export_command(model, repository, export_args)) != 0:
             raise FirstStartError(
                 f"exporting {model} into {repository} failed (its error is above)"

@@ -56,6 +56,7 @@ class SavedModelRunner:
         self._loaded = tf.saved_model.load(str(path))
         self._signature = self._loaded.signatures[contract.RAW_SIGNATURE]
         self._decode = self._loaded.signatures.get(contract.DECODE_SIGNATURE)
+        self.output_names = frozenset(self._signature.structured_outputs)
 
     @property
     def decodes(self) -> bool:
@@ -97,6 +98,17 @@ def _optional_input(pb_utils: Any, request: Any, name: str) -> np.ndarray | None
     return None if tensor is None else tensor.as_numpy()
 
 
+def check_outputs(config: dict[str, Any], saved: frozenset[str], model_dir: Path) -> None:
+    """Refuse a SavedModel that lacks outputs its config.pbtxt declares (an older export)."""
+    missing = sorted({output["name"] for output in config.get("output", [])} - saved)
+    if missing:
+        raise RuntimeError(
+            f"{model_dir} lacks {', '.join(missing)}, which config.pbtxt declares: it was "
+            "exported by an older version; export it again (make export, or gradcam-server "
+            "export --overwrite)"
+        )
+
+
 class TritonPythonModel:
     """The python backend's model class (see Triton's python_backend README)."""
 
@@ -107,6 +119,7 @@ class TritonPythonModel:
         self.info = ModelInfo.from_triton_config(config)
         model_dir = Path(args["model_repository"]) / args["model_version"] / SAVEDMODEL_DIR
         self.runner = SavedModelRunner(model_dir, instance_gpu(args))
+        check_outputs(config, self.runner.output_names, model_dir)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
