@@ -202,7 +202,7 @@ class LiveFrame:
 class LiveResult:
     """How a live run ended and what it made."""
 
-    ended: str  # "stopped", "duration", "source ended", "source lost"
+    ended: str  # "stopped", "duration reached", "source ended", "source lost"
     stats: LiveStats
     source: SourceInfo
     recordings: list[Path] = field(default_factory=list)  # one per segment
@@ -444,7 +444,7 @@ class LiveJob:
                 for (frame, arrival), out in zip(frames, frame_outputs(result), strict=True):
                     self._compose(frame, arrival, out, source_info, log)
                 if self.live.duration and time.monotonic() - self._started >= self.live.duration:
-                    self.stop("duration")
+                    self.stop("duration reached")
         finally:
             self._stop.set()
             self._cancel.set()
