@@ -1,0 +1,131 @@
+"""The page's Live mode under Streamlit's AppTest: a real Triton, a real stream on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+from triton_server import free_port
+
+import gradcam_dashboard
+from gradcam_client.sample_stream import SampleStream
+from gradcam_client.video_io import open_media
+
+pytestmark = pytest.mark.integration
+
+APP = Path(gradcam_dashboard.__file__).with_name("app.py")
+
+
+def page() -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=120)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(element.value) for element in elements)
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def live_page() -> AppTest:
+    at = page().run()
+    at.radio(key="source").set_value("live").run()
+    no_exception(at)
+    return at
+
+
+def test_without_live_sources_the_mode_says_how_to_set_them_up(page_env):
+    at = live_page()
+    assert "--live-source" in texts(at.info) and "GRADCAM_LIVE_SOURCES" in texts(at.info)
+    assert "live_source" not in at.session_state  # nothing to pick
+    assert at.button(key="live_start").disabled
+
+
+def test_visitors_pick_among_the_operators_sources_only(page_env, monkeypatch):
+    monkeypatch.setenv(
+        "GRADCAM_LIVE_SOURCES", "door=rtsp://user:secret@cam/1 lab=udp://127.0.0.1:9"
+    )
+    at = page()
+    at.session_state["live_source"] = "rtsp://evil/stream"  # as a forged message would set it
+    at.run()
+    at.radio(key="source").set_value("live").run()
+    no_exception(at)
+    choice = at.selectbox(key="live_source")
+    assert choice.options == ["door", "lab"] and choice.value == "door"
+    assert not at.text_input  # no free-form address unless the operator allows it
+    assert "secret" not in str(at)
+
+
+@pytest.fixture
+def stream_url() -> str:
+    return f"udp://127.0.0.1:{free_port()}"
+
+
+def test_a_live_run_shows_frames_stats_and_chart_then_stops_with_a_recording(
+    served_page, monkeypatch, stream_url
+):
+    monkeypatch.setenv("GRADCAM_LIVE_SOURCES", f"sample={stream_url}")
+    with SampleStream(stream_url, fps=10, size=(320, 180)):
+        at = live_page()
+        at.selectbox(key="model").set_value("tiny").run()
+        at.button(key="live_start").click().run()
+        no_exception(at)
+        live = at.session_state["live_run"]
+        deadline = time.monotonic() + 60
+        while (view := live.view()).stats is None or view.stats.processed < 15:
+            assert not view.finished, view.error
+            assert time.monotonic() < deadline, "no frames within 60 s"
+            time.sleep(0.2)
+        at.run()
+        no_exception(at)
+        assert "Live: sample · tiny" in texts(at.success)
+        first = at.get("image")
+        assert first, "no frame shown"
+        metrics = {m.label: m.value for m in at.metric}
+        assert int(metrics["Frames explained"]) >= 15
+        assert metrics["Latency p50"].endswith(" ms") and "Skipped" in metrics
+        assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+        assert "reading sample:" in texts(at.caption)  # the opened event, address hidden
+        assert stream_url not in str(at)
+        shown = live.latest_rgb()
+        time.sleep(1.0)
+        later = live.latest_rgb()
+        assert later[0] > shown[0] and not np.array_equal(later[1], shown[1])
+        at.button(key="live_stop").click().run()
+        assert live.wait(20), "the live run did not stop"
+        at.run()
+        no_exception(at)
+    view = live.view()
+    assert view.result is not None and view.result.ended == "stopped"
+    stats = view.result.stats
+    assert stats.received == stats.processed + stats.skipped
+    assert "Ended (stopped):" in texts(at.info)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Recording (MP4)", "Predictions (JSONL)"]
+    recording = view.result.recordings[0]
+    assert sum(1 for _ in open_media(recording)) == stats.processed
+    assert not at.button(key="live_start").disabled
+    # leaving the Live mode drops the run and its files
+    at.radio(key="source").set_value("sample").run()
+    no_exception(at)
+    assert "live_run" not in at.session_state
+    assert live.wait(5) and not recording.exists()
+
+
+def test_a_source_nobody_listens_on_is_one_clear_line(served_page, monkeypatch):
+    monkeypatch.setenv("GRADCAM_LIVE_SOURCES", f"gone=tcp://127.0.0.1:{free_port()}")
+    at = live_page()
+    at.selectbox(key="model").set_value("tiny").run()
+    at.button(key="live_start").click().run()
+    live = at.session_state["live_run"]
+    assert live.wait(20)
+    at.run()
+    no_exception(at)
+    message = texts(at.error)
+    assert "The live run failed:" in message and "connection refused" in message
+    assert "gone:" in message and "127.0.0.1" not in message
+    assert len(message.splitlines()) == 1
