@@ -302,24 +302,25 @@ def recording_ui(view: LiveView) -> None:
     if result is None:
         return
     recordings = [path for path in result.recordings if path.is_file()]
+    video, files = st.columns([3, 2], gap="large", vertical_alignment="bottom")
     if recordings:
-        st.video(str(recordings[0]))
-    columns = st.columns(max(1, len(recordings) + 1))
-    for number, (column, path) in enumerate(zip(columns, recordings, strict=False)):
-        column.download_button(
-            f"Recording {number + 1} (MP4)" if len(recordings) > 1 else "Recording (MP4)",
-            path.read_bytes,
-            path.name,
-            "video/mp4",
-            key=f"live_dl_{number}",
-            on_click="ignore",
-        )
-    if result.predictions is not None and result.predictions.is_file():
-        columns[-1].download_button(
-            "Predictions (JSONL)",
-            result.predictions.read_bytes,
-            "predictions.jsonl",
-            "application/jsonl",
-            key="live_dl_predictions",
-            on_click="ignore",
-        )
+        video.video(str(recordings[0]))
+    with files:
+        for number, path in enumerate(recordings):
+            st.download_button(
+                f"Recording {number + 1} (MP4)" if len(recordings) > 1 else "Recording (MP4)",
+                path.read_bytes,
+                path.name,
+                "video/mp4",
+                key=f"live_dl_{number}",
+                on_click="ignore",
+            )
+        if result.predictions is not None and result.predictions.is_file():
+            st.download_button(
+                "Predictions (JSONL)",
+                result.predictions.read_bytes,
+                "predictions.jsonl",
+                "application/jsonl",
+                key="live_dl_predictions",
+                on_click="ignore",
+            )
