@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from gradcam_client.live import LiveEvent, LiveJob, LiveSettings, LiveStats
+from gradcam_client.live_output import segment_path
 from gradcam_dashboard import charts, servers
 from gradcam_dashboard.config import (
     ENV_LIVE_SOURCES,
@@ -29,6 +30,8 @@ CHART_POINTS = 240
 """Frames drawn in the last minute's chart at most (evenly thinned)."""
 
 OTHER = "\u2026 another address"
+RECORDING = "live.mp4"
+PREDICTIONS = "predictions.jsonl"
 WARNING_EVENTS = ("lost", "gave-up", "server", "restream")
 
 
@@ -36,6 +39,14 @@ WARNING_EVENTS = ("lost", "gave-up", "server", "restream")
 def live_slots(limit: int) -> LiveSlots:
     """The live runs of this dashboard (one object per server process)."""
     return LiveSlots(limit)
+
+
+def segments(folder: Path) -> list[Path]:
+    """The recording files of a live run, in order (``live.mp4``, ``live-2.mp4``, ...)."""
+    found: list[Path] = []
+    while (path := segment_path(folder / RECORDING, len(found))).is_file():
+        found.append(path)
+    return found
 
 
 def current() -> BackgroundLive | None:
@@ -115,8 +126,8 @@ def start_live(
         return LiveJob(
             client,
             source.url,
-            output=run_folder / "live.mp4",
-            predictions=run_folder / "predictions.jsonl",
+            output=run_folder / RECORDING,
+            predictions=run_folder / PREDICTIONS,
             settings=settings,
             live=LiveSettings(),
             on_frame=on_frame,
@@ -216,7 +227,7 @@ def panel(live: BackgroundLive) -> None:
         events_ui(view.events)
     if view.finished:
         chart_ui(view)
-        recording_ui(view)
+        recording_ui(live.folder)
 
 
 def status_ui(view: LiveView, label: str) -> None:
@@ -295,13 +306,13 @@ def chart_ui(view: LiveView) -> None:
             st.caption("No frames explained yet.")
 
 
-def recording_ui(view: LiveView) -> None:
-    """After the run: the recording (one file per time the source was reopened) and the
-    predictions, to watch and download."""
-    result = view.result
-    if result is None:
+def recording_ui(folder: Path) -> None:
+    """After the run (also a failed one): the recording (one file per time the source was
+    reopened) and the predictions, to watch and download."""
+    recordings = [path for path in segments(folder) if path.stat().st_size]
+    predictions = folder / PREDICTIONS
+    if not recordings and not predictions.is_file():
         return
-    recordings = [path for path in result.recordings if path.is_file()]
     video, files = st.columns([3, 2], gap="large", vertical_alignment="bottom")
     if recordings:
         video.video(str(recordings[0]))
@@ -315,10 +326,10 @@ def recording_ui(view: LiveView) -> None:
                 key=f"live_dl_{number}",
                 on_click="ignore",
             )
-        if result.predictions is not None and result.predictions.is_file():
+        if predictions.is_file() and predictions.stat().st_size:
             st.download_button(
                 "Predictions (JSONL)",
-                result.predictions.read_bytes,
+                predictions.read_bytes,
                 "predictions.jsonl",
                 "application/jsonl",
                 key="live_dl_predictions",
