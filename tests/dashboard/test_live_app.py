@@ -129,3 +129,26 @@ def test_a_source_nobody_listens_on_is_one_clear_line(served_page, monkeypatch):
     assert "The live run failed:" in message and "connection refused" in message
     assert "gone:" in message and "127.0.0.1" not in message
     assert len(message.splitlines()) == 1
+
+
+def test_the_dashboards_limit_of_live_runs_holds_a_second_session_back(served_page, monkeypatch):
+    # a UDP address nothing sends to: the first run stays "opening" (its open time-out is 10 s)
+    monkeypatch.setenv("GRADCAM_LIVE_SOURCES", f"quiet=udp://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("GRADCAM_MAX_LIVE_JOBS", "1")
+    one, two = live_page(), live_page()
+    for at in (one, two):
+        at.selectbox(key="model").set_value("tiny").run()
+    one.button(key="live_start").click().run()
+    assert "Opening quiet · tiny..." in texts(one.info)
+    assert one.button(key="live_start").disabled  # one live run per session
+    two.button(key="live_start").click().run()
+    no_exception(two)
+    assert "already runs 1 live source(s), the most it allows" in texts(two.warning)
+    assert "live_run" not in two.session_state
+    live = one.session_state["live_run"]
+    one.button(key="live_stop").click().run()
+    assert live.wait(20)
+    two.button(key="live_start").click().run()  # the slot is free again
+    assert "live_run" in two.session_state
+    two.session_state["live_run"].stop()
+    assert two.session_state["live_run"].wait(20)

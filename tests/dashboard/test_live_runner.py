@@ -89,6 +89,7 @@ def test_the_page_sees_the_newest_frame_and_the_last_minute(tmp_path):
     view = live.view()
     assert view.phase == "running" and view.frame is not None and view.frame.index == 99
     assert [r["time"] for r in view.records] == [float(t) for t in range(39, 100)]
+    assert view.recent_fps() == pytest.approx(1.0)  # one frame a second of stream time
     assert view.events[0].message == "reading door: mpegts h264 64x36"  # no password shown
     index, rgb = live.latest_rgb()
     assert index == 99 and rgb.shape == (36, 64, 3) and rgb[0, 0, 0] == 99

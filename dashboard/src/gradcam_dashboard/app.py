@@ -8,6 +8,7 @@ data, runs in the background, previews) lives in plain modules of this package.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import shutil
 import time
@@ -750,6 +751,21 @@ def failure_ui(config: DashboardConfig, failed: FailedRun) -> None:
 # --------------------------------------------------------------------------- page
 
 
+def file_ui(
+    config: DashboardConfig,
+    folder: Path,
+    choice: ServerChoice,
+    source: InputFile | None,
+    request: RunRequest | None,
+) -> None:
+    """Run an uploaded file or a sample clip, and show the result."""
+    run_ui(config, folder, choice, source, request)
+    run = st.session_state.get("result")
+    if run is not None and "active_run" not in st.session_state:
+        current = source if source is not None and source.path == run.source else None
+        results_ui(run, current.preview if current is not None else None)
+
+
 def main() -> None:
     """The whole page."""
     st.set_page_config(page_title="Grad-CAM video", page_icon="🔥", layout="wide")
@@ -759,21 +775,13 @@ def main() -> None:
     st.caption("Where does the model look? Heat maps over every frame of a video or an image.")
     choice, status = server_ui(config)
     source = input_ui(config, folder)
-    if st.session_state.get("source") == "live":
+    if isinstance(source, LiveSourceChoice) or st.session_state.get("source") == "live":
         live_source = source if isinstance(source, LiveSourceChoice) else None
         request = settings_ui(status, live=True)
-        live_view.live_ui(
-            config, folder, choice, live_source, request, lambda: folders(config).touch(folder)
-        )
-        source = None
+        touch = functools.partial(folders(config).touch, folder)
+        live_view.live_ui(config, folder, choice, live_source, request, touch)
     else:
-        assert not isinstance(source, LiveSourceChoice)
-        request = settings_ui(status)
-        run_ui(config, folder, choice, source, request)
-    run = st.session_state.get("result")
-    if run is not None and "active_run" not in st.session_state:
-        current = source if source is not None and source.path == run.source else None
-        results_ui(run, current.preview if current is not None else None)
+        file_ui(config, folder, choice, source, settings_ui(status))
     with st.sidebar:
         st.divider()
         if st.button("Remove my files", key="forget", icon=":material/delete:"):

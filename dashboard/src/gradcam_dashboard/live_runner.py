@@ -33,6 +33,9 @@ LEASE_S = 120.0
 """A run whose page has not asked for it this long stops (browsers poll hidden tabs rarely,
 down to once a minute)."""
 
+RATE_WINDOW_S = 5.0
+"""Seconds over which the page's frames/s is taken."""
+
 EVENTS_KEPT = 6
 """Recent event lines shown."""
 
@@ -83,6 +86,15 @@ class LiveView:
     @property
     def finished(self) -> bool:
         return self.phase in ("ended", "failed")
+
+    def recent_fps(self, seconds: float = RATE_WINDOW_S) -> float | None:
+        """Frames explained per second of stream over the last `seconds` (None: too few)."""
+        if len(self.records) < 2:
+            return None
+        last = self.records[-1]["time"]
+        times = [r["time"] for r in self.records if r["time"] >= last - seconds]
+        span = last - times[0]
+        return (len(times) - 1) / span if span > 0 else None
 
 
 class BackgroundLive:

@@ -21,7 +21,7 @@ from gradcam_dashboard.config import (
     visitor_source_problem,
 )
 from gradcam_dashboard.jobs import RunRequest
-from gradcam_dashboard.live_runner import BackgroundLive, LiveSlots, LiveView
+from gradcam_dashboard.live_runner import RATE_WINDOW_S, BackgroundLive, LiveSlots, LiveView
 from gradcam_dashboard.sessions import new_subfolder
 
 FRAME_REFRESH_S = 0.5
@@ -109,13 +109,13 @@ def start_live(
     server: ServerChoice,
     source: LiveSourceChoice,
     request: RunRequest,
-) -> None:
-    """Start a live run in the background (one per session, a few per dashboard)."""
+) -> bool:
+    """Start a live run in the background (one per session); False when the dashboard
+    already runs as many as it allows."""
     state = st.session_state
     slots = live_slots(config.max_live_jobs)
     if not slots.acquire():
-        state["live_refused"] = True
-        return
+        return False
     discard()
     run_folder = new_subfolder(folder, "live-")
     settings = request.job_settings()
@@ -140,6 +140,7 @@ def start_live(
     janitor = state.get("janitor")
     if janitor is not None:  # a session that ends (tab closed) stops its live run too
         weakref.finalize(janitor, live.stop, "the session ended")
+    return True
 
 
 def stop_live() -> None:
@@ -158,7 +159,6 @@ def live_ui(
     touch: Callable[[], None],
 ) -> None:
     """Start and Stop, then the live panel (updated in place while the run goes on)."""
-    state = st.session_state
     st.subheader("3 · Live")
     live = current()
     running = live is not None and not live.view().finished
@@ -172,8 +172,8 @@ def live_ui(
     )
     if clicked and ready and not running:
         assert source is not None and request is not None
-        start_live(config, folder, server, source, request)
-    if state.pop("live_refused", False):
+        if start_live(config, folder, server, source, request):
+            st.rerun()  # redraw Start as disabled
         st.warning(
             f"This dashboard already runs {config.max_live_jobs} live source(s), the most it "
             "allows at once; please try again in a while.",
@@ -223,7 +223,7 @@ def panel(live: BackgroundLive) -> None:
         elif not view.finished:
             st.caption("Waiting for the first frame...")
     with figures:
-        stats_ui(view.stats)
+        stats_ui(view.stats, view.recent_fps())
         events_ui(view.events)
     if view.finished:
         chart_ui(view)
@@ -254,8 +254,8 @@ def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{1000 * seconds:.0f} ms"
 
 
-def stats_ui(stats: LiveStats | None) -> None:
-    """Frames explained and skipped, frames/s, latency p50 and p95."""
+def stats_ui(stats: LiveStats | None, fps: float | None) -> None:
+    """Frames explained and skipped, frames/s (recent), latency p50 and p95."""
     with st.container(key="live-stats"):
         left, right = st.columns(2)
         if stats is None:
@@ -271,7 +271,11 @@ def stats_ui(stats: LiveStats | None) -> None:
         )
         left.metric("Latency p50", _ms(stats.latency_p50), help="Arrival to composed frame.")
         right.metric("Latency p95", _ms(stats.latency_p95))
-        left.metric("Frames/s", f"{stats.fps:.1f}")
+        left.metric(
+            "Frames/s",
+            "–" if fps is None else f"{fps:.1f}",
+            help=f"Frames explained per second over the last {RATE_WINDOW_S:g} s.",
+        )
         if stats.reconnects:
             right.metric("Reopened", f"{stats.reconnects}")
 
