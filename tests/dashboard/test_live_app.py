@@ -131,7 +131,7 @@ def test_a_source_nobody_listens_on_is_one_clear_line(served_page, monkeypatch):
     assert len(message.splitlines()) == 1
 
 
-def test_the_dashboards_limit_of_live_runs_holds_a_second_session_back(served_page, monkeypatch):
+def test_a_silent_source_holds_the_only_slot_then_fails_in_one_line(served_page, monkeypatch):
     # a UDP address nothing sends to: the first run stays "opening" (its open time-out is 10 s)
     monkeypatch.setenv("GRADCAM_LIVE_SOURCES", f"quiet=udp://127.0.0.1:{free_port()}")
     monkeypatch.setenv("GRADCAM_MAX_LIVE_JOBS", "1")
@@ -145,9 +145,13 @@ def test_the_dashboards_limit_of_live_runs_holds_a_second_session_back(served_pa
     no_exception(two)
     assert "already runs 1 live source(s), the most it allows" in texts(two.warning)
     assert "live_run" not in two.session_state
-    live = one.session_state["live_run"]
-    one.button(key="live_stop").click().run()
-    assert live.wait(20)
+    # a stream that never starts: one clear line once the open time-out is up
+    assert one.session_state["live_run"].wait(30), "the silent source hung the run"
+    one.run()
+    no_exception(one)
+    message = texts(one.error)
+    assert "The live run failed:" in message and "no stream arrived within 10 s" in message
+    assert len(message.splitlines()) == 1
     two.button(key="live_start").click().run()  # the slot is free again
     assert "live_run" in two.session_state
     two.session_state["live_run"].stop()
