@@ -139,8 +139,15 @@ def start_live(
     state["live_label"] = f"{source.name} · {request.model}"
     janitor = state.get("janitor")
     if janitor is not None:  # a session that ends (tab closed) stops its live run too
-        weakref.finalize(janitor, live.stop, "the session ended")
+        weakref.finalize(janitor, _stop_if_running, weakref.ref(live))
     return True
+
+
+def _stop_if_running(ref: weakref.ref[BackgroundLive]) -> None:
+    """Stop a run when its session ends (a weak reference: ended runs are not kept)."""
+    live = ref()
+    if live is not None:
+        live.stop("the session ended")
 
 
 def stop_live() -> None:
