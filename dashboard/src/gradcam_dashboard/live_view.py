@@ -32,7 +32,7 @@ CHART_POINTS = 240
 OTHER = "\u2026 another address"
 RECORDING = "live.mp4"
 PREDICTIONS = "predictions.jsonl"
-WARNING_EVENTS = ("lost", "gave-up", "server", "restream")
+WARNING_EVENTS = ("lost", "gave-up", "server")
 
 
 @st.cache_resource(show_spinner=False)
