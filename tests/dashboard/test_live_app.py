@@ -66,26 +66,39 @@ def stream_url() -> str:
     return f"udp://127.0.0.1:{free_port()}"
 
 
-def test_a_live_run_shows_frames_stats_and_chart_then_stops_with_a_recording(
+def wait_until(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {seconds:g} s"
+        time.sleep(0.2)
+
+
+def kinds(live) -> list[str]:
+    return [event.kind for event in live.view().events]
+
+
+def test_a_live_run_shows_frames_stats_chart_and_events_then_stops_with_a_recording(
     served_page, monkeypatch, stream_url
 ):
     monkeypatch.setenv("GRADCAM_LIVE_SOURCES", f"sample={stream_url}")
-    with SampleStream(stream_url, fps=10, size=(320, 180)):
+    senders = [SampleStream(stream_url, fps=10, size=(320, 180)).start()]
+    try:
         at = live_page()
         at.selectbox(key="model").set_value("tiny").run()
         at.button(key="live_start").click().run()
         no_exception(at)
         live = at.session_state["live_run"]
-        deadline = time.monotonic() + 60
-        while (view := live.view()).stats is None or view.stats.processed < 15:
+
+        def explained(count: int) -> bool:
+            view = live.view()
             assert not view.finished, view.error
-            assert time.monotonic() < deadline, "no frames within 60 s"
-            time.sleep(0.2)
+            return view.stats is not None and view.stats.processed >= count
+
+        wait_until(lambda: explained(15), 60, "no frames")
         at.run()
         no_exception(at)
         assert "Live: sample · tiny" in texts(at.success)
-        first = at.get("image")
-        assert first, "no frame shown"
+        assert at.get("image"), "no frame shown"
         metrics = {m.label: m.value for m in at.metric}
         assert int(metrics["Frames explained"]) >= 15
         assert metrics["Latency p50"].endswith(" ms") and "Skipped" in metrics
@@ -96,25 +109,40 @@ def test_a_live_run_shows_frames_stats_and_chart_then_stops_with_a_recording(
         time.sleep(1.0)
         later = live.latest_rgb()
         assert later[0] > shown[0] and not np.array_equal(later[1], shown[1])
+        # the source goes silent, then comes back: one line each
+        senders[0].stop()
+        wait_until(lambda: "lost" in kinds(live), 30, "no word of the lost source")
+        at.run()
+        assert "the source stopped sending" in texts(at.warning)
+        senders.append(SampleStream(stream_url, fps=10, size=(320, 180)).start())
+        wait_until(lambda: "reopened" in kinds(live), 40, "the source was not reopened")
+        wait_until(lambda: live.view().frame.segment == 1, 30, "no frames after reopening")
+        at.run()
+        no_exception(at)
+        assert "the source is back after" in texts(at.caption)
+        assert int({m.label: m.value for m in at.metric}["Reopened"]) == 1
         at.button(key="live_stop").click().run()
         assert live.wait(20), "the live run did not stop"
         at.run()
         no_exception(at)
+    finally:
+        for sender in senders:
+            sender.stop()
     view = live.view()
     assert view.result is not None and view.result.ended == "stopped"
     stats = view.result.stats
-    assert stats.received == stats.processed + stats.skipped
+    assert stats.received == stats.processed + stats.skipped and stats.reconnects == 1
     assert "Ended (stopped):" in texts(at.info)
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Recording (MP4)", "Predictions (JSONL)"]
-    recording = view.result.recordings[0]
-    assert sum(1 for _ in open_media(recording)) == stats.processed
+    assert labels == ["Recording 1 (MP4)", "Recording 2 (MP4)", "Predictions (JSONL)"]
+    recordings = view.result.recordings
+    assert sum(1 for path in recordings for _ in open_media(path)) == stats.processed
     assert not at.button(key="live_start").disabled
     # leaving the Live mode drops the run and its files
     at.radio(key="source").set_value("sample").run()
     no_exception(at)
     assert "live_run" not in at.session_state
-    assert live.wait(5) and not recording.exists()
+    assert live.wait(5) and not any(path.exists() for path in recordings)
 
 
 def test_a_source_nobody_listens_on_is_one_clear_line(served_page, monkeypatch):
