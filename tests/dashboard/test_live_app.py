@@ -105,10 +105,11 @@ def test_a_live_run_shows_frames_stats_chart_and_events_then_stops_with_a_record
         assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
         assert "reading sample:" in texts(at.caption)  # the opened event, address hidden
         assert stream_url not in str(at)
-        shown = live.latest_rgb()
+        shown = live.view().frame
         time.sleep(1.0)
-        later = live.latest_rgb()
-        assert later[0] > shown[0] and not np.array_equal(later[1], shown[1])
+        later = live.view().frame
+        assert later.index > shown.index
+        assert not np.array_equal(live.rgb(later), shown.rgb())
         # the source goes silent, then comes back: one line each
         senders[0].stop()
         wait_until(lambda: "lost" in kinds(live), 30, "no word of the lost source")

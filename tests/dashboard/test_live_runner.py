@@ -91,9 +91,9 @@ def test_the_page_sees_the_newest_frame_and_the_last_minute(tmp_path):
     assert [r["time"] for r in view.records] == [float(t) for t in range(39, 100)]
     assert view.recent_fps() == pytest.approx(1.0)  # one frame a second of stream time
     assert view.events[0].message == "reading door: mpegts h264 64x36"  # no password shown
-    index, rgb = live.latest_rgb()
-    assert index == 99 and rgb.shape == (36, 64, 3) and rgb[0, 0, 0] == 99
-    assert live.latest_rgb()[1] is rgb  # converted once per frame
+    rgb = live.rgb(view.frame)
+    assert rgb.shape == (36, 64, 3) and rgb[0, 0, 0] == 99
+    assert live.rgb(view.frame) is rgb  # converted once per frame
     live.stop()
     assert live.wait(10)
     view = live.view()

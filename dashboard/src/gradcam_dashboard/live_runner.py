@@ -166,18 +166,15 @@ class BackgroundLive:
             return dataclasses.replace(view, stats=job.stats)  # counters between frames too
         return view
 
-    def latest_rgb(self) -> tuple[int, np.ndarray] | None:
-        """The newest frame as RGB and its index (converted once per frame, here, never on
-        the run's thread)."""
+    def rgb(self, frame: LiveFrame) -> np.ndarray:
+        """A frame of this run as RGB, converted once (here, never on the run's thread)."""
         with self._lock:
-            frame, cached = self._frame, self._rgb
-        if frame is None:
-            return None
+            cached = self._rgb
         if cached is None or cached[0] != frame.index:
             cached = (frame.index, frame.rgb())
             with self._lock:
                 self._rgb = cached
-        return cached
+        return cached[1]
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask the run to end (returns at once; `wait` for it)."""

@@ -219,14 +219,14 @@ def panel(live: BackgroundLive) -> None:
         st.button("Stop", on_click=stop_live, key="live_stop", icon=":material/stop:")
     picture, figures = st.columns([3, 2], gap="large")
     with picture, st.container(key="live-frame"):
-        latest = live.latest_rgb()
-        if latest is not None and view.frame is not None:
+        if view.frame is not None:
             record = view.frame.record
             caption = (
                 f"frame {view.frame.index} · {record['time']:.1f} s · "
                 f"{record['class_name']} {record['score']:.2f}"
             )
-            st.image(latest[1], caption=caption, output_format="JPEG", width="stretch")
+            picture_rgb = live.rgb(view.frame)
+            st.image(picture_rgb, caption=caption, output_format="JPEG", width="stretch")
         elif not view.finished:
             st.caption("Waiting for the first frame...")
     with figures:
