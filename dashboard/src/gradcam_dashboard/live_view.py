@@ -122,7 +122,9 @@ def start_live(
     connection = config.connection()
 
     def make_job(on_frame, on_event, on_retry) -> LiveJob:
-        client = servers.job_server(server.url, request.model, config.retry_s, connection, on_retry)
+        client = servers.job_server(
+            server.url, request.model, config.retry_s, connection, on_retry, config.wire
+        )
         return LiveJob(
             client,
             source.url,
