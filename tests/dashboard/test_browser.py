@@ -6,6 +6,7 @@ Screenshots go to ``test-artifacts/dashboard/`` at the repository root.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from browser_support import CHROMIUM, CHROMIUM_ARGS, video_state
 from media import write_clip, write_text_file
 from triton_server import free_port, running_triton
 
+from gradcam_client.sample_stream import SampleStream
 from gradcam_client.samples import pan_zoom_frames
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -509,5 +511,78 @@ def test_a_server_lost_mid_run_is_told_and_what_was_made_is_offered(
         page.locator(".st-key-result-media video").wait_for()
         wait_idle(page)
         assert page.locator(".st-key-run-failed").count() == 0
+    finally:
+        context.close()
+
+
+# --------------------------------------------------------------------------- the Live mode:
+# a third page whose operator offers one live source, a sample stream over UDP on 127.0.0.1
+
+
+@pytest.fixture(scope="module")
+def live_stream() -> Iterator[str]:
+    url = f"udp://127.0.0.1:{free_port()}"
+    with SampleStream(url, fps=10, size=(480, 270)):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def live_page_url(triton, dashboard_folder, live_stream) -> Iterator[str]:
+    env = {
+        "GRADCAM_URL": triton.urls.grpc,
+        "GRADCAM_METRICS_URL": triton.urls.metrics,
+        "GRADCAM_LIVE_SOURCES": f"sample-stream={live_stream}",
+        "GRADCAM_DASHBOARD_DIR": str(dashboard_folder / "live-sessions"),
+    }
+    with running_dashboard(env, dashboard_folder / "live-dashboard.log") as url:
+        yield url
+
+
+def live_picture(page) -> np.ndarray:
+    """The pixels of the live frame as the browser shows them."""
+    png = page.locator(".st-key-live-frame img").screenshot()
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(np.int16)
+
+
+def test_the_live_mode_shows_frames_that_change_its_figures_and_stops(
+    browser, live_page_url, live_stream
+):
+    context, page = new_page(browser, live_page_url)
+    try:
+        page.get_by_text("Live", exact=True).click()
+        page.get_by_text("3 · Live").wait_for()
+        wait_idle(page)
+        page.wait_for_function(
+            "() => document.querySelectorAll('input[aria-label=\"Model\"]').length === 1"
+        )
+        choose(page, "Model", "efficientnet-lite0")
+        page.get_by_role("button", name="Start").click()
+        page.get_by_text("Live: sample-stream · efficientnet-lite0").wait_for()
+        page.locator(".st-key-live-frame img").wait_for()
+        pictures = [live_picture(page)]
+        for _ in range(3):
+            page.wait_for_timeout(1500)
+            pictures.append(live_picture(page))
+        changes = [float(np.abs(a - b).mean()) for a, b in itertools.pairwise(pictures)]
+        assert min(changes) > 1.0, f"the frame did not change in place: {changes}"
+        stats = page.locator(".st-key-live-stats")
+        explained = stats.locator('[data-testid="stMetric"]').filter(has_text="Frames explained")
+        assert int(explained.locator('[data-testid="stMetricValue"]').inner_text()) > 10
+        p95 = stats.locator('[data-testid="stMetric"]').filter(has_text="Latency p95")
+        assert re.fullmatch(r"\d+ ms", p95.locator('[data-testid="stMetricValue"]').inner_text())
+        assert stats.get_by_text("Skipped").count() == 1
+        page.locator('.st-key-live-chart [data-testid="stVegaLiteChart"]').wait_for()
+        assert live_stream not in page.content()  # visitors see the source's name only
+        screenshot(page, "15-live")
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text(re.compile(r"Ended \(stopped\):")).wait_for()
+        wait_idle(page)
+        still = live_picture(page)
+        page.wait_for_timeout(1500)
+        assert float(np.abs(live_picture(page) - still).mean()) == 0.0  # no more updates
+        assert page.get_by_role("button", name="Recording (MP4)").is_visible()
+        assert page.get_by_role("button", name="Start").is_enabled()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        screenshot(page, "16-live-stopped")
     finally:
         context.close()

@@ -8,6 +8,7 @@ data, runs in the background, previews) lives in plain modules of this package.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import shutil
 import time
@@ -21,8 +22,8 @@ import streamlit as st
 from gradcam_client.compose import COLORMAPS
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
-from gradcam_dashboard import charts, jobs, media, metrics, servers
-from gradcam_dashboard.config import DashboardConfig, ServerChoice
+from gradcam_dashboard import charts, jobs, live_view, media, metrics, servers
+from gradcam_dashboard.config import DashboardConfig, LiveSourceChoice, ServerChoice
 from gradcam_dashboard.jobs import RunOutput, RunRequest
 from gradcam_dashboard.preview import Preview
 from gradcam_dashboard.result_view import partial_downloads_ui, results_ui
@@ -115,6 +116,7 @@ def forget_files(folder: Path) -> None:
     run: BackgroundRun | None = state.pop("active_run", None)
     if run is not None:
         run.stop()
+    live_view.discard()
     current: InputFile | None = state.get("input")
     if current is not None and current.preview is not None:
         current.preview.cancel()
@@ -397,17 +399,27 @@ def sample_input(config: DashboardConfig, folder: Path) -> InputFile:
     return checked(config, key, f"{name}.mp4", path)
 
 
-def input_ui(config: DashboardConfig, folder: Path) -> InputFile | None:
-    """Choose the input: an upload or a sample clip; shows it, or why it cannot be used."""
+SOURCE_KINDS = {"upload": "Upload a file", "sample": "Sample clip", "live": "Live"}
+
+
+def input_ui(config: DashboardConfig, folder: Path) -> InputFile | LiveSourceChoice | None:
+    """Choose the input: an upload, a sample clip or a live source; shows it, or why it
+    cannot be used. Changing between files and live drops what the other made."""
     st.subheader("1 · Input")
     kind = st.radio(
         "Source",
-        ["upload", "sample"],
-        format_func={"upload": "Upload a file", "sample": "Sample clip"}.get,
+        list(SOURCE_KINDS),
+        format_func=SOURCE_KINDS.get,
         horizontal=True,
         key="source",
         label_visibility="collapsed",
     )
+    if kind == "live":
+        state = st.session_state
+        if state.get("input") is not None or {"active_run", "result", "failed"} & set(state):
+            new_input(config, folder)
+        return live_view.source_ui(config)
+    live_view.discard()
     chosen = upload_input(config, folder) if kind == "upload" else sample_input(config, folder)
     st.session_state["input"] = chosen
     if chosen is None:
@@ -455,8 +467,19 @@ def _step(value: float, step: float = 0.05) -> float:
     return round(round(value / step) * step, 2)
 
 
-def settings_ui(status: ServerStatus) -> RunRequest | None:
-    """Model, layers, methods, target and looks; None while the choice is incomplete."""
+def _offered(key: str, options: dict[str, str], live: bool, whole: str) -> list[str]:
+    """The choices of a radio: a live source has no whole clip, so `whole` goes in Live."""
+    offered = [option for option in options if not (live and option == whole)]
+    if st.session_state.get(key) not in offered:
+        st.session_state.pop(key, None)
+    return offered
+
+
+def settings_ui(status: ServerStatus, live: bool = False) -> RunRequest | None:
+    """Model, layers, methods, target and looks; None while the choice is incomplete.
+
+    live: for a live source (no choices that need the whole video first).
+    """
     st.subheader("2 · Settings")
     models = status.usable_models
     if not status.live:
@@ -480,7 +503,10 @@ def settings_ui(status: ServerStatus) -> RunRequest | None:
         )
     with target_col:
         target = st.radio(
-            "Class to explain", list(jobs.TARGETS), format_func=jobs.TARGETS.get, key="target"
+            "Class to explain",
+            _offered("target", jobs.TARGETS, live, "video"),
+            format_func=jobs.TARGETS.get,
+            key="target",
         )
         class_index = None
         if target == "class":
@@ -492,8 +518,13 @@ def settings_ui(status: ServerStatus) -> RunRequest | None:
                 key=f"class:{model}",
             )
         st.caption(
-            "Predicted: each frame explains its own top class. Whole video: one class, the one "
-            "with the highest mean probability, for every frame (needs a first pass)."
+            "Predicted: each frame explains its own top class."
+            + (
+                ""
+                if live
+                else " Whole video: one class, the one with the highest mean probability, "
+                "for every frame (needs a first pass)."
+            )
         )
     with looks:
         colormaps = list(COLORMAPS)
@@ -507,7 +538,7 @@ def settings_ui(status: ServerStatus) -> RunRequest | None:
         alpha = st.slider(
             "Opacity", 0.0, 1.0, _step(jobs.DEFAULTS.composition.alpha), 0.05, key="alpha"
         )
-        scopes = list(jobs.SCOPES)
+        scopes = _offered("scope", jobs.SCOPES, live, "clip")
         scope = st.radio(
             "Normalisation",
             scopes,
@@ -720,6 +751,21 @@ def failure_ui(config: DashboardConfig, failed: FailedRun) -> None:
 # --------------------------------------------------------------------------- page
 
 
+def file_ui(
+    config: DashboardConfig,
+    folder: Path,
+    choice: ServerChoice,
+    source: InputFile | None,
+    request: RunRequest | None,
+) -> None:
+    """Run an uploaded file or a sample clip, and show the result."""
+    run_ui(config, folder, choice, source, request)
+    run = st.session_state.get("result")
+    if run is not None and "active_run" not in st.session_state:
+        current = source if source is not None and source.path == run.source else None
+        results_ui(run, current.preview if current is not None else None)
+
+
 def main() -> None:
     """The whole page."""
     st.set_page_config(page_title="Grad-CAM video", page_icon="🔥", layout="wide")
@@ -729,12 +775,13 @@ def main() -> None:
     st.caption("Where does the model look? Heat maps over every frame of a video or an image.")
     choice, status = server_ui(config)
     source = input_ui(config, folder)
-    request = settings_ui(status)
-    run_ui(config, folder, choice, source, request)
-    run = st.session_state.get("result")
-    if run is not None and "active_run" not in st.session_state:
-        current = source if source is not None and source.path == run.source else None
-        results_ui(run, current.preview if current is not None else None)
+    if isinstance(source, LiveSourceChoice) or st.session_state.get("source") == "live":
+        live_source = source if isinstance(source, LiveSourceChoice) else None
+        request = settings_ui(status, live=True)
+        touch = functools.partial(folders(config).touch, folder)
+        live_view.live_ui(config, folder, choice, live_source, request, touch)
+    else:
+        file_ui(config, folder, choice, source, settings_ui(status))
     with st.sidebar:
         st.divider()
         if st.button("Remove my files", key="forget", icon=":material/delete:"):

@@ -73,6 +73,16 @@ def timeline_data(records: Sequence[Record], count: int = 5) -> pd.DataFrame:
     return frame
 
 
+def thinned(records: Sequence[Record], most: int) -> list[Record]:
+    """At most `most` records, evenly spread and always with the last one (chart data of a
+    long stretch of frames)."""
+    if len(records) <= most:
+        return list(records)
+    step = len(records) / most
+    last = len(records) - 1
+    return [records[last - round(i * step)] for i in range(most - 1, -1, -1)]
+
+
 def frame_top5(record: Record) -> pd.DataFrame:
     """The top five classes of one frame (class, probability), best first."""
     rows = [

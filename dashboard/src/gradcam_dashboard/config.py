@@ -24,6 +24,15 @@ Uploads and runs:
 - ``GRADCAM_SESSION_MAX_AGE_H``: idle hours before a session's folder is removed (default 6);
 - ``GRADCAM_SAMPLE_SECONDS``: length of the sample clips (default 4);
 - ``GRADCAM_RETRY_S``: how long a run waits for a server that stopped answering (default 20).
+
+Live sources (the page's Live mode; without any, the mode says how to add them):
+
+- ``GRADCAM_LIVE_SOURCES``: the streams and cameras visitors may pick, ``NAME=URL`` items
+  separated by spaces or ``;`` (``door=rtsp://cam1/stream lab=/dev/video0``; a bare URL is
+  named by itself). Visitors see the names only, never the addresses;
+- ``GRADCAM_ALLOW_ANY_SOURCE``: ``1`` lets visitors type any stream address
+  (``ANY_SOURCE_SCHEMES`` only: no files, no cameras);
+- ``GRADCAM_MAX_LIVE_JOBS``: live runs this dashboard keeps going at once (default 2).
 """
 
 from __future__ import annotations
@@ -34,7 +43,9 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from gradcam_client.live_source import is_live_address
 from gradcam_client.triton import Connection
 from gradcam_client.wire import WIRE_CHOICES
 
@@ -54,6 +65,9 @@ ENV_DIR = "GRADCAM_DASHBOARD_DIR"
 ENV_MAX_AGE_H = "GRADCAM_SESSION_MAX_AGE_H"
 ENV_SAMPLE_SECONDS = "GRADCAM_SAMPLE_SECONDS"
 ENV_RETRY_S = "GRADCAM_RETRY_S"
+ENV_LIVE_SOURCES = "GRADCAM_LIVE_SOURCES"
+ENV_ALLOW_ANY_SOURCE = "GRADCAM_ALLOW_ANY_SOURCE"
+ENV_MAX_LIVE_JOBS = "GRADCAM_MAX_LIVE_JOBS"
 
 DEFAULT_URL = "localhost:8001"
 DEFAULT_WIRE = "auto"
@@ -67,6 +81,10 @@ DEFAULT_MAX_RESOLUTION = (1920, 1080)
 DEFAULT_MAX_AGE_H = 6.0
 DEFAULT_SAMPLE_SECONDS = 4.0
 DEFAULT_RETRY_S = 20.0
+DEFAULT_MAX_LIVE_JOBS = 2
+ANY_SOURCE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
+"""What a visitor may type when the operator allows any source: streams the page pulls from a
+server (never files, cameras, or addresses that make the dashboard listen, like udp://)."""
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
@@ -121,6 +139,51 @@ def server_choices(urls: list[str], metrics: list[str]) -> tuple[ServerChoice, .
         else:
             choices.append(ServerChoice(url, given or metrics_url_for(url)))
     return tuple(choices)
+
+
+@dataclass(frozen=True)
+class LiveSourceChoice:
+    """A live source the page may open: the name visitors see, and its address."""
+
+    name: str
+    url: str
+
+    def redact(self, text: str) -> str:
+        """`text` with the address (which may hold a password) replaced by the name."""
+        return text.replace(self.url, self.name)
+
+
+def parse_live_source(text: str) -> LiveSourceChoice:
+    """``NAME=URL`` (or a bare URL, named by itself) as a live source choice."""
+    text = text.strip()
+    name, equals, url = text.partition("=")
+    if not equals or "://" in name or name.startswith("/"):  # a bare URL (may hold "=")
+        name, url = text, text
+    name, url = name.strip(), url.strip()
+    if not name or not url:
+        raise ValueError(f"a live source is NAME=URL, e.g. door=rtsp://cam1/stream; got {text!r}")
+    if not is_live_address(url):
+        raise ValueError(f"live source {name!r}: {url!r} is not a stream address or a camera")
+    return LiveSourceChoice(name, url)
+
+
+def live_source_choices(items: list[str]) -> tuple[LiveSourceChoice, ...]:
+    """The operator's live sources, in order; names must differ."""
+    choices = tuple(parse_live_source(item) for item in items)
+    names = [choice.name for choice in choices]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"two live sources are named {name!r}")
+    return choices
+
+
+def visitor_source_problem(url: str) -> str | None:
+    """Why a typed address cannot be opened for a visitor (None: it can)."""
+    scheme = urlsplit(url.strip()).scheme.lower()
+    if "://" not in url or scheme not in ANY_SOURCE_SCHEMES:
+        allowed = ", ".join(f"{s}://" for s in ANY_SOURCE_SCHEMES)
+        return f"give a stream address starting with one of {allowed}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -224,6 +287,9 @@ class DashboardConfig:
     max_age_hours: float = DEFAULT_MAX_AGE_H
     sample_seconds: float = DEFAULT_SAMPLE_SECONDS
     retry_s: float = DEFAULT_RETRY_S
+    live_sources: tuple[LiveSourceChoice, ...] = ()
+    allow_any_source: bool = False
+    max_live_jobs: int = DEFAULT_MAX_LIVE_JOBS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardConfig:
@@ -248,6 +314,9 @@ class DashboardConfig:
             max_age_hours=_number(env, ENV_MAX_AGE_H, DEFAULT_MAX_AGE_H),
             sample_seconds=_number(env, ENV_SAMPLE_SECONDS, DEFAULT_SAMPLE_SECONDS),
             retry_s=_number(env, ENV_RETRY_S, DEFAULT_RETRY_S),
+            live_sources=live_source_choices(split_list(env.get(ENV_LIVE_SOURCES, ""))),
+            allow_any_source=env.get(ENV_ALLOW_ANY_SOURCE, "").strip().lower() in TRUE_WORDS,
+            max_live_jobs=int(_number(env, ENV_MAX_LIVE_JOBS, DEFAULT_MAX_LIVE_JOBS)),
         )
 
     @property
@@ -271,6 +340,22 @@ class DashboardConfig:
                 return server
         if self.allow_any_url and url:
             return ServerChoice(url, metrics_url_for(url))
+        return None
+
+    @property
+    def live_enabled(self) -> bool:
+        """Whether the Live mode can open anything."""
+        return bool(self.live_sources) or self.allow_any_source
+
+    def live_choice(self, name_or_url: str | None) -> LiveSourceChoice | None:
+        """The live source a visitor asked for (an operator's name, or an address if any
+        is allowed); None if it is not allowed."""
+        text = (name_or_url or "").strip()
+        for source in self.live_sources:
+            if source.name == text:
+                return source
+        if self.allow_any_source and text and visitor_source_problem(text) is None:
+            return LiveSourceChoice(text, text)
         return None
 
     def connection(self) -> Connection | None:

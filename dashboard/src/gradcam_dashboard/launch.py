@@ -77,6 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=env.get(config.ENV_TLS_CERT),
         help=f"the page's certificate chain for mutual TLS (env {config.ENV_TLS_CERT})",
     )
+    live = parser.add_argument_group(
+        "live sources", "the streams and cameras the page's Live mode may open"
+    )
+    live.add_argument(
+        "--live-source",
+        action="append",
+        default=None,
+        metavar="NAME=URL",
+        help="a stream or camera visitors may pick by NAME (they never see the URL); repeat "
+        f"for several (env {config.ENV_LIVE_SOURCES}, space-separated)",
+    )
+    live.add_argument(
+        "--allow-any-source",
+        action="store_true",
+        default=env.get(config.ENV_ALLOW_ANY_SOURCE, "").strip().lower() in config.TRUE_WORDS,
+        help="let visitors type any stream address: "
+        f"{', '.join(s + '://' for s in config.ANY_SOURCE_SCHEMES)} "
+        f"(env {config.ENV_ALLOW_ANY_SOURCE}=1)",
+    )
+    live.add_argument(
+        "--max-live-jobs",
+        type=int,
+        default=int(env.get(config.ENV_MAX_LIVE_JOBS) or config.DEFAULT_MAX_LIVE_JOBS),
+        help=f"live runs going at once, over all visitors (env {config.ENV_MAX_LIVE_JOBS})",
+    )
     limits = parser.add_argument_group("limits", "what a run accepts")
     limits.add_argument(
         "--max-seconds",
@@ -155,6 +180,10 @@ def build_environment(args: argparse.Namespace, base: dict[str, str] | None = No
     ):
         if value:
             env[name] = str(Path(value).resolve())
+    if args.live_source:
+        env[config.ENV_LIVE_SOURCES] = " ".join(args.live_source)
+    env[config.ENV_ALLOW_ANY_SOURCE] = "1" if args.allow_any_source else "0"
+    env[config.ENV_MAX_LIVE_JOBS] = str(args.max_live_jobs)
     width, height = args.max_resolution
     env[config.ENV_MAX_SECONDS] = f"{args.max_seconds:g}"
     env[config.ENV_MAX_FRAMES] = str(args.max_frames)
@@ -170,13 +199,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse the options and replace this process with the Streamlit server."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if min(args.max_upload_mb, args.session_max_age_hours, args.max_seconds, args.max_frames) <= 0:
+    positive = (args.max_upload_mb, args.session_max_age_hours, args.max_seconds)
+    if min(*positive, args.max_frames, args.max_live_jobs) <= 0:
         parser.error(
-            "--max-upload-mb, --session-max-age-hours, --max-seconds and --max-frames must be "
-            "positive"
+            "--max-upload-mb, --session-max-age-hours, --max-seconds, --max-frames and "
+            "--max-live-jobs must be positive"
         )
     environment = build_environment(args)
-    try:  # the page would fail for every visitor: say so now
+    try:  # the page would fail for every visitor: say so now (TLS files, live sources)
         config.DashboardConfig.from_env(environment).connection()
     except ValueError as error:
         parser.error(str(error))

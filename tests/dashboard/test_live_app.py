@@ -1,0 +1,191 @@
+"""The page's Live mode under Streamlit's AppTest: a real Triton, a real stream on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+from triton_server import free_port
+
+import gradcam_dashboard
+from gradcam_client.sample_stream import SampleStream
+from gradcam_client.video_io import open_media
+
+pytestmark = pytest.mark.integration
+
+APP = Path(gradcam_dashboard.__file__).with_name("app.py")
+
+
+def page() -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=120)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(element.value) for element in elements)
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def live_page() -> AppTest:
+    at = page().run()
+    at.radio(key="source").set_value("live").run()
+    no_exception(at)
+    return at
+
+
+def test_without_live_sources_the_mode_says_how_to_set_them_up(page_env):
+    at = live_page()
+    assert "--live-source" in texts(at.info) and "GRADCAM_LIVE_SOURCES" in texts(at.info)
+    assert "live_source" not in at.session_state  # nothing to pick
+    assert at.button(key="live_start").disabled
+
+
+def test_visitors_pick_among_the_operators_sources_only(page_env, monkeypatch):
+    monkeypatch.setenv(
+        "GRADCAM_LIVE_SOURCES", "door=rtsp://user:secret@cam/1 lab=udp://127.0.0.1:9"
+    )
+    at = page()
+    at.session_state["live_source"] = "rtsp://evil/stream"  # as a forged message would set it
+    at.run()
+    at.radio(key="source").set_value("live").run()
+    no_exception(at)
+    choice = at.selectbox(key="live_source")
+    assert choice.options == ["door", "lab"] and choice.value == "door"
+    assert not at.text_input  # no free-form address unless the operator allows it
+    assert "secret" not in str(at)
+
+
+@pytest.fixture
+def stream_url() -> str:
+    return f"udp://127.0.0.1:{free_port()}"
+
+
+def wait_until(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {seconds:g} s"
+        time.sleep(0.2)
+
+
+def kinds(live) -> list[str]:
+    return [event.kind for event in live.view().events]
+
+
+def test_a_live_run_shows_frames_stats_chart_and_events_then_stops_with_a_recording(
+    served_page, monkeypatch, stream_url
+):
+    monkeypatch.setenv("GRADCAM_LIVE_SOURCES", f"sample={stream_url}")
+    senders = [SampleStream(stream_url, fps=10, size=(320, 180)).start()]
+    try:
+        at = live_page()
+        at.selectbox(key="model").set_value("tiny").run()
+        at.button(key="live_start").click().run()
+        no_exception(at)
+        live = at.session_state["live_run"]
+
+        def explained(count: int) -> bool:
+            view = live.view()
+            assert not view.finished, view.error
+            return view.stats is not None and view.stats.processed >= count
+
+        wait_until(lambda: explained(15), 60, "no frames")
+        at.run()
+        no_exception(at)
+        assert "Live: sample · tiny" in texts(at.success)
+        assert at.get("image"), "no frame shown"
+        metrics = {m.label: m.value for m in at.metric}
+        assert int(metrics["Frames explained"]) >= 15
+        assert metrics["Latency p50"].endswith(" ms") and "Skipped" in metrics
+        assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+        assert "reading sample:" in texts(at.caption)  # the opened event, address hidden
+        assert stream_url not in str(at)
+        shown = live.view().frame
+        time.sleep(1.0)
+        later = live.view().frame
+        assert later.index > shown.index
+        assert not np.array_equal(live.rgb(later), shown.rgb())
+        # the source goes silent, then comes back: one line each
+        senders[0].stop()
+        wait_until(lambda: "lost" in kinds(live), 30, "no word of the lost source")
+        at.run()
+        assert "the source stopped sending" in texts(at.warning)
+        senders.append(SampleStream(stream_url, fps=10, size=(320, 180)).start())
+        wait_until(lambda: "reopened" in kinds(live), 40, "the source was not reopened")
+        wait_until(lambda: live.view().frame.segment == 1, 30, "no frames after reopening")
+        at.run()
+        no_exception(at)
+        assert "the source is back after" in texts(at.caption)
+        assert int({m.label: m.value for m in at.metric}["Reopened"]) == 1
+        at.button(key="live_stop").click().run()
+        assert live.wait(20), "the live run did not stop"
+        at.run()
+        no_exception(at)
+    finally:
+        for sender in senders:
+            sender.stop()
+    view = live.view()
+    assert view.result is not None and view.result.ended == "stopped"
+    stats = view.result.stats
+    assert stats.received == stats.processed + stats.skipped and stats.reconnects == 1
+    assert "Ended (stopped):" in texts(at.info)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Recording 1 (MP4)", "Recording 2 (MP4)", "Predictions (JSONL)"]
+    recordings = view.result.recordings
+    assert sum(1 for path in recordings for _ in open_media(path)) == stats.processed
+    assert not at.button(key="live_start").disabled
+    # leaving the Live mode drops the run and its files
+    at.radio(key="source").set_value("sample").run()
+    no_exception(at)
+    assert "live_run" not in at.session_state
+    assert live.wait(5) and not any(path.exists() for path in recordings)
+
+
+def test_a_source_nobody_listens_on_is_one_clear_line(served_page, monkeypatch):
+    monkeypatch.setenv("GRADCAM_LIVE_SOURCES", f"gone=tcp://127.0.0.1:{free_port()}")
+    at = live_page()
+    at.selectbox(key="model").set_value("tiny").run()
+    at.button(key="live_start").click().run()
+    live = at.session_state["live_run"]
+    assert live.wait(20)
+    at.run()
+    no_exception(at)
+    message = texts(at.error)
+    assert "The live run failed:" in message and "connection refused" in message
+    assert "gone:" in message and "127.0.0.1" not in message
+    assert len(message.splitlines()) == 1
+
+
+def test_a_silent_source_holds_the_only_slot_then_fails_in_one_line(served_page, monkeypatch):
+    # a UDP address nothing sends to: the first run stays "opening" (its open time-out is 10 s)
+    monkeypatch.setenv("GRADCAM_LIVE_SOURCES", f"quiet=udp://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("GRADCAM_MAX_LIVE_JOBS", "1")
+    one, two = live_page(), live_page()
+    for at in (one, two):
+        at.selectbox(key="model").set_value("tiny").run()
+    one.button(key="live_start").click().run()
+    assert "Opening quiet · tiny..." in texts(one.info)
+    assert one.button(key="live_start").disabled  # one live run per session
+    two.button(key="live_start").click().run()
+    no_exception(two)
+    assert "already runs 1 live source(s), the most it allows" in texts(two.warning)
+    assert "live_run" not in two.session_state
+    # a stream that never starts: one clear line once the open time-out is up
+    assert one.session_state["live_run"].wait(30), "the silent source hung the run"
+    one.run()
+    no_exception(one)
+    message = texts(one.error)
+    assert "The live run failed:" in message and "no stream arrived within 10 s" in message
+    assert len(message.splitlines()) == 1
+    two.button(key="live_start").click().run()  # the slot is free again
+    live = two.session_state["live_run"]
+    # the session ends (Streamlit drops its state): its live run stops
+    del two.session_state["janitor"]
+    gc.collect()
+    assert live.wait(20), "the live run outlived its session"
+    assert live.view().phase == "ended" and live.view().error is None

@@ -1,0 +1,102 @@
+"""The operator's live sources: parsing, what visitors may open, and the launcher's flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradcam_dashboard import launch
+from gradcam_dashboard.config import (
+    DashboardConfig,
+    LiveSourceChoice,
+    parse_live_source,
+    visitor_source_problem,
+)
+
+
+def test_live_sources_are_named_addresses_in_order():
+    config = DashboardConfig.from_env(
+        {
+            "GRADCAM_LIVE_SOURCES": "door=rtsp://user:pw@cam1/live?a=b;  lab=/dev/video0 "
+            "udp://127.0.0.1:5000?fifo_size=100"
+        }
+    )
+    assert config.live_sources == (
+        LiveSourceChoice("door", "rtsp://user:pw@cam1/live?a=b"),
+        LiveSourceChoice("lab", "/dev/video0"),
+        # a bare address (which may hold "=") is named by itself
+        LiveSourceChoice(
+            "udp://127.0.0.1:5000?fifo_size=100", "udp://127.0.0.1:5000?fifo_size=100"
+        ),
+    )
+    assert config.live_enabled and not config.allow_any_source and config.max_live_jobs == 2
+    assert DashboardConfig.from_env({}).live_sources == ()
+    assert not DashboardConfig.from_env({}).live_enabled
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("door=", "a live source is NAME=URL"),
+        ("=rtsp://cam/1", "a live source is NAME=URL"),
+        ("door=clip.mp4", "'clip.mp4' is not a stream address or a camera"),
+        ("door=file:///etc/passwd", "is not a stream address"),
+    ],
+)
+def test_a_bad_live_source_is_one_clear_line(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_live_source(text)
+
+
+def test_two_sources_cannot_share_a_name():
+    with pytest.raises(ValueError, match="two live sources are named 'cam'"):
+        DashboardConfig.from_env({"GRADCAM_LIVE_SOURCES": "cam=rtsp://a/1 cam=rtsp://b/1"})
+    with pytest.raises(ValueError, match="GRADCAM_MAX_LIVE_JOBS must be positive"):
+        DashboardConfig.from_env({"GRADCAM_MAX_LIVE_JOBS": "0"})
+
+
+def test_visitors_open_the_operators_sources_by_name_only():
+    config = DashboardConfig.from_env({"GRADCAM_LIVE_SOURCES": "door=rtsp://user:pw@cam1/live"})
+    assert config.live_choice("door") == config.live_sources[0]
+    for forged in ("rtsp://user:pw@cam1/live", "rtsp://evil/x", "/dev/video0", "", None):
+        assert config.live_choice(forged) is None
+    # messages show the name, never the address (it may hold a password)
+    message = "rtsp://user:pw@cam1/live: cannot open the source: connection refused"
+    assert (
+        config.live_sources[0].redact(message) == "door: cannot open the source: connection refused"
+    )
+
+
+def test_any_address_only_for_pulled_streams_when_the_operator_allows_it():
+    config = DashboardConfig.from_env({"GRADCAM_ALLOW_ANY_SOURCE": "1"})
+    assert config.live_enabled and config.live_sources == ()
+    assert config.live_choice("rtsp://other/stream") == LiveSourceChoice(
+        "rtsp://other/stream", "rtsp://other/stream"
+    )
+    for refused in ("/dev/video0", "file:///etc/passwd", "udp://0.0.0.0:5000", "clip.mp4"):
+        assert config.live_choice(refused) is None
+        assert "give a stream address starting with one of rtsp://" in visitor_source_problem(
+            refused
+        )
+    assert visitor_source_problem("https://host/live.m3u8") is None
+
+
+def test_the_launcher_passes_live_sources_to_the_page():
+    sources = ["--live-source", "door=rtsp://cam1/live", "--live-source", "lab=/dev/video0"]
+    args = launch.build_parser().parse_args([*sources, "--max-live-jobs", "3"])
+    env = launch.build_environment(args, base={})
+    assert env["GRADCAM_LIVE_SOURCES"] == "door=rtsp://cam1/live lab=/dev/video0"
+    assert env["GRADCAM_ALLOW_ANY_SOURCE"] == "0" and env["GRADCAM_MAX_LIVE_JOBS"] == "3"
+    config = DashboardConfig.from_env(env)
+    assert [source.name for source in config.live_sources] == ["door", "lab"]
+    assert config.max_live_jobs == 3
+    free = launch.build_parser().parse_args(["--allow-any-source"])
+    assert launch.build_environment(free, base={})["GRADCAM_ALLOW_ANY_SOURCE"] == "1"
+
+
+def test_the_launcher_refuses_a_bad_live_source(capsys):
+    with pytest.raises(SystemExit):
+        launch.main(["--live-source", "door=clip.mp4"])
+    assert "'clip.mp4' is not a stream address or a camera" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        launch.main(["--max-live-jobs", "0"])
+    assert "must be positive" in capsys.readouterr().err
