@@ -34,6 +34,7 @@ from gradcam_client.errors import (
     NoFramesError,
     OutputError,
 )
+from gradcam_client.media_writer import ENCODERS, choose_encoder
 from gradcam_client.normalize import (
     DEFAULT_DECAY,
     DEFAULT_SMOOTHING,
@@ -88,7 +89,7 @@ class JobSettings:
     encoder_preset: str = "veryfast"  # libx264 preset: "medium" makes ~same-size files, 2.5x slower
     crf: int = 20
     yuv: bool = True  # compose on the decoded yuv420p pictures when the input and layout allow
-    encoder: str = "auto"  # H.264 encoder: a hardware one (NVENC) when it opens here, else libx264
+    encoder: str = "auto"  # H.264 encoder (ENCODERS): "auto" is NVENC when it opens, else libx264
     encoder_threads: int = 0  # 0: the encoder's own choice
 
     def __post_init__(self) -> None:
@@ -101,6 +102,8 @@ class JobSettings:
             )
         if not 0 <= self.crf <= 51:
             raise InputError(f"crf must be between 0 and 51; got {self.crf}")
+        if self.encoder not in ENCODERS:
+            raise InputError(f"unknown encoder {self.encoder!r}; choose from {', '.join(ENCODERS)}")
         Scope.parse(self.scope)
         TemporalSmoother(self.smoothing)
 
@@ -494,6 +497,7 @@ class _Job:
                 settings, composition=replace(settings.composition, even_dimensions=False)
             )
         self.settings = settings
+        self.encoder = choose_encoder(settings.encoder, settings.crf)  # before any frame is sent
         self.info = server.model_info()
         self.panels = select_panels(self.info, settings)
         self.target = TargetChoice.parse(settings.target, self.info.class_names)
@@ -639,7 +643,7 @@ class _Job:
             self.reader.info,
             preset=self.settings.encoder_preset,
             crf=self.settings.crf,
-            encoder=self.settings.encoder,
+            encoder=self.encoder,
             threads=self.settings.encoder_threads,
         )
 
