@@ -345,12 +345,15 @@ class VideoWriter:
     def write_picture(
         self, picture: np.ndarray, pts: int | None = None, *, duration: int | None = None
     ) -> None:
-        """Encode one yuv420p BT.709 limited-range picture (see `Frame`), as `write` does."""
-        picture = np.asarray(picture)
+        """Encode one yuv420p BT.709 limited-range picture (see `Frame`), as `write` does.
+
+        The encoder reads the picture's own memory (no copy): do not change it afterwards.
+        """
+        picture = np.ascontiguousarray(picture)
         if picture.dtype != np.uint8 or picture.ndim != 2 or picture.shape[0] % 3:
             raise ValueError(f"expected a yuv420p (H * 3 / 2, W) picture, got {picture.shape}")
         self._check_size(picture.shape[1], picture.shape[0] * 2 // 3)
-        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+        frame = av.VideoFrame.from_numpy_buffer(picture, format="yuv420p")
         frame.colorspace = 1  # BT.709
         frame.color_range = 1  # MPEG (limited)
         self._encode(frame, pts, duration)
