@@ -138,16 +138,22 @@ def variants(pictures: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
 # --------------------------------------------------------------------------- encoding
 
 
+Timing = tuple[Any, list[int]]
+"""The input's `VideoInfo` and its frames' timestamps."""
+
+
 def encode(
-    frames: list[np.ndarray], info: Any, out: Path, preset: str = "veryfast", crf: int = CRF
+    frames: list[np.ndarray], timing: Timing, out: Path, preset: str = "veryfast", crf: int = CRF
 ) -> dict[str, float]:
-    """Encode yuv420p `frames` with the client's writer; CPU ms per frame and kB."""
+    """Encode yuv420p `frames` with the client's writer at the input's timestamps (libx264's
+    rate control depends on the frame rate they give); CPU ms per frame and kB."""
+    info, stamps = timing
     from gradcam_client.video_io import VideoWriter
 
     started = time.process_time()
     with VideoWriter(out, info, preset=preset, crf=crf, encoder="libx264", audio=False) as sink:
-        for index, picture in enumerate(frames):
-            sink.write_picture(picture, index)
+        for pts, picture in zip(stamps, frames, strict=True):
+            sink.write_picture(picture, pts)
     cpu = time.process_time() - started
     return {"cpu_ms": 1000 * cpu / len(frames), "kb": out.stat().st_size / 1000}
 
@@ -190,11 +196,13 @@ def measure_size(clip: Path, work: Path, rounds: int) -> dict[str, Any]:
     from gradcam_client.video_io import open_media
 
     reader = open_media(clip)
-    pictures = [frame.image for frame in reader.pictures()]
+    decoded = list(reader.pictures())
+    pictures = [frame.image for frame in decoded]
+    timing = (reader.info, [frame.pts for frame in decoded])
     sets = variants(pictures)
     out = work / "encoded.mp4"
     section1 = interleaved(
-        {name: (lambda f=frames: encode(f, reader.info, out)) for name, frames in sets.items()},
+        {name: (lambda f=frames: encode(f, timing, out)) for name, frames in sets.items()},
         rounds,
     )
     plain_cpu = section1["input's own frames (the transcode's)"]["cpu_ms"]
@@ -207,18 +215,18 @@ def measure_size(clip: Path, work: Path, rounds: int) -> dict[str, Any]:
     frames = sets["composed, zero-cost model's map (client_cost.py)"]
     jobs = {}
     for preset in PRESETS:
-        jobs[f"composed {preset}"] = lambda p=preset: encode(frames, reader.info, out, p)
-        jobs[f"input {preset}"] = lambda p=preset: encode(pictures, reader.info, out, p)
+        jobs[f"composed {preset}"] = lambda p=preset: encode(frames, timing, out, p)
+        jobs[f"input {preset}"] = lambda p=preset: encode(pictures, timing, out, p)
     timed = interleaved(jobs, rounds)
     section2 = {}
     for preset in PRESETS:
-        encode(frames, reader.info, out, preset)
+        encode(frames, timing, out, preset)
         entry = {**timed[f"composed {preset}"], **quality(out, frames)}
         entry["input_cpu_ms"] = timed[f"input {preset}"]["cpu_ms"]
         entry["input_kb"] = timed[f"input {preset}"]["kb"]
         section2[preset] = entry
         log(f"{clip.name} {preset}: {entry}")
-    section3 = matched_quality(frames, reader.info, out, section2["veryfast"], rounds)
+    section3 = matched_quality(frames, timing, out, section2["veryfast"], rounds)
     out.unlink(missing_ok=True)
     return {
         "frames": len(pictures),
@@ -229,18 +237,18 @@ def measure_size(clip: Path, work: Path, rounds: int) -> dict[str, Any]:
 
 
 def matched_quality(
-    frames: list[np.ndarray], info: Any, out: Path, reference: dict[str, float], rounds: int
+    frames: list[np.ndarray], timing: Timing, out: Path, reference: dict[str, float], rounds: int
 ) -> dict[str, dict[str, float]]:
     """Each preset faster than veryfast at the highest CRF whose PSNR is still at least
     veryfast's at CRF 20: the size and CPU it takes to look as good."""
     matched = {}
     for preset in PRESETS[: PRESETS.index("veryfast")]:
         for crf in range(CRF + 8, CRF - 9, -1):  # the first that looks as good is the highest
-            encode(frames, info, out, preset, crf)
+            encode(frames, timing, out, preset, crf)
             if quality(out, frames, ssim=False)["psnr_db"] >= reference["psnr_db"]:
                 break
         entry = {"crf": crf, "kb": out.stat().st_size / 1000, **quality(out, frames)}
-        job = {preset: lambda p=preset, c=crf: encode(frames, info, out, p, c)}
+        job = {preset: lambda p=preset, c=crf: encode(frames, timing, out, p, c)}
         entry["cpu_ms"] = interleaved(job, rounds)[preset]["cpu_ms"]
         matched[preset] = entry
         log(f"matched quality {preset}: {entry}")
