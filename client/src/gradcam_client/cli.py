@@ -157,9 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument(
         "--preset",
-        default="veryfast",
+        default=JobSettings.encoder_preset,
         choices=ENCODER_PRESETS,
-        help="H.264 encoder speed (slower presets make slightly smaller files)",
+        help="libx264 speed: slower presets make smaller files at the same quality",
     )
     out.add_argument(
         "--encoder",
@@ -167,7 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=ENCODERS,
         help="H.264 encoder: auto uses NVENC when an NVIDIA GPU opens it, else libx264",
     )
-    out.add_argument("--crf", type=int, default=20, help="H.264 quality, 0 (lossless) to 51")
+    out.add_argument(
+        "--crf",
+        type=int,
+        default=JobSettings.crf,
+        help="H.264 quality, 0 (lossless) to 51; lower is better",
+    )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status")
 
     live = parser.add_argument_group("live sources")
