@@ -437,8 +437,13 @@ def summarise(
                 entry[f"{variant}_{c}_cores_cpu_ms_per_frame"] = cpu_ms(key)
                 entry[f"{variant}_{c}_cores_fps"] = fps(key)
         two = f"{height}p client {max(cores)}"
-        entry["cpu_ratio"] = cpu_ms(two) / cpu_ms(base)
-        entry["fps_ratio"] = fps(two) / fps(base)
+        # ratios within each round (the two jobs ran minutes apart at most), then the median
+        pairs = list(zip(runs[two], runs[base], strict=True))
+        cpu_ratios = [(c["cpu"] / c["frames"]) / (t["cpu"] / t["frames"]) for c, t in pairs]
+        fps_ratios = [(c["frames"] / c["wall"]) / (t["frames"] / t["wall"]) for c, t in pairs]
+        entry["cpu_ratio"], entry["fps_ratio"] = median(cpu_ratios), median(fps_ratios)
+        entry["cpu_ratio_range"] = benchlib.spread(cpu_ratios)
+        entry["fps_ratio_range"] = benchlib.spread(fps_ratios)
         data_sizes[f"{width}x{height}"] = entry
         cpu_check = benchlib.check(entry["cpu_ratio"], CPU_TARGET, higher_is_better=False)
         rows.append(
@@ -447,9 +452,10 @@ def summarise(
                 entry["frames"],
                 cpu_ms(base),
                 cpu_ms(two),
-                f"{entry['cpu_ratio']:.2f} ({cpu_check})",
+                f"{entry['cpu_ratio']:.2f} ({cpu_check}; {entry['cpu_ratio_range']})",
                 *[fps(f"{height}p {v} {c}") for c in cores for v in ("transcode", "client")],
-                f"{entry['fps_ratio']:.2f} ({benchlib.check(entry['fps_ratio'], FPS_TARGET)})",
+                f"{entry['fps_ratio']:.2f} ({benchlib.check(entry['fps_ratio'], FPS_TARGET)}; "
+                f"{entry['fps_ratio_range']})",
             ]
         )
     headers = [
@@ -480,7 +486,8 @@ def summarise(
             f"libx264 preset {args.preset}, CRF {args.crf}. Transcode: PyAV decode + libx264, "
             "default threads. Each job is a process pinned to the CPUs named (as `taskset` "
             "does); Triton keeps both. CPU is the whole process (every thread), wall the job "
-            "alone; the ratios compare the "
+            "alone; the ratios are medians of the ratios within each round (their range in "
+            "brackets) and compare the "
             f"{max(cores)}-core runs.",
             "",
             md,
