@@ -37,7 +37,6 @@ CPU_TARGET = 1.3  # client CPU per frame / transcode CPU per frame, at most
 FPS_TARGET = 0.8  # client frames/s against the zero-cost model / transcode frames/s, at least
 SIZES = ((640, 360), (1280, 720), (1920, 1080), (3840, 2160))
 FRAMES = {360: 150, 720: 75, 1080: 45, 2160: 15}  # about the same pixels per clip
-PRESET, CRF = "veryfast", 20  # the client's defaults (gradcam_client.pipeline.JobSettings)
 
 ZERO_MODEL = '''\
 """A Grad-CAM model that computes nothing: every frame gets the same ready answer."""
@@ -85,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cores", default="2,1", help="CPU counts for the client runs (2,1)")
     parser.add_argument("--fps", type=int, default=15, help="frame rate of the clips")
     parser.add_argument("--no-levers", action="store_true", help="skip the stage-by-stage levers")
+    parser.add_argument("--preset", help="libx264 preset of both sides (the client's default)")
+    parser.add_argument("--crf", type=int, help="CRF of both sides (the client's default)")
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -95,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 2
+    from gradcam_client.pipeline import JobSettings
+
+    args.preset = args.preset or JobSettings.encoder_preset
+    args.crf = JobSettings.crf if args.crf is None else args.crf
     return args
 
 
@@ -125,14 +130,14 @@ def write_zero_model(repository: Path) -> Path:
 # --------------------------------------------------------------------------- workers
 
 
-def transcode(clip: Path, out: Path) -> int:
+def transcode(clip: Path, out: Path, preset: str, crf: int) -> int:
     """Decode `clip` and encode it again with libx264 (the client's preset and CRF)."""
     import av
 
     with av.open(str(clip)) as source, av.open(str(out), "w", format="mp4") as sink:
         video = source.streams.video[0]
         stream = sink.add_stream("libx264", rate=video.average_rate)
-        stream.options = {"crf": str(CRF), "preset": PRESET}
+        stream.options = {"crf": str(crf), "preset": preset}
         stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
         stream.time_base = video.time_base
         count = 0
@@ -144,12 +149,12 @@ def transcode(clip: Path, out: Path) -> int:
     return count
 
 
-def run_client(clip: Path, out: Path, url: str) -> int:
+def run_client(clip: Path, out: Path, url: str, preset: str, crf: int) -> int:
     """`gradcam-video` with its defaults, as a library call."""
     from gradcam_client.pipeline import JobSettings, process_media
     from gradcam_client.triton import GradcamServer
 
-    settings = JobSettings(encoder_preset=PRESET, crf=CRF)
+    settings = JobSettings(encoder_preset=preset, crf=crf)
     return process_media(GradcamServer(url, MODEL), clip, out, settings).frames
 
 
@@ -159,12 +164,12 @@ def worker(args: argparse.Namespace) -> None:
         import gradcam_client.pipeline  # noqa: F401  (imports are not the job)
 
         def job() -> int:
-            return run_client(args.clip, args.out, args.url)
+            return run_client(args.clip, args.out, args.url, args.preset, args.crf)
     else:
         import av  # noqa: F401
 
         def job() -> int:
-            return transcode(args.clip, args.out)
+            return transcode(args.clip, args.out, args.preset, args.crf)
 
     cpu, wall = time.process_time(), time.perf_counter()
     frames = job()
@@ -172,11 +177,13 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"frames": frames, "cpu": cpu, "wall": wall}))
 
 
-def measure(variant: str, clip: Path, out: Path, url: str, cores: int) -> dict[str, float]:
+def measure(
+    variant: str, clip: Path, out: Path, url: str, cores: int, args: argparse.Namespace
+) -> dict[str, float]:
     """Run one job in a fresh process pinned to `cores` CPUs."""
     allowed = sorted(os.sched_getaffinity(0))[:cores]
     command = [sys.executable, __file__, "--worker", variant, "--clip", str(clip)]
-    command += ["--out", str(out), "--url", url]
+    command += ["--out", str(out), "--url", url, "--preset", args.preset, "--crf", str(args.crf)]
     done = subprocess.run(
         command,
         capture_output=True,
@@ -204,7 +211,7 @@ def _per_frame(job: Any, frames: int) -> tuple[float, float]:
     )
 
 
-def levers(clip: Path, work: Path) -> list[dict[str, Any]]:
+def levers(clip: Path, work: Path, preset: str, crf: int) -> list[dict[str, Any]]:
     """Each lever of the client alone on `clip`: today's way and the new one, CPU per frame."""
     import numpy as np
 
@@ -261,7 +268,7 @@ def levers(clip: Path, work: Path) -> list[dict[str, Any]]:
     def encode(images: list[Any], method: str = "write_picture", **kwargs: Any) -> Any:
         def job() -> None:
             with VideoWriter(
-                work / "lever.mp4", reader.info, preset=PRESET, crf=CRF, **kwargs
+                work / "lever.mp4", reader.info, preset=preset, crf=crf, **kwargs
             ) as w:
                 for frame, image in zip(rgb, images, strict=True):
                     getattr(w, method)(image, frame.pts)
@@ -339,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"clip {width}x{height}, {frames} frames")
         repository = work / "repository"
         write_zero_model(repository)
-        variants = [("transcode", 2)] + [("client", c) for c in cores]
+        variants = [(variant, c) for c in cores for variant in ("transcode", "client")]
         runs: dict[str, list[dict[str, float]]] = {}
         with benchlib.running_triton(repository, work) as server:
             url = server.urls.grpc
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                     for variant, ncores in benchlib.rotated(variants, round_index):
                         key = f"{height}p {variant} {ncores}"
                         out = work / f"out_{height}_{variant}.mp4"
-                        result = measure(variant, clips[height], out, url, ncores)
+                        result = measure(variant, clips[height], out, url, ncores, args)
                         runs.setdefault(key, []).append(result)
                         log(
                             f"round {round_index + 1} {key} cores: "
@@ -358,14 +365,19 @@ def main(argv: list[str] | None = None) -> int:
         lever_results = {}
         if not args.no_levers:
             for height in heights:
-                lever_results[f"{height}p"] = levers(clips[height], work)
+                lever_results[f"{height}p"] = levers(clips[height], work, args.preset, args.crf)
     report = summarise(runs, sizes, cores, machine, args)
     if lever_results:
         lever_md = lever_table(lever_results)
         report["markdown"] += "\n\n" + lever_md
         report["data"]["levers"] = lever_results
     print(report["text"])
-    benchlib.write_results(NAME, report["data"], report["markdown"], args.output_dir)
+    from gradcam_client.pipeline import JobSettings
+
+    name = NAME
+    if (args.preset, args.crf) != (JobSettings.encoder_preset, JobSettings.crf):
+        name += f"-{args.preset}-crf{args.crf}"
+    benchlib.write_results(name, report["data"], report["markdown"], args.output_dir)
     return 0
 
 
@@ -413,19 +425,25 @@ def summarise(
 
     rows, data_sizes = [], {}
     for width, height in sizes:
-        base = f"{height}p transcode 2"
+        base = f"{height}p transcode {max(cores)}"
         entry: dict[str, Any] = {
             "frames": runs[base][0]["frames"],
             "transcode_cpu_ms_per_frame": cpu_ms(base),
             "transcode_fps": fps(base),
         }
         for c in cores:
-            key = f"{height}p client {c}"
-            entry[f"client_{c}_cores_cpu_ms_per_frame"] = cpu_ms(key)
-            entry[f"client_{c}_cores_fps"] = fps(key)
+            for variant in ("client", "transcode"):
+                key = f"{height}p {variant} {c}"
+                entry[f"{variant}_{c}_cores_cpu_ms_per_frame"] = cpu_ms(key)
+                entry[f"{variant}_{c}_cores_fps"] = fps(key)
         two = f"{height}p client {max(cores)}"
-        entry["cpu_ratio"] = cpu_ms(two) / cpu_ms(base)
-        entry["fps_ratio"] = fps(two) / fps(base)
+        # ratios within each round (the two jobs ran minutes apart at most), then the median
+        pairs = list(zip(runs[two], runs[base], strict=True))
+        cpu_ratios = [(c["cpu"] / c["frames"]) / (t["cpu"] / t["frames"]) for c, t in pairs]
+        fps_ratios = [(c["frames"] / c["wall"]) / (t["frames"] / t["wall"]) for c, t in pairs]
+        entry["cpu_ratio"], entry["fps_ratio"] = median(cpu_ratios), median(fps_ratios)
+        entry["cpu_ratio_range"] = benchlib.spread(cpu_ratios)
+        entry["fps_ratio_range"] = benchlib.spread(fps_ratios)
         data_sizes[f"{width}x{height}"] = entry
         cpu_check = benchlib.check(entry["cpu_ratio"], CPU_TARGET, higher_is_better=False)
         rows.append(
@@ -434,10 +452,10 @@ def summarise(
                 entry["frames"],
                 cpu_ms(base),
                 cpu_ms(two),
-                f"{entry['cpu_ratio']:.2f} ({cpu_check})",
-                fps(base),
-                *[fps(f"{height}p client {c}") for c in cores],
-                f"{entry['fps_ratio']:.2f} ({benchlib.check(entry['fps_ratio'], FPS_TARGET)})",
+                f"{entry['cpu_ratio']:.2f} ({cpu_check}; {entry['cpu_ratio_range']})",
+                *[fps(f"{height}p {v} {c}") for c in cores for v in ("transcode", "client")],
+                f"{entry['fps_ratio']:.2f} ({benchlib.check(entry['fps_ratio'], FPS_TARGET)}; "
+                f"{entry['fps_ratio_range']})",
             ]
         )
     headers = [
@@ -446,8 +464,11 @@ def summarise(
         "transcode ms CPU/frame",
         "client ms CPU/frame",
         f"CPU ratio (<= {CPU_TARGET})",
-        "transcode frames/s",
-        *[f"client frames/s, {c} core{'s' if c > 1 else ''}" for c in cores],
+        *[
+            f"{v} frames/s, {c} core{'s' if c > 1 else ''}"
+            for c in cores
+            for v in ("transcode", "client")
+        ],
         f"frames/s ratio (>= {FPS_TARGET})",
     ]
     text, md = benchlib.table(headers, rows)
@@ -461,13 +482,15 @@ def summarise(
             f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, {machine['time']}.",
             "",
             "Client: `process_media` with its defaults against the zero-cost model (same "
-            "contract as EfficientNet-Lite0, ready answers, same Triton). Transcode: PyAV "
-            f"decode + libx264 preset {PRESET}, CRF {CRF}, default threads, pinned to 2 CPUs. "
-            "CPU is the whole process (every thread), wall the job alone.",
+            "contract as EfficientNet-Lite0, ready answers, same Triton); both sides encode with "
+            f"libx264 preset {args.preset}, CRF {args.crf}. Transcode: PyAV decode + libx264, "
+            "default threads. Each job is a process pinned to the CPUs named (as `taskset` "
+            "does); Triton keeps both. CPU is the whole process (every thread), wall the job "
+            "alone; the ratios are medians of the ratios within each round (their range in "
+            "brackets) and compare the "
+            f"{max(cores)}-core runs.",
             "",
             md,
-            "",
-            "`client frames/s, 1 core`: the client process pinned to one CPU (Triton keeps both).",
         ]
     )
     data = {"machine": machine, "sizes": data_sizes, "runs": runs, "rounds": args.rounds}

@@ -273,13 +273,19 @@ class StageTimers:
         self._patches: list[tuple[Any, str, Any]] = []
 
     def wrap(self, owner: Any, attr: str, label: str, thread: str = "any") -> None:
+        """Time `owner.attr` under `label` when called on `thread`: "any", "main", or a thread
+        whose name contains it."""
         original = getattr(owner, attr)
         totals = self.totals
         main = threading.main_thread()
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            is_main = threading.current_thread() is main
-            if (thread == "main" and not is_main) or (thread == "other" and is_main):
+            current = threading.current_thread()
+            if thread == "main":
+                counted = current is main
+            else:
+                counted = thread == "any" or (current is not main and thread in current.name)
+            if not counted:
                 return original(*args, **kwargs)
             started = time.perf_counter()
             try:
@@ -298,36 +304,41 @@ class StageTimers:
 
 def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[str, Any]:
     """One `process_media` run with timers around its stages: ms per frame spent by the main
-    thread (setup, waiting for the decoder, waiting for the server), by the decoder thread
-    (resizing, blocked on a full queue; the rest of its time is decoding) and by the encoder
-    thread (composing, encoding)."""
+    thread (setup, waiting for the decoder, the server and the compose thread), by the decoder
+    thread (resizing, blocked on a full queue; the rest of its time is decoding), by the compose
+    thread and by the encode thread (each: working, waiting for frames, blocked)."""
     from concurrent.futures import Future
 
     from gradcam_client import pipeline, video_io
 
     timers = StageTimers()
-    main_parts = {
-        "setup (open input, model info)": (pipeline._Job, "__init__"),
-        "wait for the decoder (queue get)": (queue.Queue, "get"),
-        "wait for the server (future result)": (Future, "result"),
-        "encoder flush (VideoWriter.close)": (video_io.VideoWriter, "close"),
+    parts = {
+        "main": {
+            "setup (open input, model info)": (pipeline._Job, "__init__"),
+            "wait for the decoder (queue get)": (queue.Queue, "get"),
+            "wait for the server (future result)": (Future, "result"),
+            "blocked on the compose queue (queue put)": (queue.Queue, "put"),
+            "encoder flush (VideoWriter.close)": (video_io.VideoWriter, "close"),
+        },
+        "_decode": {
+            "resize (resize_for_model)": (pipeline, "resize_for_model"),
+            "blocked on a full queue (queue put)": (queue.Queue, "put"),
+        },
+        "compose": {
+            "compose, RGB (MapRenderer.render)": (pipeline.MapRenderer, "render"),
+            "compose, YUV (MapRenderer.render_picture)": (pipeline.MapRenderer, "render_picture"),
+            "wait for frames (queue get)": (queue.Queue, "get"),
+            "blocked on the encode queue (queue put)": (queue.Queue, "put"),
+        },
+        "encode": {
+            "encode, RGB (VideoWriter.write)": (video_io.VideoWriter, "write"),
+            "encode, YUV (VideoWriter.write_picture)": (video_io.VideoWriter, "write_picture"),
+            "wait for composed frames (queue get)": (queue.Queue, "get"),
+        },
     }
-    encoder_parts = {
-        "compose, RGB (MapRenderer.render)": (pipeline.MapRenderer, "render"),
-        "compose, YUV (MapRenderer.render_picture)": (pipeline.MapRenderer, "render_picture"),
-        "encode, RGB (VideoWriter.write)": (video_io.VideoWriter, "write"),
-        "encode, YUV (VideoWriter.write_picture)": (video_io.VideoWriter, "write_picture"),
-    }
-    decoder_parts = {
-        "resize (resize_for_model)": (pipeline, "resize_for_model"),
-        "blocked on a full queue (queue put)": (queue.Queue, "put"),
-    }
-    for label, (owner, attr) in main_parts.items():
-        timers.wrap(owner, attr, label, thread="main")
-    for label, (owner, attr) in encoder_parts.items():
-        timers.wrap(owner, attr, label, thread="other")
-    for label, (owner, attr) in decoder_parts.items():
-        timers.wrap(owner, attr, label, thread="other")
+    for thread, labels in parts.items():
+        for label, (owner, attr) in labels.items():
+            timers.wrap(owner, attr, label, thread=thread)
     started = time.perf_counter()
     try:
         result = pipeline.process_media(client, clip, output, settings)
@@ -335,16 +346,19 @@ def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[st
         timers.restore()
     seconds = time.perf_counter() - started
     n = result.frames
-    main = {label: 1000 * timers.totals[label] / n for label in main_parts}
+    per_thread = {
+        thread: {label: 1000 * timers.totals[label] / n for label in labels}
+        for thread, labels in parts.items()
+    }
+    main = per_thread["main"]
     main["other (batching, bookkeeping)"] = 1000 * seconds / n - sum(main.values())
-    decoder = {label: 1000 * timers.totals[label] / n for label in decoder_parts}
-    encoder = {label: 1000 * timers.totals[label] / n for label in encoder_parts}
     return {
         "frames": n,
         "ms_per_frame": 1000 * seconds / n,
         "main": main,
-        "decoder": decoder,
-        "encoder": encoder,
+        "decoder": per_thread["_decode"],
+        "compose": per_thread["compose"],
+        "encoder": per_thread["encode"],
     }
 
 
@@ -461,7 +475,8 @@ def report(data: dict[str, Any], args) -> tuple[str, str]:
         prof = data["profile"]
         rows = [[f"main thread: {k}", v] for k, v in prof["main"].items()]
         rows += [[f"decoder thread: {k}", v] for k, v in prof["decoder"].items()]
-        rows += [[f"encoder thread: {k}", v] for k, v in prof.get("encoder", {}).items()]
+        rows += [[f"compose thread: {k}", v] for k, v in prof.get("compose", {}).items()]
+        rows += [[f"encode thread: {k}", v] for k, v in prof.get("encoder", {}).items()]
         prof_text, prof_md = benchlib.table(
             [f"timed run, {prof['ms_per_frame']:.1f} ms/frame in all", "ms/frame"], rows
         )

@@ -31,6 +31,7 @@ def clip(tmp_path_factory):
         (["--alpha", "2"], "alpha must be in [0, 1]; got 2.0"),
         (["--smoothing", "1"], "smoothing alpha must be in [0, 1) (0 = off); got 1.0"),
         (["--colormap", "rainbow-ish"], "argument --colormap: invalid choice: 'rainbow-ish'"),
+        (["--encoder", "h264_vaapi"], "argument --encoder: invalid choice: 'h264_vaapi'"),
         (
             ["--private-key", "k.pem", "--certificate-chain", "c.pem"],
             "--private-key and --certificate-chain need --ssl",
@@ -64,6 +65,24 @@ def test_side_by_side_may_be_spelt_with_dashes():
 def test_settings_that_must_be_positive(clip, tmp_path, capsys):
     run = run_cli(capsys, clip, "-o", tmp_path / "o.mp4", "--url", NOWHERE, "--batch-size", 0)
     assert run.code == 1 and run.error == "batch size and requests in flight must be at least 1"
+
+
+def test_a_hardware_encoder_that_does_not_open_is_one_line_before_any_request(
+    clip, tmp_path, capsys
+):
+    from gradcam_client.media_writer import usable_encoder
+
+    if usable_encoder("h264_nvenc"):
+        pytest.skip("NVENC opens on this machine")
+    run = run_cli(
+        capsys, clip, "-o", tmp_path / "o.mp4", "--url", NOWHERE, "--encoder", "h264_nvenc"
+    )
+    assert run.code == 1
+    assert run.error == (
+        "the h264_nvenc encoder does not open on this machine (no device or driver for it); "
+        "use the encoder auto or libx264"
+    )
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_a_missing_certificate_is_reported(clip, tmp_path, capsys):

@@ -501,3 +501,16 @@ def test_auto_encoder_falls_back_to_libx264_without_a_device(tmp_path: Path) -> 
     assert sink.encoder == choose_encoder("auto") == expected
     assert vio.probe(tmp_path / "out.mp4").codec == "h264"
     assert not usable_encoder("no_such_encoder")
+
+
+def test_an_encoder_named_must_exist_and_open(tmp_path: Path) -> None:
+    from gradcam_client.errors import OutputError
+    from gradcam_client.media_writer import usable_encoder
+
+    info = vio.probe(media.write_clip(tmp_path / "in.mp4", n_frames=2))
+    with pytest.raises(ValueError, match="unknown encoder 'h264_vaapi'; choose from auto, libx264"):
+        vio.VideoWriter(tmp_path / "out.mp4", info, encoder="h264_vaapi")
+    if not usable_encoder("h264_nvenc"):
+        with pytest.raises(OutputError, match="h264_nvenc encoder does not open"):
+            vio.VideoWriter(tmp_path / "out.mp4", info, encoder="h264_nvenc")
+    assert vio.VideoWriter(tmp_path / "out.mp4", info, encoder="libx264").encoder == "libx264"

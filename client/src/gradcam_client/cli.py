@@ -14,6 +14,7 @@ from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
 from gradcam_client.errors import GradcamError, InputError
 from gradcam_client.live import LiveFrame, LiveJob, LiveSettings
 from gradcam_client.live_source import is_live_address
+from gradcam_client.media_writer import ENCODERS
 from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
 from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
 from gradcam_client.targets import PREDICTED
@@ -156,11 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument(
         "--preset",
-        default="veryfast",
+        default=JobSettings.encoder_preset,
         choices=ENCODER_PRESETS,
-        help="H.264 encoder speed (slower presets make slightly smaller files)",
+        help="libx264 speed: slower presets make smaller files at the same quality",
     )
-    out.add_argument("--crf", type=int, default=20, help="H.264 quality, 0 (lossless) to 51")
+    out.add_argument(
+        "--encoder",
+        default="auto",
+        choices=ENCODERS,
+        help="H.264 encoder: auto uses NVENC when an NVIDIA GPU opens it, else libx264",
+    )
+    out.add_argument(
+        "--crf",
+        type=int,
+        default=JobSettings.crf,
+        help="H.264 quality, 0 (lossless) to 51; lower is better",
+    )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status")
 
     live = parser.add_argument_group("live sources")
@@ -279,6 +291,7 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
         on_corrupt="raise" if args.stop_on_corrupt else "skip",
         encoder_preset=args.preset,
         crf=args.crf,
+        encoder=args.encoder,
     )
 
 

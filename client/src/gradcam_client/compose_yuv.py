@@ -129,10 +129,13 @@ def overlay_yuv(
     *,
     interpolation: str = "cubic",
     heat_scale: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A new yuv420p picture: the heat, colour-mapped, blended over `picture` with `alpha`."""
+    """The heat, colour-mapped, blended over `picture` with `alpha`: a new yuv420p picture, or
+    `out` (which may be `picture` itself, to blend in place)."""
     colors = color_planes(heat, picture_size(picture), colormap, interpolation, heat_scale)
-    out = np.empty_like(picture)
+    if out is None:
+        out = np.empty_like(picture)
     for source, target, color in zip(planes(picture), planes(out), colors, strict=True):
         cv2.addWeighted(source, 1.0 - alpha, color, alpha, 0.0, dst=target)
     return out

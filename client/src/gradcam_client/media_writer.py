@@ -31,7 +31,10 @@ MP4_COPY_AUDIO_CODECS = frozenset({"aac", "mp3"})
 
 HARDWARE_ENCODERS = ("h264_nvenc",)
 """H.264 encoders tried first with ``encoder="auto"``, when FFmpeg has them and a device opens.
-(VAAPI would need the frames uploaded to the device first; it is not among them.)"""
+(The FFmpeg that PyAV's wheels bundle has no VAAPI encoder; QSV would need NV12 frames.)"""
+
+ENCODERS = ("auto", "libx264", *HARDWARE_ENCODERS)
+"""The values `VideoWriter` (and ``gradcam-video --encoder``) accept."""
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 _VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
@@ -95,10 +98,21 @@ def usable_encoder(name: str, crf: int = 20) -> bool:
 
 def choose_encoder(encoder: str = "auto", crf: int = 20) -> str:
     """The H.264 encoder to use: `encoder` itself, or for "auto" the first of
-    `HARDWARE_ENCODERS` that opens, else libx264."""
-    if encoder != "auto":
-        return encoder
-    return next((name for name in HARDWARE_ENCODERS if usable_encoder(name, crf)), "libx264")
+    `HARDWARE_ENCODERS` that opens, else libx264.
+
+    Raises `ValueError` for a name not in `ENCODERS` and `OutputError` for a hardware encoder
+    that does not open here (no device or driver).
+    """
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
+    if encoder == "auto":
+        return next((name for name in HARDWARE_ENCODERS if usable_encoder(name, crf)), "libx264")
+    if encoder != "libx264" and not usable_encoder(encoder, crf):
+        raise OutputError(
+            f"the {encoder} encoder does not open on this machine (no device or driver for "
+            "it); use the encoder auto or libx264"
+        )
+    return encoder
 
 
 def encoder_options(encoder: str, crf: int, preset: str) -> dict[str, str]:
@@ -331,12 +345,15 @@ class VideoWriter:
     def write_picture(
         self, picture: np.ndarray, pts: int | None = None, *, duration: int | None = None
     ) -> None:
-        """Encode one yuv420p BT.709 limited-range picture (see `Frame`), as `write` does."""
-        picture = np.asarray(picture)
+        """Encode one yuv420p BT.709 limited-range picture (see `Frame`), as `write` does.
+
+        The encoder reads the picture's own memory (no copy): do not change it afterwards.
+        """
+        picture = np.ascontiguousarray(picture)
         if picture.dtype != np.uint8 or picture.ndim != 2 or picture.shape[0] % 3:
             raise ValueError(f"expected a yuv420p (H * 3 / 2, W) picture, got {picture.shape}")
         self._check_size(picture.shape[1], picture.shape[0] * 2 // 3)
-        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+        frame = av.VideoFrame.from_numpy_buffer(picture, format="yuv420p")
         frame.colorspace = 1  # BT.709
         frame.color_range = 1  # MPEG (limited)
         self._encode(frame, pts, duration)

@@ -34,6 +34,7 @@ from gradcam_client.errors import (
     NoFramesError,
     OutputError,
 )
+from gradcam_client.media_writer import ENCODERS, choose_encoder
 from gradcam_client.normalize import (
     DEFAULT_DECAY,
     DEFAULT_SMOOTHING,
@@ -85,10 +86,13 @@ class JobSettings:
     max_in_flight: int = 4
     on_corrupt: str = "skip"
     top_k: int = 5
-    encoder_preset: str = "veryfast"  # libx264 preset: "medium" makes ~same-size files, 2.5x slower
-    crf: int = 20
+    # libx264: superfast at CRF 21 looks as good as veryfast at CRF 20 (luma PSNR and SSIM on
+    # heat-map frames) for 0.54-0.58 of its CPU and 1.35-1.4 times the bytes
+    # (bench/encoder_cost.py)
+    encoder_preset: str = "superfast"
+    crf: int = 21
     yuv: bool = True  # compose on the decoded yuv420p pictures when the input and layout allow
-    encoder: str = "auto"  # H.264 encoder: a hardware one (NVENC) when it opens here, else libx264
+    encoder: str = "auto"  # H.264 encoder (ENCODERS): "auto" is NVENC when it opens, else libx264
     encoder_threads: int = 0  # 0: the encoder's own choice
 
     def __post_init__(self) -> None:
@@ -101,6 +105,8 @@ class JobSettings:
             )
         if not 0 <= self.crf <= 51:
             raise InputError(f"crf must be between 0 and 51; got {self.crf}")
+        if self.encoder not in ENCODERS:
+            raise InputError(f"unknown encoder {self.encoder!r}; choose from {', '.join(ENCODERS)}")
         Scope.parse(self.scope)
         TemporalSmoother(self.smoothing)
 
@@ -393,7 +399,8 @@ class MapRenderer:
     def render_picture(
         self, picture: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
     ) -> np.ndarray:
-        """`render` for the overlay layout on a yuv420p picture (see `compose_yuv`)."""
+        """`render` for the overlay layout on a yuv420p picture (see `compose_yuv`), in place:
+        the picture becomes the output frame."""
         ((title, heat),) = self._heats(maps).items()
         composition = self.settings.composition
         out = overlay_yuv(
@@ -402,6 +409,7 @@ class MapRenderer:
             composition.colormap,
             composition.alpha,
             interpolation=composition.interpolation,
+            out=picture,
         )
         if composition.show_titles and title:
             draw_label_yuv(out, title, "top-left")
@@ -410,16 +418,25 @@ class MapRenderer:
             draw_label_yuv(out, label, "bottom-left")
         return out
 
+    def compose(self, frame: Frame, maps: dict[str, np.ndarray], *explained: Any) -> Frame:
+        """The output frame of `frame` (RGB or yuv420p, as decoded), with its timing."""
+        if frame.pixel_format == "yuv420p":
+            return replace(frame, image=self.render_picture(frame.image, maps, *explained))
+        return replace(frame, image=self.render(frame.image, maps, *explained))
+
     def write(
         self, sink: VideoWriter, frame: Frame, maps: dict[str, np.ndarray], *explained: Any
     ) -> None:
-        """Compose one frame (RGB or yuv420p, as decoded) and hand it to the encoder."""
-        if frame.pixel_format == "yuv420p":
-            picture = self.render_picture(frame.image, maps, *explained)
-            sink.write_picture(picture, frame.pts, duration=frame.duration)
-        else:
-            image = self.render(frame.image, maps, *explained)
-            sink.write(image, frame.pts, duration=frame.duration)
+        """Compose one frame and hand it to the encoder."""
+        encode(sink, self.compose(frame, maps, *explained))
+
+
+def encode(sink: VideoWriter, composed: Frame) -> None:
+    """Hand a composed frame (see `MapRenderer.compose`) to the encoder."""
+    if composed.pixel_format == "yuv420p":
+        sink.write_picture(composed.image, composed.pts, duration=composed.duration)
+    else:
+        sink.write(composed.image, composed.pts, duration=composed.duration)
 
 
 def clip_maxima(store: MapStore, panels: list[Panel], smoothing: float) -> list[float]:
@@ -494,6 +511,7 @@ class _Job:
                 settings, composition=replace(settings.composition, even_dimensions=False)
             )
         self.settings = settings
+        self.encoder = choose_encoder(settings.encoder, settings.crf)  # before any frame is sent
         self.info = server.model_info()
         self.panels = select_panels(self.info, settings)
         self.target = TargetChoice.parse(settings.target, self.info.class_names)
@@ -639,7 +657,7 @@ class _Job:
             self.reader.info,
             preset=self.settings.encoder_preset,
             crf=self.settings.crf,
-            encoder=self.settings.encoder,
+            encoder=self.encoder,
             threads=self.settings.encoder_threads,
         )
 
@@ -683,34 +701,59 @@ class _Job:
 
 
 class EncoderThread:
-    """Composes and encodes frames on a worker thread, in order, behind a bounded queue.
+    """Composes frames on one worker thread and encodes them on another, in order, behind
+    bounded queues.
 
     The caller keeps receiving results and sending requests while the previous frames are
-    composed and encoded, so the server's pace is not held up by the encoder.
+    composed and encoded, so the server's pace is not held up by the encoder; composing the
+    next frame overlaps with encoding the last one (FFmpeg and OpenCV release the GIL while
+    they work). At most `depth` frames wait to be composed and `composed_depth` to be encoded.
     """
 
-    def __init__(self, writer: VideoWriter, renderer: MapRenderer, depth: int = 8) -> None:
+    def __init__(
+        self, writer: VideoWriter, renderer: MapRenderer, depth: int = 8, composed_depth: int = 2
+    ) -> None:
         self.writer = writer
         self.renderer = renderer
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._composed: queue.Queue = queue.Queue(maxsize=composed_depth)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="encode", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._compose, name="compose", daemon=True),
+            threading.Thread(target=self._encode, name="encode", daemon=True),
+        ]
         self.writer.open()
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
-    def _work(self) -> None:
+    def _compose(self) -> None:
         while (item := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain after a failure so the producer never blocks
             frame, explained = item
             try:
-                self.renderer.write(self.writer, frame, *explained)
+                self._composed.put(self.renderer.compose(frame, *explained))
+            except BaseException as error:
+                self._error = error
+        self._composed.put(None)
+
+    def _encode(self) -> None:
+        while (composed := self._composed.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                encode(self.writer, composed)
             except BaseException as error:
                 self._error = error
 
     def _raise(self) -> None:
         if self._error is not None:
             raise self._error
+
+    def _join(self) -> None:
+        self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
 
     def put(self, frame: Frame, explained: tuple[dict[str, np.ndarray], int, float]) -> None:
         """Queue one frame with its maps, explained class and probability."""
@@ -720,8 +763,7 @@ class EncoderThread:
     def finish(self, path: Path | None = None) -> int:
         """Wait for the queued frames, then close the file (as `path` if given); returns the
         frames written."""
-        self._queue.put(None)
-        self._thread.join()
+        self._join()
         if self._error is not None:
             self.writer.abort()
             raise self._error
@@ -740,8 +782,7 @@ class EncoderThread:
     def abort(self) -> None:
         """Stop, dropping queued frames, and delete the partial output."""
         self._error = self._error or RuntimeError("aborted")
-        self._queue.put(None)
-        self._thread.join()
+        self._join()
         self.writer.abort()
 
 
