@@ -319,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: error: {error}", file=sys.stderr)
         return 2
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: it may start ignored
+            signal.signal(signum, _interrupt)
     try:
         return run(args, sys.stdout)
     except DemoError as error:
