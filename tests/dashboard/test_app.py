@@ -8,34 +8,20 @@ import time
 from pathlib import Path
 
 import pytest
+from app_page import no_exception, page, texts
 from media import write_photo
 from streamlit.testing.v1 import AppTest
 from triton_server import free_port, running_triton
 
-import gradcam_dashboard
 from gradcam_client.wire import Wire
 from gradcam_dashboard import charts, jobs, media, servers
 from gradcam_dashboard.sessions import SessionFolders
 
 pytestmark = pytest.mark.integration
 
-APP = Path(gradcam_dashboard.__file__).with_name("app.py")
-
-
-def page() -> AppTest:
-    return AppTest.from_file(str(APP), default_timeout=180)
-
-
-def texts(elements) -> str:
-    return "\n".join(str(element.value) for element in elements)
-
 
 def image_captions(at: AppTest) -> str:
     return "\n".join(caption for image in at.get("image") for caption in image.captions)
-
-
-def no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.message for e in at.exception]
 
 
 def run_to_the_end(at: AppTest, timeout: float = 180) -> AppTest:

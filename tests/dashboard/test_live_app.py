@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import gc
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from app_page import no_exception, page, texts
 from streamlit.testing.v1 import AppTest
 from triton_server import free_port
 
-import gradcam_dashboard
 from gradcam_client.sample_stream import SampleStream
 from gradcam_client.video_io import open_media
 
 pytestmark = pytest.mark.integration
-
-APP = Path(gradcam_dashboard.__file__).with_name("app.py")
-
-
-def page() -> AppTest:
-    return AppTest.from_file(str(APP), default_timeout=120)
-
-
-def texts(elements) -> str:
-    return "\n".join(str(element.value) for element in elements)
-
-
-def no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.message for e in at.exception]
 
 
 def live_page() -> AppTest:
