@@ -88,6 +88,11 @@ server (never files, cameras, or addresses that make the dashboard listen, like 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
 
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """Whether an on/off environment setting is on (1, true, yes or on)."""
+    return env.get(name, "").strip().lower() in TRUE_WORDS
+
+
 def split_host_port(url: str) -> tuple[str, int | None]:
     """Host and port of ``HOST:PORT``, ``grpc://HOST:PORT``, ``[::1]:PORT`` or ``HOST``."""
     text = url.strip()
@@ -267,7 +272,7 @@ def _tls(env: Mapping[str, str]) -> Tls | None:
     files = Tls(_path(env, ENV_TLS_CA), _path(env, ENV_TLS_KEY), _path(env, ENV_TLS_CERT))
     if (files.key_file is None) != (files.cert_file is None):
         raise ValueError(f"mutual TLS needs both {ENV_TLS_KEY} and {ENV_TLS_CERT}")
-    wanted = env.get(ENV_TLS, "").strip().lower() in TRUE_WORDS
+    wanted = env_flag(env, ENV_TLS)
     if wanted or files != Tls():
         return files
     return None
@@ -305,7 +310,7 @@ class DashboardConfig:
         )
         return cls(
             servers=server_choices(urls, split_list(env.get(ENV_METRICS_URL, ""))),
-            allow_any_url=env.get(ENV_ALLOW_ANY_URL, "").strip().lower() in TRUE_WORDS,
+            allow_any_url=env_flag(env, ENV_ALLOW_ANY_URL),
             tls=_tls(env),
             wire=_wire(env),
             limits=limits,
@@ -315,7 +320,7 @@ class DashboardConfig:
             sample_seconds=_number(env, ENV_SAMPLE_SECONDS, DEFAULT_SAMPLE_SECONDS),
             retry_s=_number(env, ENV_RETRY_S, DEFAULT_RETRY_S),
             live_sources=live_source_choices(split_list(env.get(ENV_LIVE_SOURCES, ""))),
-            allow_any_source=env.get(ENV_ALLOW_ANY_SOURCE, "").strip().lower() in TRUE_WORDS,
+            allow_any_source=env_flag(env, ENV_ALLOW_ANY_SOURCE),
             max_live_jobs=int(_number(env, ENV_MAX_LIVE_JOBS, DEFAULT_MAX_LIVE_JOBS)),
         )
 

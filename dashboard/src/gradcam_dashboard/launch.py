@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     servers.add_argument(
         "--allow-any-url",
         action="store_true",
-        default=env.get(config.ENV_ALLOW_ANY_URL, "").strip().lower() in config.TRUE_WORDS,
+        default=config.env_flag(env, config.ENV_ALLOW_ANY_URL),
         help=f"let visitors type any server address (env {config.ENV_ALLOW_ANY_URL}=1)",
     )
     servers.add_argument(
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument(
         "--tls",
         action="store_true",
-        default=env.get(config.ENV_TLS, "").strip().lower() in config.TRUE_WORDS,
+        default=config.env_flag(env, config.ENV_TLS),
         help=f"use TLS with the system's CAs (env {config.ENV_TLS}=1)",
     )
     tls.add_argument(
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument(
         "--allow-any-source",
         action="store_true",
-        default=env.get(config.ENV_ALLOW_ANY_SOURCE, "").strip().lower() in config.TRUE_WORDS,
+        default=config.env_flag(env, config.ENV_ALLOW_ANY_SOURCE),
         help="let visitors type any stream address: "
         f"{', '.join(s + '://' for s in config.ANY_SOURCE_SCHEMES)} "
         f"(env {config.ENV_ALLOW_ANY_SOURCE}=1)",

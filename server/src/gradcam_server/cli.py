@@ -159,8 +159,13 @@ def load_source(args: argparse.Namespace):
 
 def run_export(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    source = None
     if args.if_outdated:
-        name = args.name or (args.model if args.model in BUILTIN_MODELS else load_source(args).name)
+        if args.name or args.model in BUILTIN_MODELS:
+            name = args.name or args.model
+        else:  # a Keras file: its model names the export
+            source = source or load_source(args)
+            name = source.name
         if has_current_version(Path(args.repository) / name):
             print(f"{Path(args.repository) / name} is up to date")
             return 0
