@@ -6,23 +6,35 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import pytest
 from triton_server import free_port
 
+from gradcam_client import live_source
 from gradcam_client.errors import OutputError, SourceError
 from gradcam_client.live_output import restream_format, segment_path
-from gradcam_client.live_source import LiveSource, SourceEvent, is_live_address, open_source
+from gradcam_client.live_source import (
+    LiveSource,
+    SourceEvent,
+    is_camera,
+    is_live_address,
+    open_source,
+)
 from gradcam_client.results import PredictionLog
 from gradcam_client.sample_stream import SampleStream
 
@@ -35,15 +47,48 @@ from gradcam_client.sample_stream import SampleStream
         ("srt://127.0.0.1:9000?mode=caller", True),
         ("https://example.org/live/index.m3u8", True),
         ("rtmp://server/live/key", True),
-        ("/dev/video0", True),
+        ("/dev/video0", False),  # no such camera here: a path like any other
+        ("/dev/null", False),  # a character device, but not a camera
         ("cat.mp4", False),
         ("/home/me/videos/cat.mp4", False),
         ("file:///home/me/cat.mp4", False),
         ("C:/videos/cat.mp4", False),
     ],
 )
-def test_stream_addresses_and_cameras_are_live_and_files_are_not(address, live):
+def test_stream_addresses_are_live_and_files_are_not(address, live):
     assert is_live_address(address) is live
+
+
+def test_a_file_under_dev_is_a_file(tmp_path):
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path
+    try:
+        clip = folder / "clip.avi"
+        clip.write_bytes(b"RIFF....AVI ")
+        assert not is_live_address(str(clip)) and not is_camera(str(clip))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "mode", "major", "camera"),
+    [
+        ("/dev/video0", stat.S_IFCHR, 81, True),
+        ("/dev/v4l/by-id/usb-cam", stat.S_IFCHR, 81, True),  # V4L2's device number
+        ("/dev/video7", stat.S_IFCHR, 240, True),  # a loopback camera's dynamic number
+        ("/dev/ttyS0", stat.S_IFCHR, 4, False),
+        ("/dev/video0", stat.S_IFREG, 0, False),
+        ("/dev/sda", stat.S_IFBLK, 8, False),
+    ],
+)
+def test_a_camera_is_a_v4l2_character_device(monkeypatch, path, mode, major, camera):
+    def fake_stat(name: str) -> SimpleNamespace:
+        assert name == path
+        return SimpleNamespace(st_mode=mode | 0o660, st_rdev=os.makedev(major, 0))
+
+    monkeypatch.setattr(live_source.os, "stat", fake_stat)
+    assert is_camera(path) is camera
+    assert is_live_address(path) is camera
 
 
 @contextlib.contextmanager
@@ -117,6 +162,10 @@ def audio_only_ts(path: Path) -> Path:
     return path
 
 
+LISTEN_TIMEOUT_S = 30.0
+"""How long a test waits for a source to listen (far more than it ever needs)."""
+
+
 def open_fails(address: str, open_timeout: float = 1.5) -> tuple[str, float]:
     """The one-line message of opening `address`, and how long it took."""
     started = time.monotonic()
@@ -125,14 +174,14 @@ def open_fails(address: str, open_timeout: float = 1.5) -> tuple[str, float]:
     return str(caught.value), time.monotonic() - started
 
 
-def test_a_refused_connection_is_one_line_at_once():
+def test_a_refused_connection_is_one_line_without_waiting_for_the_time_out():
     port = free_port()
-    message, seconds = open_fails(f"tcp://127.0.0.1:{port}")
+    message, seconds = open_fails(f"tcp://127.0.0.1:{port}", open_timeout=60)
     assert message == (
         f"tcp://127.0.0.1:{port}: cannot open the source: connection refused "
         "(nothing is listening there)"
     )
-    assert seconds < 1.0
+    assert seconds < 30  # far below the open time-out: it did not wait for it
 
 
 def test_an_unknown_protocol_is_named():
@@ -143,21 +192,21 @@ def test_an_unknown_protocol_is_named():
 def test_a_udp_stream_that_never_starts_ends_at_the_open_timeout():
     message, seconds = open_fails(f"udp://127.0.0.1:{free_port()}")
     assert "no stream arrived within 1.5 s" in message
-    assert 1.4 < seconds < 4.0
+    assert 1.4 < seconds < 30  # it waited for the time-out, and no hang
 
 
 def test_a_connection_that_sends_nothing_ends_at_the_open_timeout():
     with tcp_listener("silent") as address:
         message, seconds = open_fails(address)
     assert "no stream arrived within 1.5 s" in message
-    assert seconds < 4.0
+    assert seconds < 30
 
 
 def test_a_source_sending_garbage_is_not_a_stream():
     with tcp_listener("garbage") as address:
         message, seconds = open_fails(address)
     assert "cannot open the source" in message
-    assert seconds < 4.0
+    assert seconds < 30
 
 
 def test_http_errors_and_a_stream_without_video_are_named(tmp_path):
@@ -186,7 +235,7 @@ def open_then_send(source: LiveSource, seconds: float, fps: float = 25.0) -> Sam
 
     opening = threading.Thread(target=open_source_)
     opening.start()
-    time.sleep(0.3)
+    assert source.listening.wait(LISTEN_TIMEOUT_S), "the source never listened"
     stream = SampleStream(source.address, fps=fps, size=(160, 96), seconds=seconds).start()
     opening.join(30)
     if failures:
@@ -224,23 +273,38 @@ def test_without_real_time_every_frame_is_kept():
     assert source.skipped == 0
 
 
+def wait_for(condition, what: str, seconds: float = 60.0) -> None:
+    """Wait until `condition()` holds (polling), failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {seconds:g} s"
+        time.sleep(0.05)
+
+
 def test_a_source_that_stops_is_reopened_as_a_new_segment():
     events: list[SourceEvent] = []
     source = LiveSource(
         udp_address(), reconnect_deadline=20, read_timeout=1, on_event=events.append
     )
+
+    def count(kind: str) -> int:
+        return sum(event.kind == kind for event in events)
+
     taken = []
     with open_then_send(source, seconds=1.0) as first:
-        while not any(event.kind == "lost" for event in events):
+        while not count("lost"):
             taken += source.take(8, timeout=0.2)
         first.wait(10)
+    wait_for(lambda: count("listening") == 2, "the source listening again")
     with SampleStream(source.address, fps=25, size=(160, 96), seconds=1.0) as second:
-        while (got := source.take(8, timeout=0.3)) or second.running:
-            taken += got
+        while count("lost") < 2:  # the second sender is done and the source said so
+            taken += source.take(8, timeout=0.2)
         second.wait(10)
+    taken += source.take(100, timeout=0)
     source.close()
-    assert [e.kind for e in events][:2] == ["lost", "reopened"]
-    assert "reopening it for up to 20 s" in events[0].message
+    kinds = [e.kind for e in events if e.kind != "listening"]
+    assert kinds[:3] == ["lost", "reopened", "lost"]
+    assert "reopening it for up to 20 s" in next(e for e in events if e.kind == "lost").message
     assert {arrival.segment for arrival in taken} == {0, 1}
     # an MPEG-TS demuxer cut off mid-stream keeps the last frame or two it was reading
     assert 0 <= first.sent + second.sent - source.received <= 4
@@ -256,8 +320,8 @@ def test_a_source_that_stays_away_is_given_up_at_the_deadline():
         started = time.monotonic()
         while not source.ended:
             source.take(8, timeout=0.2)
-            assert time.monotonic() - started < 15
-    assert [e.kind for e in events] == ["lost", "gave-up"]
+            assert time.monotonic() - started < 60  # no hang
+    assert [e.kind for e in events if e.kind != "listening"] == ["lost", "gave-up"]
     assert "did not come back within 1 s" in events[-1].message
 
 

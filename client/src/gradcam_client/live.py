@@ -228,6 +228,7 @@ class LiveJob:
             realtime=self.live.realtime,
             buffer=self.live.buffer or self.batch_size,
             on_event=self._source_event,
+            guard=self.live.guard,
         )
         if self._stop.is_set():
             raise Cancelled("the live run was stopped before it started")
@@ -237,6 +238,7 @@ class LiveJob:
         self._event("opened", f"reading {self.address}: {source_info.describe}, {mode}")
         log: PredictionLog | None = None
         try:
+            self._check_source(source_info)
             if self.predictions_path:
                 log = PredictionLog(self.predictions_path, direct=True)
             if self.live.restream:
@@ -267,6 +269,32 @@ class LiveJob:
             recordings=list(self._recordings),
             predictions=self.predictions_path if log is not None and log.count else None,
         )
+
+    def _check_source(self, info: SourceInfo) -> None:
+        """`InputError` for a source over the size or frame-rate limits of `LiveSettings`."""
+        if self.live.oversized(info.width, info.height):
+            raise InputError(
+                f"the source sends {info.width}x{info.height} frames; the most this run "
+                f"takes is {self.live.size_limit()}",
+                self.address,
+            )
+        if self.live.max_fps is not None and info.fps > self.live.max_fps:
+            raise InputError(
+                f"the source sends {info.fps:g} frames/s; the most this run takes is "
+                f"{self.live.max_fps:g}",
+                self.address,
+            )
+
+    def _bytes_written(self) -> int:
+        """Bytes in the run's recordings and predictions so far."""
+        paths = [*self._recordings, *([self.predictions_path] if self.predictions_path else [])]
+        total = 0
+        for path in paths:
+            try:
+                total += path.stat().st_size
+            except OSError:
+                continue
+        return total
 
     def _failure_notes(self, log: PredictionLog | None) -> list[str]:
         notes = [f"{self._processed} frames were explained"]
@@ -350,6 +378,17 @@ class LiveJob:
                 batch: list[Arrival] = []
                 while not batch and not self._stop.is_set() and not source.ended:
                     batch = source.take(self.batch_size, timeout=0.1)
+                grown = [
+                    a.frame for a in batch if self.live.oversized(a.frame.width, a.frame.height)
+                ]
+                if grown:
+                    with self._lock:
+                        self._lost += len(batch)
+                    self.stop(
+                        f"frames grew to {grown[0].width}x{grown[0].height}, over "
+                        f"{self.live.size_limit()}"
+                    )
+                    batch = []
                 if not batch:
                     slots.release()
                     break
@@ -475,6 +514,14 @@ class LiveJob:
         )
         if log is not None:
             log.write(record)
+        budget = self.live.max_bytes
+        if budget is not None and not self._stop.is_set() and self._bytes_written() >= budget:
+            self._event(
+                "budget",
+                f"the recording reached its budget of {budget / 2**20:g} MB; the run ends and "
+                "its files are kept",
+            )
+            self.stop("recording budget reached")
         with self._lock:
             index = self._processed
             self._processed += 1

@@ -2,17 +2,22 @@
 
 Anything FFmpeg opens by address: RTSP, RTMP, HTTP(S) (a live stream or a file), SRT where
 FFmpeg has libsrt, UDP/TCP MPEG-TS, and local V4L2 cameras given by device path (``/dev/video0``).
+An address a stranger typed is opened through a `SourceGuard` (public hosts only, network
+protocols only; see `source_guard`).
 
 `LiveSource` opens the source with time-outs on opening and on every read (a source that is
 unreachable or never starts fails in one line, never hangs), then decodes it on a background
 thread into a small buffer. In real time, a full buffer drops its oldest frame (the newest are
 kept; every drop is counted), so a slow consumer never falls behind the source. A source that
 stops is reopened with back-off until a deadline; frames after a reopening carry the next
-segment number.
+segment number. A source that listens (``udp://``, ``tcp://...?listen=1``) says when its
+socket is bound (the "listening" event), so a sender knows no frame it sends is lost.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from collections import deque
@@ -26,6 +31,7 @@ import av.error
 
 from .errors import NoVideoStreamError, SourceError
 from .media_checks import codec_name, ffmpeg_reason, video_stream
+from .source_guard import Prepared, SourceGuard
 
 MAX_BACKOFF_S = 4.0
 """Longest wait between two attempts to reopen a source."""
@@ -36,12 +42,23 @@ FILE_SCHEMES = ("http", "https", "ftp")
 """Schemes that may also name a whole file (processed frame by frame, not in real time)."""
 
 
+V4L2_MAJOR = 81
+"""The device number Linux gives video capture devices (``/dev/video*``)."""
+
+LISTEN_POLL_S = 0.01
+"""How often a listening source looks whether its socket is bound yet."""
+
+
 def is_camera(address: str) -> bool:
-    """True for a local capture device (a character device such as ``/dev/video0``)."""
+    """True for a V4L2 capture device: a character device with V4L2's major number, or
+    named ``video*``. Anything else, even under ``/dev`` (``/dev/shm/clip.avi``), is not."""
     try:
-        return Path(address).is_char_device()
-    except OSError:
+        info = os.stat(address)
+    except (OSError, ValueError):
         return False
+    if not stat.S_ISCHR(info.st_mode):
+        return False
+    return os.major(info.st_rdev) == V4L2_MAJOR or Path(address).name.startswith("video")
 
 
 def is_live_address(address: str) -> bool:
@@ -49,7 +66,53 @@ def is_live_address(address: str) -> bool:
     scheme = urlsplit(address).scheme.lower()
     if "://" in address and len(scheme) > 1 and scheme != "file":
         return True
-    return address.startswith("/dev/") or is_camera(address)
+    return is_camera(address)
+
+
+def listening_socket(address: str) -> tuple[str, int] | None:
+    """("udp" or "tcp", port) for an address whose source listens rather than connects."""
+    parts = urlsplit(address)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not port:
+        return None
+    if scheme in ("udp", "rtp"):
+        return "udp", port
+    if scheme == "tcp" and "listen" in parts.query:
+        return "tcp", port
+    return None
+
+
+def bound_here(kind: str, port: int) -> bool:
+    """Whether this process holds a `kind` socket bound to `port`, listening for TCP (read
+    from Linux's /proc; False where there is none)."""
+    inodes = set()
+    for table in (kind, f"{kind}6"):
+        try:
+            lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if int(local.rsplit(":", 1)[1], 16) == port and (kind == "udp" or state == "0A"):
+                inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return False
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(f"/proc/self/fd/{descriptor}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 @dataclass(frozen=True)
@@ -85,7 +148,7 @@ class Arrival:
 class SourceEvent:
     """Something the user should hear about: the source was lost, came back, or gave up."""
 
-    kind: str  # "lost", "reopened", "gave-up", "ended"
+    kind: str  # "listening", "lost", "reopened", "gave-up", "ended"
     message: str
 
 
@@ -106,26 +169,54 @@ def _problem(error: Exception, open_timeout: float, read_timeout: float, opening
     return ffmpeg_reason(error)
 
 
+@dataclass
+class OpenedSource:
+    """A live source opened: its container, video stream, and what the guard set up."""
+
+    container: av.container.InputContainer
+    stream: av.video.VideoStream
+    prepared: Prepared | None = None
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        finally:
+            if self.prepared is not None:
+                self.prepared.close()
+
+
 def open_source(
-    address: str, open_timeout: float, read_timeout: float
-) -> tuple[av.container.InputContainer, av.video.VideoStream]:
-    """Open a live source and its video stream, or raise `SourceError` in one line."""
+    address: str, open_timeout: float, read_timeout: float, guard: SourceGuard | None = None
+) -> OpenedSource:
+    """Open a live source and its video stream, or raise `SourceError` in one line.
+
+    guard: for an address a stranger typed: checked (`SourceRefused` when not allowed) and
+        opened as the guard says (see `source_guard`).
+    """
+    prepared = guard.prepare(address) if guard is not None else None
     try:
         container = av.open(
-            address,
-            format="v4l2" if is_camera(address) else None,
+            prepared.url if prepared else address,
+            format="v4l2" if prepared is None and is_camera(address) else None,
+            options=prepared.options if prepared else None,
             timeout=(open_timeout, read_timeout),
             metadata_errors="replace",
         )
     except (av.error.FFmpegError, OSError) as error:
         problem = _problem(error, open_timeout, read_timeout, opening=True)
+        if prepared is not None:
+            prepared.close()
+            if prepared.proxy is not None and prepared.proxy.refused:
+                problem += f" (refused: {prepared.proxy.refused[-1]})"
         raise SourceError(f"cannot open the source: {problem}", address) from None
     try:
         stream = video_stream(container, Path(address))
     except NoVideoStreamError as error:
         container.close()
+        if prepared is not None:
+            prepared.close()
         raise SourceError(error.problem, address) from None
-    return container, stream
+    return OpenedSource(container, stream, prepared)
 
 
 class LiveSource:
@@ -136,7 +227,9 @@ class LiveSource:
         waits for the consumer). In real time a full buffer drops its oldest frame.
     buffer: frames held for the consumer at most.
     reconnect_deadline: seconds to keep reopening a source that stopped (0: never).
-    on_event: told (from the reader thread) when the source is lost, reopened or given up.
+    on_event: told (from a background thread) when the source listens, is lost, reopened
+        or given up.
+    guard: for an address a stranger typed (every opening is checked; see `source_guard`).
     """
 
     def __init__(
@@ -149,14 +242,17 @@ class LiveSource:
         realtime: bool | None = None,
         buffer: int = 8,
         on_event: Callable[[SourceEvent], None] | None = None,
+        guard: SourceGuard | None = None,
     ) -> None:
         self.address = address
+        self.guard = guard
         self.open_timeout = open_timeout
         self.read_timeout = read_timeout
         self.reconnect_deadline = reconnect_deadline
         self.realtime = realtime
         self.capacity = max(1, buffer)
         self.on_event = on_event or (lambda event: None)
+        self.listening = threading.Event()  # set while a listening source's socket is bound
         self.info: SourceInfo | None = None
         self.received = 0  # frames decoded
         self.skipped = 0  # frames dropped unprocessed (buffer full in real time, or at stop)
@@ -174,7 +270,8 @@ class LiveSource:
 
     def open(self) -> SourceInfo:
         """Open the source (raising `SourceError` if it cannot be) and start reading it."""
-        container, stream = open_source(self.address, self.open_timeout, self.read_timeout)
+        opened = self._open(self.open_timeout)
+        container, stream = opened.container, opened.stream
         self._opened_at = time.monotonic()
         realtime = self.realtime
         if realtime is None:
@@ -192,7 +289,7 @@ class LiveSource:
             realtime=realtime,
         )
         self._thread = threading.Thread(
-            target=self._read, args=(container, stream), name="live-source", daemon=True
+            target=self._read, args=(opened,), name="live-source", daemon=True
         )
         self._thread.start()
         return self.info
@@ -226,6 +323,31 @@ class LiveSource:
         self.stop()
         if self._thread is not None:
             self._thread.join(wait)
+
+    def _open(self, open_timeout: float) -> OpenedSource:
+        """`open_source`, saying "listening" once a listening source's socket is bound."""
+        where = listening_socket(self.address)
+        if where is None:
+            return open_source(self.address, open_timeout, self.read_timeout, self.guard)
+        self.listening.clear()
+        done = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch_listening, args=(*where, done), name="live-listen", daemon=True
+        )
+        watcher.start()
+        try:
+            return open_source(self.address, open_timeout, self.read_timeout, self.guard)
+        finally:
+            done.set()
+            watcher.join()
+
+    def _watch_listening(self, kind: str, port: int, done: threading.Event) -> None:
+        while not done.is_set():
+            if bound_here(kind, port):
+                self.listening.set()
+                self.on_event(SourceEvent("listening", f"listening on {kind} port {port}"))
+                return
+            done.wait(LISTEN_POLL_S)
 
     # -- the reader thread
 
@@ -267,20 +389,27 @@ class LiveSource:
         seconds = float(frame.time) if frame.time is not None else None
         return Arrival(frame, time.monotonic(), self.received, segment, seconds)
 
-    def _read(self, container: av.container.InputContainer, stream: av.video.VideoStream) -> None:
+    def _read_segment(self, opened: OpenedSource, segment: int) -> str:
+        """Read an opened source until it ends, then close it; why it ended."""
+        stream = opened.stream
+        try:
+            for frame in self._frames_of(opened.container, stream):
+                self._put(self._arrival(frame, segment))
+        except (av.error.FFmpegError, OSError) as error:
+            problem = _problem(error, self.open_timeout, self.read_timeout, False)
+            for frame in self._decoded(stream, None):  # what the decoder holds
+                self._put(self._arrival(frame, segment))
+            return f"the source stopped sending ({problem})"
+        finally:
+            opened.close()
+            self.listening.clear()
+        return "the source ended"
+
+    def _read(self, opened: OpenedSource) -> None:
         segment = 0
         try:
             while True:
-                reason = "the source ended"
-                with container:
-                    try:
-                        for frame in self._frames_of(container, stream):
-                            self._put(self._arrival(frame, segment))
-                    except (av.error.FFmpegError, OSError) as error:
-                        problem = _problem(error, self.open_timeout, self.read_timeout, False)
-                        reason = f"the source stopped sending ({problem})"
-                        for frame in self._decoded(stream, None):  # what the decoder holds
-                            self._put(self._arrival(frame, segment))
+                reason = self._read_segment(opened, segment)
                 if self._stop.is_set():
                     return
                 if not (self.info and self.info.realtime) or self.reconnect_deadline <= 0:
@@ -289,16 +418,14 @@ class LiveSource:
                 reopened = self._reopen(reason)
                 if reopened is None:
                     return
-                container, stream = reopened
+                opened = reopened
                 segment += 1
         finally:
             with self._ready:
                 self._finished = True
                 self._ready.notify_all()
 
-    def _reopen(
-        self, reason: str
-    ) -> tuple[av.container.InputContainer, av.video.VideoStream] | None:
+    def _reopen(self, reason: str) -> OpenedSource | None:
         """Reopen the source with back-off until the deadline; None when it stays away."""
         lost = time.monotonic()
         deadline = lost + self.reconnect_deadline
@@ -318,14 +445,12 @@ class LiveSource:
             if left <= 0:
                 break
             try:
-                opened = open_source(
-                    self.address, min(self.open_timeout, max(left, 0.5)), self.read_timeout
-                )
+                opened = self._open(min(self.open_timeout, max(left, 0.5)))
             except SourceError as error:
                 last = error.problem
             else:
-                if opened[0].duration:  # a finished recording now (an HLS playlist that ended)
-                    opened[0].close()
+                if opened.container.duration:  # a finished recording now (an ended playlist)
+                    opened.close()
                     self.on_event(SourceEvent("ended", "the stream is over (it has an end now)"))
                     return None
                 self.reconnects += 1

@@ -16,10 +16,11 @@ import numpy as np
 from .errors import InputError
 from .live_output import restream_format
 from .live_source import SourceEvent, SourceInfo
+from .source_guard import SourceGuard
 
 LiveEvent = SourceEvent
-"""Something that happened during a run (``kind``, one-line ``message``): "opened", "lost",
-"reopened", "gave-up", "ended", "segment", "restream", "stopped"."""
+"""Something that happened during a run (``kind``, one-line ``message``): "listening",
+"opened", "lost", "reopened", "gave-up", "ended", "segment", "restream", "budget", "stopped"."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class LiveSettings:
     buffer: decoded frames waiting at most (None: `batch_size`).
     keyframe_seconds: key-frame interval of the recording and the re-stream, which is how
         much a crash can lose at most.
+    guard: for an address a stranger typed: every opening is checked and confined (see
+        `source_guard`); None trusts the address.
+    max_size: the largest frame (long side, short side) in either orientation: a source
+        declaring larger frames is refused, one whose frames grow larger is stopped.
+    max_fps: a source declaring a higher frame rate is refused.
+    max_bytes: the run stops once its recordings and predictions hold this many bytes (the
+        files are kept).
     """
 
     realtime: bool | None = None
@@ -49,6 +57,10 @@ class LiveSettings:
     max_in_flight: int | None = None
     buffer: int | None = None
     keyframe_seconds: float = 1.0
+    guard: SourceGuard | None = None
+    max_size: tuple[int, int] | None = None
+    max_fps: float | None = None
+    max_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.open_timeout <= 0 or self.read_timeout <= 0:
@@ -59,6 +71,21 @@ class LiveSettings:
             raise InputError("the duration must be positive")
         if self.restream is not None:
             restream_format(self.restream)
+        if (self.max_fps is not None and self.max_fps <= 0) or (
+            self.max_bytes is not None and self.max_bytes <= 0
+        ):
+            raise InputError("the frame rate and byte limits must be positive")
+
+    def oversized(self, width: int, height: int) -> bool:
+        """Whether a frame of this size is over `max_size` (in either orientation)."""
+        if self.max_size is None:
+            return False
+        long_side, short_side = sorted((width, height), reverse=True)
+        return long_side > self.max_size[0] or short_side > self.max_size[1]
+
+    def size_limit(self) -> str:
+        long_side, short_side = self.max_size or (0, 0)
+        return f"{long_side}x{short_side}"
 
 
 @dataclass(frozen=True)

@@ -184,11 +184,23 @@ def _unreadable(path: Path, size: int, error: Exception) -> InputError:
     )
 
 
-def open_input(path: Path) -> tuple[av.container.InputContainer, int]:
-    """Open a file with PyAV, turning failures into specific input errors."""
+FILE_ONLY = {"protocol_whitelist": "file"}
+"""FFmpeg options of a local file: what it names (a playlist's or a concat list's entries)
+may only be other local files, never a network address."""
+
+
+def open_input(path: Path, formats: str | None = None) -> tuple[av.container.InputContainer, int]:
+    """Open a file with PyAV, turning failures into specific input errors.
+
+    formats: FFmpeg's demuxers allowed (comma-separated names), None for any; a file of
+        another kind is refused as one FFmpeg cannot read.
+    """
     size = check_file(path)
+    options = dict(FILE_ONLY)
+    if formats is not None:
+        options["format_whitelist"] = formats
     try:
-        return av.open(str(path), metadata_errors="replace"), size
+        return av.open(str(path), options=options, metadata_errors="replace"), size
     except av.error.FFmpegError as error:
         raise _unreadable(path, size, error) from error
 

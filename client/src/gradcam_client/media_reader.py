@@ -91,15 +91,17 @@ class _Decoder:
         on_corrupt: CorruptPolicy = "skip",
         *,
         allow_truncated: bool = False,
+        formats: str | None = None,
     ) -> None:
         self.path = path
         self.report = report
         self.on_corrupt = on_corrupt
         self.allow_truncated = allow_truncated
+        self.formats = formats
 
     def frames(self) -> Iterator[tuple[av.VideoFrame, av.video.VideoStream]]:
         """Yield decoded frames (with their stream); raise input errors as they are found."""
-        container, size = open_input(self.path)
+        container, size = open_input(self.path, self.formats)
         with container:
             stream = video_stream(container, self.path)
             time_base = stream.time_base
@@ -266,6 +268,9 @@ class MediaReader:
         "raise" stops with `CorruptFrameError` at the first one.
     allow_truncated: decode what is there of a file that ends early (noted in
         `report.truncated`) instead of raising `TruncatedMediaError`.
+    formats: FFmpeg's demuxers allowed (comma-separated names; None: any). Files from
+        strangers name the plain single-file ones, so that a playlist or a concat list
+        posing as a video cannot read other files.
 
     Opening already decodes the first frame (to learn the rotation and validate the input),
     so most unusable inputs fail here rather than in the middle of a run. Each iteration
@@ -278,12 +283,14 @@ class MediaReader:
         *,
         on_corrupt: CorruptPolicy = "skip",
         allow_truncated: bool = False,
+        formats: str | None = None,
     ) -> None:
         if on_corrupt not in ("skip", "raise"):
             raise ValueError(f"on_corrupt must be 'skip' or 'raise', not {on_corrupt!r}")
         self.path = Path(path)
         self.on_corrupt: CorruptPolicy = on_corrupt
         self.allow_truncated = allow_truncated
+        self.formats = formats
         self.report = DecodeReport()
         self._image: np.ndarray | None = None
         self.info = self._probe()
@@ -295,7 +302,7 @@ class MediaReader:
 
     def _probe(self) -> VideoInfo:
         try:
-            container, size = open_input(self.path)
+            container, size = open_input(self.path, self.formats)
         except NotMediaError:
             image = _read_image_file(self.path)  # formats OpenCV reads but FFmpeg does not
             if image is None:
@@ -357,7 +364,7 @@ class MediaReader:
     def _first_frame(self) -> av.VideoFrame:
         """The first decodable frame; raises NoFramesError when there is none."""
         report = DecodeReport()
-        decoder = _Decoder(self.path, report, "skip", allow_truncated=True)
+        decoder = _Decoder(self.path, report, "skip", allow_truncated=True, formats=self.formats)
         frames = decoder.frames()
         try:
             for frame, _stream in frames:
@@ -417,7 +424,11 @@ class MediaReader:
             return
         info = self.info
         decoder = _Decoder(
-            self.path, self.report, self.on_corrupt, allow_truncated=self.allow_truncated
+            self.path,
+            self.report,
+            self.on_corrupt,
+            allow_truncated=self.allow_truncated,
+            formats=self.formats,
         )
         step = frame_step(info)
         last_pts: int | None = None
@@ -458,10 +469,16 @@ class Pictures:
 
 
 def open_media(
-    path: str | Path, *, on_corrupt: CorruptPolicy = "skip", allow_truncated: bool = False
+    path: str | Path,
+    *,
+    on_corrupt: CorruptPolicy = "skip",
+    allow_truncated: bool = False,
+    formats: str | None = None,
 ) -> MediaReader:
     """Open a video or a still image; ``reader.is_image`` tells which. See `MediaReader`."""
-    return MediaReader(path, on_corrupt=on_corrupt, allow_truncated=allow_truncated)
+    return MediaReader(
+        path, on_corrupt=on_corrupt, allow_truncated=allow_truncated, formats=formats
+    )
 
 
 def iter_frames(
@@ -481,7 +498,7 @@ def read_timestamps(path: str | Path) -> list[float]:
     reader = MediaReader(path)
     if reader.is_image:
         return [0.0]
-    decoder = _Decoder(reader.path, DecodeReport(), "skip")
+    decoder = _Decoder(reader.path, DecodeReport(), "skip", formats=reader.formats)
     return [
         float(pts * reader.info.time_base)
         for _frame, pts in in_display_order(f for f, _stream in decoder.frames())

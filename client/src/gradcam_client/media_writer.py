@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .errors import OutputError
-from .media_checks import codec_name, ffmpeg_reason
+from .media_checks import FILE_ONLY, codec_name, ffmpeg_reason
 from .media_types import VideoInfo, frame_step, to_seconds
 
 MP4_COPY_AUDIO_CODECS = frozenset({"aac", "mp3"})
@@ -132,7 +132,7 @@ class _AudioCopier:
 
     def __init__(self, source: Path, output: av.container.OutputContainer) -> None:
         self._output = output
-        self._input = av.open(str(source))
+        self._input = av.open(str(source), options=dict(FILE_ONLY))
         try:
             self._source = self._input.streams.audio[0]
             self.copy = False

@@ -24,6 +24,15 @@ IMAGE_TYPES = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
 UPLOAD_TYPES = VIDEO_TYPES + IMAGE_TYPES
 """File name suffixes the uploader accepts."""
 
+UPLOAD_DEMUXERS = ",".join(
+    (
+        "mov", "matroska", "avi", "mpeg", "mpegvideo", "asf", "flv", "mpegts", "h264", "hevc",
+        "m4v", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "mjpeg", "apng",
+    )
+)  # fmt: skip
+"""FFmpeg demuxers of the upload types: each reads its one file. Playlists, concat lists
+and image sequences, which open other files, are refused whatever the upload's name says."""
+
 BROWSER_VIDEO_TYPES = ("mp4", "m4v", "mov", "webm")
 """Containers a browser's video element is likely to play."""
 
@@ -122,8 +131,9 @@ def check_limits(name: str, summary: MediaSummary, limits: Limits) -> None:
 
 
 def summarize(path: Path) -> MediaSummary:
-    """Open the file with the client's reader (raising its `InputError`s) and describe it."""
-    reader = open_media(path)
+    """Open the file with the client's reader (raising its `InputError`s) and describe it;
+    a file no upload demuxer reads (`UPLOAD_DEMUXERS`) is refused."""
+    reader = open_media(path, formats=UPLOAD_DEMUXERS)
     info = reader.info
     return MediaSummary(
         is_image=reader.is_image,
