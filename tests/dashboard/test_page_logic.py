@@ -12,6 +12,7 @@ from media import write_clip, write_photo
 
 from gradcam_client.compose import Layout
 from gradcam_client.contract import LayerInfo, ModelInfo
+from gradcam_client.errors import GradcamError
 from gradcam_client.video_io import open_media
 from gradcam_dashboard import charts, jobs, launch, media
 
@@ -118,6 +119,26 @@ def test_summarize_describes_videos_and_images(tmp_path):
     assert clip.describe().startswith("160x120 video, 0.5 s, 6 frames at 12.0 fps")
     photo = media.summarize(write_photo(tmp_path / "photo.png"))
     assert photo.is_image and photo.describe() == "96x96 image (png)"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("list.mp4", "ffconcat version 1.0\nfile secret.mp4\n"),
+        ("list.ts", "ffconcat version 1.0\nfile secret.mp4\n"),
+        (
+            "list.m3u8",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nsecret.mp4\n#EXT-X-ENDLIST\n",
+        ),
+    ],
+)
+def test_an_upload_that_names_other_files_reads_none_of_them(tmp_path, name, text):
+    """A concat list or a playlist posing as a video would play the files it names."""
+    write_clip(tmp_path / "secret.mp4", n_frames=6)
+    upload = tmp_path / name
+    upload.write_text(text)
+    with pytest.raises(GradcamError, match="not a video or image"):
+        media.summarize(upload)
 
 
 def test_extract_frames_keeps_matching_frames_of_both_files(tmp_path):

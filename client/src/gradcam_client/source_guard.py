@@ -92,11 +92,11 @@ def _special(address: Address) -> str | None:
     """What kind of non-public address this is, or None for a public one."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return _special(address.ipv4_mapped)
-    for kind in ("loopback", "private", "link_local", "multicast", "unspecified", "reserved"):
+    for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
     if not address.is_global:
-        return "not global"
+        return "non-public"
     return None
 
 
