@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gradcam_client.source_guard import SourceGuard, parse_networks
 from gradcam_dashboard import launch
 from gradcam_dashboard.config import (
     DashboardConfig,
@@ -11,6 +12,7 @@ from gradcam_dashboard.config import (
     parse_live_source,
     visitor_source_problem,
 )
+from gradcam_dashboard.live_view import live_settings
 
 
 def test_live_sources_are_named_addresses_in_order():
@@ -70,7 +72,7 @@ def test_any_address_only_for_pulled_streams_when_the_operator_allows_it():
     config = DashboardConfig.from_env({"GRADCAM_ALLOW_ANY_SOURCE": "1"})
     assert config.live_enabled and config.live_sources == ()
     assert config.live_choice("rtsp://other/stream") == LiveSourceChoice(
-        "rtsp://other/stream", "rtsp://other/stream"
+        "rtsp://other/stream", "rtsp://other/stream", visitor=True
     )
     for refused in ("/dev/video0", "file:///etc/passwd", "udp://0.0.0.0:5000", "clip.mp4"):
         assert config.live_choice(refused) is None
@@ -100,3 +102,48 @@ def test_the_launcher_refuses_a_bad_live_source(capsys):
     with pytest.raises(SystemExit):
         launch.main(["--max-live-jobs", "0"])
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_a_page_run_keeps_to_the_upload_limits_and_a_recording_budget():
+    config = DashboardConfig.from_env(
+        {
+            "GRADCAM_LIVE_SOURCES": "door=rtsp://cam1/live",
+            "GRADCAM_ALLOW_ANY_SOURCE": "1",
+            "GRADCAM_ALLOW_SOURCE_NETWORKS": "10.1.0.0/16, 192.168.5.7;fd00::/8",
+            "GRADCAM_MAX_SECONDS": "120",
+            "GRADCAM_MAX_RESOLUTION": "720x1280",
+            "GRADCAM_MAX_FPS": "30",
+            "GRADCAM_LIVE_RECORDING_MB": "50",
+        }
+    )
+    operators = live_settings(config, config.live_choice("door"))
+    assert operators.duration == 120 and operators.max_size == (1280, 720)
+    assert operators.max_fps == 30 and operators.max_bytes == 50 * 2**20
+    assert operators.guard is None  # the operator's own sources are trusted
+    visitors = live_settings(config, config.live_choice("http://cams.example/live.m3u8"))
+    assert visitors.duration == 120 and visitors.max_bytes == 50 * 2**20
+    assert visitors.guard == SourceGuard(
+        parse_networks(["10.1.0.0/16", "192.168.5.7/32", "fd00::/8"])
+    )
+    defaults = DashboardConfig.from_env({})
+    assert (defaults.limits.max_fps, defaults.live_recording_mb) == (60, 200)
+    assert defaults.source_guard() == SourceGuard()
+
+
+def test_the_launcher_passes_networks_and_live_limits_to_the_page(capsys):
+    args = launch.build_parser().parse_args(
+        ["--allow-source-network", "10.1.0.0/16", "--allow-source-network", "192.168.5.0/24",
+         "--max-fps", "25", "--live-recording-mb", "20"]
+    )  # fmt: skip
+    config = DashboardConfig.from_env(launch.build_environment(args, base={}))
+    assert config.allowed_source_networks == parse_networks(["10.1.0.0/16", "192.168.5.0/24"])
+    assert config.limits.max_fps == 25 and config.live_recording_mb == 20
+    with pytest.raises(SystemExit):
+        launch.main(["--allow-source-network", "10.1.0.0/99"])
+    assert "GRADCAM_ALLOW_SOURCE_NETWORKS: not a network" in capsys.readouterr().err
+
+
+def test_an_operators_camera_may_be_named_before_it_is_plugged_in():
+    assert parse_live_source("lab=/dev/video3").url == "/dev/video3"
+    with pytest.raises(ValueError, match="is not a stream address or a camera"):
+        parse_live_source("shm=/dev/shm/clip.avi")

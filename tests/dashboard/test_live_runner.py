@@ -13,7 +13,8 @@ import pytest
 from gradcam_client.errors import SourceError
 from gradcam_client.live import LiveEvent, LiveFrame, LiveResult, LiveStats
 from gradcam_client.live_source import SourceInfo
-from gradcam_dashboard.live_runner import BackgroundLive, LiveSlots
+from gradcam_client.source_guard import SourceRefused
+from gradcam_dashboard.live_runner import VISITOR_FAILURE, BackgroundLive, LiveSlots
 
 SECRET = "rtsp://user:pw@cam1/live"
 
@@ -66,7 +67,9 @@ class StandInJob:
         return LiveResult(self.reason, stats(self.frames), info)
 
 
-def background(folder: Path, slots: LiveSlots, lease_s: float = 120.0, **job) -> BackgroundLive:
+def background(
+    folder: Path, slots: LiveSlots, lease_s: float = 120.0, visitor: bool = False, **job
+) -> BackgroundLive:
     made: list[StandInJob] = []
 
     def make_job(on_frame, on_event, on_retry):
@@ -74,7 +77,12 @@ def background(folder: Path, slots: LiveSlots, lease_s: float = 120.0, **job) ->
         return made[0]
 
     live = BackgroundLive(
-        make_job, folder, slots, redact=lambda text: text.replace(SECRET, "door"), lease_s=lease_s
+        make_job,
+        folder,
+        slots,
+        redact=lambda text: text.replace(SECRET, "door"),
+        visitor=visitor,
+        lease_s=lease_s,
     )
     live.made = made  # type: ignore[attr-defined]
     return live
@@ -119,6 +127,24 @@ def test_a_source_that_cannot_be_opened_is_one_redacted_line(tmp_path):
     assert view.phase == "failed" and view.finished
     assert view.error == "door: cannot open the source: connection refused"
     assert slots.running == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SourceRefused("10.0.0.5 resolves to 10.0.0.5, a private address", "http://10.0.0.5/"),
+        SourceError("cannot open the source: connection refused", "http://cams.example:22/"),
+        SourceError("cannot open the source: no stream arrived within 10 s", "http://x/"),
+    ],
+)
+def test_a_visitors_source_fails_in_the_same_words_whatever_the_reason(tmp_path, caplog, error):
+    slots = LiveSlots(1)
+    assert slots.acquire()
+    live = background(tmp_path, slots, visitor=True, fails=error).start()
+    assert live.wait(10)
+    view = live.view()
+    assert view.phase == "failed" and view.error == VISITOR_FAILURE
+    assert str(error) in caplog.text  # the operator's log has the detail
 
 
 def test_a_stop_before_the_source_opened_ends_quietly(tmp_path):

@@ -19,7 +19,9 @@ Uploads and runs:
 - ``GRADCAM_MAX_UPLOAD_MB``: the largest accepted upload in MB (default 200, fractions work);
 - ``GRADCAM_MAX_SECONDS``, ``GRADCAM_MAX_FRAMES``, ``GRADCAM_MAX_RESOLUTION``: the longest
   decoded video, the most frames and the largest frame (``WIDTHxHEIGHT``, either
-  orientation) a run accepts (defaults 300, 9000, 1920x1080);
+  orientation) a run accepts (defaults 300, 9000, 1920x1080); live runs stop after the
+  longest duration and refuse larger frames;
+- ``GRADCAM_MAX_FPS``: the highest frame rate a live source may declare (default 60);
 - ``GRADCAM_DASHBOARD_DIR``: session folders and sample clips (default a temp folder);
 - ``GRADCAM_SESSION_MAX_AGE_H``: idle hours before a session's folder is removed (default 6);
 - ``GRADCAM_SAMPLE_SECONDS``: length of the sample clips (default 4);
@@ -31,8 +33,15 @@ Live sources (the page's Live mode; without any, the mode says how to add them):
   separated by spaces or ``;`` (``door=rtsp://cam1/stream lab=/dev/video0``; a bare URL is
   named by itself). Visitors see the names only, never the addresses;
 - ``GRADCAM_ALLOW_ANY_SOURCE``: ``1`` lets visitors type any stream address
-  (``ANY_SOURCE_SCHEMES`` only: no files, no cameras);
-- ``GRADCAM_MAX_LIVE_JOBS``: live runs this dashboard keeps going at once (default 2).
+  (``ANY_SOURCE_SCHEMES`` only: no files, no cameras), opened through a `SourceGuard`: hosts
+  that resolve to loopback, private, link-local, multicast, unspecified or reserved
+  addresses are refused;
+- ``GRADCAM_ALLOW_SOURCE_NETWORKS``: networks (CIDR, separated by spaces, ``,`` or ``;``) visitors'
+  addresses may reach although they are not public (e.g. ``10.1.0.0/16`` for the cameras
+  of a site);
+- ``GRADCAM_MAX_LIVE_JOBS``: live runs this dashboard keeps going at once (default 2);
+- ``GRADCAM_LIVE_RECORDING_MB``: a live run stops once its recording and predictions hold
+  this many MB (default 200; the files are kept).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gradcam_client.live_source import is_live_address
+from gradcam_client.source_guard import Network, SourceGuard, parse_networks
 from gradcam_client.triton import Connection
 from gradcam_client.wire import WIRE_CHOICES
 
@@ -68,6 +78,9 @@ ENV_RETRY_S = "GRADCAM_RETRY_S"
 ENV_LIVE_SOURCES = "GRADCAM_LIVE_SOURCES"
 ENV_ALLOW_ANY_SOURCE = "GRADCAM_ALLOW_ANY_SOURCE"
 ENV_MAX_LIVE_JOBS = "GRADCAM_MAX_LIVE_JOBS"
+ENV_ALLOW_SOURCE_NETWORKS = "GRADCAM_ALLOW_SOURCE_NETWORKS"
+ENV_MAX_FPS = "GRADCAM_MAX_FPS"
+ENV_LIVE_RECORDING_MB = "GRADCAM_LIVE_RECORDING_MB"
 
 DEFAULT_URL = "localhost:8001"
 DEFAULT_WIRE = "auto"
@@ -82,10 +95,14 @@ DEFAULT_MAX_AGE_H = 6.0
 DEFAULT_SAMPLE_SECONDS = 4.0
 DEFAULT_RETRY_S = 20.0
 DEFAULT_MAX_LIVE_JOBS = 2
+DEFAULT_MAX_FPS = 60.0
+DEFAULT_LIVE_RECORDING_MB = 200.0
 ANY_SOURCE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
 """What a visitor may type when the operator allows any source: streams the page pulls from a
 server (never files, cameras, or addresses that make the dashboard listen, like udp://)."""
 TRUE_WORDS = {"1", "true", "yes", "on"}
+CAMERA_NAME = re.compile(r"/dev/video\d+")
+"""An operator's camera, accepted by name although it may be plugged in only later."""
 
 
 def env_flag(env: Mapping[str, str], name: str) -> bool:
@@ -152,6 +169,7 @@ class LiveSourceChoice:
 
     name: str
     url: str
+    visitor: bool = False  # typed by a visitor: opened through the source guard
 
     def redact(self, text: str) -> str:
         """`text` with the address (which may hold a password) replaced by the name."""
@@ -167,7 +185,7 @@ def parse_live_source(text: str) -> LiveSourceChoice:
     name, url = name.strip(), url.strip()
     if not name or not url:
         raise ValueError(f"a live source is NAME=URL, e.g. door=rtsp://cam1/stream; got {text!r}")
-    if not is_live_address(url):
+    if not (is_live_address(url) or CAMERA_NAME.fullmatch(url)):
         raise ValueError(f"live source {name!r}: {url!r} is not a stream address or a camera")
     return LiveSourceChoice(name, url)
 
@@ -193,11 +211,12 @@ def visitor_source_problem(url: str) -> str | None:
 
 @dataclass(frozen=True)
 class Limits:
-    """What a run accepts: decoded duration, frame count and frame size."""
+    """What a run accepts: decoded duration, frame count, frame size and frame rate."""
 
     max_seconds: float = DEFAULT_MAX_SECONDS
     max_frames: int = DEFAULT_MAX_FRAMES
     max_resolution: tuple[int, int] = DEFAULT_MAX_RESOLUTION  # (long side, short side)
+    max_fps: float = DEFAULT_MAX_FPS  # live sources only (a file's frames are counted)
 
     def describe(self) -> str:
         width, height = self.max_resolution
@@ -261,6 +280,14 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(text) if text else None
 
 
+def _networks(env: Mapping[str, str]) -> tuple[Network, ...]:
+    try:
+        items = re.split(r"[\s;,]+", env.get(ENV_ALLOW_SOURCE_NETWORKS, "").strip())
+        return parse_networks(item for item in items if item)
+    except ValueError as error:
+        raise ValueError(f"{ENV_ALLOW_SOURCE_NETWORKS}: {error}") from None
+
+
 def _wire(env: Mapping[str, str]) -> str:
     text = env.get(ENV_WIRE, "").strip().lower() or DEFAULT_WIRE
     if text not in WIRE_CHOICES:
@@ -294,7 +321,9 @@ class DashboardConfig:
     retry_s: float = DEFAULT_RETRY_S
     live_sources: tuple[LiveSourceChoice, ...] = ()
     allow_any_source: bool = False
+    allowed_source_networks: tuple[Network, ...] = ()
     max_live_jobs: int = DEFAULT_MAX_LIVE_JOBS
+    live_recording_mb: float = DEFAULT_LIVE_RECORDING_MB
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardConfig:
@@ -307,6 +336,7 @@ class DashboardConfig:
             max_seconds=_number(env, ENV_MAX_SECONDS, DEFAULT_MAX_SECONDS),
             max_frames=int(_number(env, ENV_MAX_FRAMES, DEFAULT_MAX_FRAMES)),
             max_resolution=parse_resolution(resolution) if resolution else DEFAULT_MAX_RESOLUTION,
+            max_fps=_number(env, ENV_MAX_FPS, DEFAULT_MAX_FPS),
         )
         return cls(
             servers=server_choices(urls, split_list(env.get(ENV_METRICS_URL, ""))),
@@ -321,7 +351,9 @@ class DashboardConfig:
             retry_s=_number(env, ENV_RETRY_S, DEFAULT_RETRY_S),
             live_sources=live_source_choices(split_list(env.get(ENV_LIVE_SOURCES, ""))),
             allow_any_source=env_flag(env, ENV_ALLOW_ANY_SOURCE),
+            allowed_source_networks=_networks(env),
             max_live_jobs=int(_number(env, ENV_MAX_LIVE_JOBS, DEFAULT_MAX_LIVE_JOBS)),
+            live_recording_mb=_number(env, ENV_LIVE_RECORDING_MB, DEFAULT_LIVE_RECORDING_MB),
         )
 
     @property
@@ -360,8 +392,12 @@ class DashboardConfig:
             if source.name == text:
                 return source
         if self.allow_any_source and text and visitor_source_problem(text) is None:
-            return LiveSourceChoice(text, text)
+            return LiveSourceChoice(text, text, visitor=True)
         return None
+
+    def source_guard(self) -> SourceGuard:
+        """How visitors' addresses are checked: public hosts and the operator's networks."""
+        return SourceGuard(self.allowed_source_networks)
 
     def connection(self) -> Connection | None:
         """The gRPC connection settings (None: plain gRPC)."""

@@ -93,8 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=config.env_flag(env, config.ENV_ALLOW_ANY_SOURCE),
         help="let visitors type any stream address: "
-        f"{', '.join(s + '://' for s in config.ANY_SOURCE_SCHEMES)} "
+        f"{', '.join(s + '://' for s in config.ANY_SOURCE_SCHEMES)}, on public hosts only "
         f"(env {config.ENV_ALLOW_ANY_SOURCE}=1)",
+    )
+    live.add_argument(
+        "--allow-source-network",
+        action="append",
+        default=None,
+        metavar="CIDR",
+        help="a private network visitors' addresses may reach (e.g. 10.1.0.0/16); repeat for "
+        f"several (env {config.ENV_ALLOW_SOURCE_NETWORKS}, space-separated)",
+    )
+    live.add_argument(
+        "--max-fps",
+        type=float,
+        default=float(env.get(config.ENV_MAX_FPS) or config.DEFAULT_MAX_FPS),
+        help=f"highest frame rate of a live source (env {config.ENV_MAX_FPS})",
+    )
+    live.add_argument(
+        "--live-recording-mb",
+        type=float,
+        default=float(env.get(config.ENV_LIVE_RECORDING_MB) or config.DEFAULT_LIVE_RECORDING_MB),
+        help="a live run stops when its recording and predictions reach this many MB (env "
+        f"{config.ENV_LIVE_RECORDING_MB})",
     )
     live.add_argument(
         "--max-live-jobs",
@@ -183,7 +204,11 @@ def build_environment(args: argparse.Namespace, base: dict[str, str] | None = No
     if args.live_source:
         env[config.ENV_LIVE_SOURCES] = " ".join(args.live_source)
     env[config.ENV_ALLOW_ANY_SOURCE] = "1" if args.allow_any_source else "0"
+    if args.allow_source_network:
+        env[config.ENV_ALLOW_SOURCE_NETWORKS] = " ".join(args.allow_source_network)
     env[config.ENV_MAX_LIVE_JOBS] = str(args.max_live_jobs)
+    env[config.ENV_MAX_FPS] = f"{args.max_fps:g}"
+    env[config.ENV_LIVE_RECORDING_MB] = f"{args.live_recording_mb:g}"
     width, height = args.max_resolution
     env[config.ENV_MAX_SECONDS] = f"{args.max_seconds:g}"
     env[config.ENV_MAX_FRAMES] = str(args.max_frames)
@@ -199,14 +224,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse the options and replace this process with the Streamlit server."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    positive = (args.max_upload_mb, args.session_max_age_hours, args.max_seconds)
-    if min(*positive, args.max_frames, args.max_live_jobs) <= 0:
+    positive = (args.max_upload_mb, args.session_max_age_hours, args.max_seconds, args.max_fps)
+    if min(*positive, args.max_frames, args.max_live_jobs, args.live_recording_mb) <= 0:
         parser.error(
-            "--max-upload-mb, --session-max-age-hours, --max-seconds, --max-frames and "
-            "--max-live-jobs must be positive"
+            "--max-upload-mb, --session-max-age-hours, --max-seconds, --max-frames, "
+            "--max-fps, --max-live-jobs and --live-recording-mb must be positive"
         )
     environment = build_environment(args)
-    try:  # the page would fail for every visitor: say so now (TLS files, live sources)
+    try:  # the page would fail for every visitor: say so now (TLS files, live sources, networks)
         config.DashboardConfig.from_env(environment).connection()
     except ValueError as error:
         parser.error(str(error))

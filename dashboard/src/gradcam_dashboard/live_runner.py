@@ -5,12 +5,14 @@ frame, its predictions and the events over under a lock, so the run never waits 
 The page polls `BackgroundLive.view` (the latest frame, the last minute of predictions, the
 counters, the events) and may `stop` it. A run whose page stops asking for a while (the tab
 was closed, the session expired) stops itself, and `LiveSlots` bounds the live runs of one
-dashboard.
+dashboard. A visitor's own address fails with one generic line, whatever went wrong: the
+detail goes to the operator's log (a reason per address would map the network behind it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import threading
 import time
@@ -22,9 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from gradcam_client.errors import GradcamError
+from gradcam_client.errors import GradcamError, SourceError
 from gradcam_client.live import LiveEvent, LiveFrame, LiveJob, LiveResult, LiveStats
 from gradcam_client.triton import RetryNotice
+
+log = logging.getLogger(__name__)
+
+VISITOR_FAILURE = "this source cannot be opened"
+"""All a visitor learns of why their address failed to open or came back no more."""
 
 WINDOW_S = 60.0
 """Seconds of predictions kept for the page's chart."""
@@ -101,6 +108,8 @@ class BackgroundLive:
     """One `LiveJob` in a daemon thread, with the hand-over the page reads.
 
     redact: applied to every message shown (replaces a source's address by its name).
+    visitor: the source is an address a visitor typed: its failures read `VISITOR_FAILURE`
+        (the detail is logged).
     """
 
     def __init__(
@@ -110,6 +119,7 @@ class BackgroundLive:
         slots: LiveSlots,
         *,
         redact: Callable[[str], str] = lambda text: text,
+        visitor: bool = False,
         lease_s: float = LEASE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -117,6 +127,7 @@ class BackgroundLive:
         self.folder = folder
         self.slots = slots
         self.redact = redact
+        self.visitor = visitor
         self.lease_s = lease_s
         self.clock = clock
         self._lock = threading.Lock()
@@ -213,6 +224,9 @@ class BackgroundLive:
                 self._phase = "running"
 
     def _on_event(self, event: LiveEvent) -> None:
+        if self.visitor and event.kind == "gave-up":
+            log.warning("a visitor's live source gave up: %s", event.message)
+            event = LiveEvent(event.kind, f"the source did not come back: {VISITOR_FAILURE}")
         with self._lock:
             self._events.append(LiveEvent(event.kind, self.redact(event.message)))
             if event.kind == "opened" and self._phase == "opening":
@@ -249,6 +263,11 @@ class BackgroundLive:
             with self._lock:
                 self._result = result
                 self._phase = "ended"
+        except SourceError as error:
+            if self.visitor:
+                log.warning("a visitor's live source failed: %s", error)
+            message = VISITOR_FAILURE if self.visitor else str(error)
+            self._fail(message if self._stop_reason is None else None)
         except GradcamError as error:
             self._fail(str(error) if self._stop_reason is None else None)
         except Exception as error:  # unforeseen: still one line for the page

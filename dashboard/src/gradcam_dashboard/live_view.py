@@ -32,7 +32,7 @@ CHART_POINTS = 240
 OTHER = "\u2026 another address"
 RECORDING = "live.mp4"
 PREDICTIONS = "predictions.jsonl"
-WARNING_EVENTS = ("lost", "gave-up", "server")
+WARNING_EVENTS = ("lost", "gave-up", "server", "budget")
 
 
 @st.cache_resource(show_spinner=False)
@@ -103,6 +103,19 @@ def source_ui(config: DashboardConfig) -> LiveSourceChoice | None:
 # --------------------------------------------------------------------------- start and stop
 
 
+def live_settings(config: DashboardConfig, source: LiveSourceChoice) -> LiveSettings:
+    """A page's live run: within the upload limits (duration, frame size, frame rate) and the
+    recording budget; a visitor's address through the source guard."""
+    limits = config.limits
+    return LiveSettings(
+        duration=limits.max_seconds,
+        max_size=limits.max_resolution,
+        max_fps=limits.max_fps,
+        max_bytes=int(config.live_recording_mb * 2**20),
+        guard=config.source_guard() if source.visitor else None,
+    )
+
+
 def start_live(
     config: DashboardConfig,
     folder: Path,
@@ -131,12 +144,12 @@ def start_live(
             output=run_folder / RECORDING,
             predictions=run_folder / PREDICTIONS,
             settings=settings,
-            live=LiveSettings(),
+            live=live_settings(config, source),
             on_frame=on_frame,
             on_event=on_event,
         )
 
-    live = BackgroundLive(make_job, run_folder, slots, redact=source.redact)
+    live = BackgroundLive(make_job, run_folder, slots, redact=source.redact, visitor=source.visitor)
     state["live_run"] = live.start()
     state["live_label"] = f"{source.name} · {request.model}"
     janitor = state.get("janitor")
