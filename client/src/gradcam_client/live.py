@@ -518,7 +518,7 @@ class LiveJob:
         if budget is not None and not self._stop.is_set() and self._bytes_written() >= budget:
             self._event(
                 "budget",
-                f"the recording reached its budget of {budget / 2**20:g} MB; the run ends and "
+                f"the recording reached its budget of {budget / 2**20:.3g} MB; the run ends and "
                 "its files are kept",
             )
             self.stop("recording budget reached")
