@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
+import http.server
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from app_page import no_exception, page, texts
+from media import write_clip
 from streamlit.testing.v1 import AppTest
 from triton_server import free_port
 
 from gradcam_client.sample_stream import SampleStream
 from gradcam_client.video_io import open_media
+from gradcam_dashboard.live_view import OTHER
 
 pytestmark = pytest.mark.integration
 
@@ -91,9 +99,8 @@ def test_a_live_run_shows_frames_stats_chart_and_events_then_stops_with_a_record
         assert "reading sample:" in texts(at.caption)  # the opened event, address hidden
         assert stream_url not in str(at)
         shown = live.view().frame
-        time.sleep(1.0)
+        wait_until(lambda: live.view().frame.index > shown.index, 30, "no newer frame")
         later = live.view().frame
-        assert later.index > shown.index
         assert not np.array_equal(live.rgb(later), shown.rgb())
         # the source goes silent, then comes back: one line each
         senders[0].stop()
@@ -174,3 +181,63 @@ def test_a_silent_source_holds_the_only_slot_then_fails_in_one_line(served_page,
     gc.collect()
     assert live.wait(20), "the live run outlived its session"
     assert live.view().phase == "ended" and live.view().error is None
+
+
+@contextlib.contextmanager
+def http_folder(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server of `folder` on 127.0.0.1: its base URL and the paths asked for."""
+    asked: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def start_typed(url: str) -> AppTest:
+    """The Live mode with a visitor's typed address, started."""
+    at = live_page()
+    at.selectbox(key="model").set_value("tiny").run()
+    at.selectbox(key="live_source").set_value(OTHER).run()
+    at.text_input(key="live_url").input(url).run()
+    at.button(key="live_start").click().run()
+    no_exception(at)
+    return at
+
+
+def test_a_visitor_reaches_no_inside_host_unless_the_operator_allows_its_network(
+    served_page, monkeypatch, tmp_path, caplog
+):
+    monkeypatch.setenv("GRADCAM_ALLOW_ANY_SOURCE", "1")
+    write_clip(tmp_path / "clip.mp4", n_frames=12, size=(96, 64))
+    with http_folder(tmp_path) as (base, asked):
+        at = start_typed(f"{base}/clip.mp4")
+        live = at.session_state["live_run"]
+        assert live.wait(30)
+        at.run()
+        no_exception(at)
+        assert texts(at.error) == "**The live run failed:** this source cannot be opened"
+        assert asked == []  # refused before any connection
+        assert "127.0.0.1, a loopback address" in caplog.text  # the operator learns why
+
+        monkeypatch.setenv("GRADCAM_ALLOW_SOURCE_NETWORKS", "127.0.0.1/32")
+        at = start_typed(f"{base}/clip.mp4")
+        live = at.session_state["live_run"]
+        assert live.wait(60)
+        view = live.view()
+    assert view.result is not None, view.error
+    assert view.result.ended == "source ended" and view.result.stats.processed == 12
+    assert asked == ["/clip.mp4"]

@@ -402,6 +402,8 @@ def test_an_http_address_of_a_file_is_read_whole_not_in_real_time(tmp_path):
             time.sleep(0.01)
     assert not info.realtime and (info.width, info.height) == (96, 64)
     assert [arrival.index for arrival in taken] == list(range(30))
+    # the stream's own times, also for the last frames the decoder hands over when flushed
+    assert [arrival.time for arrival in taken] == pytest.approx([i / 25 for i in range(30)])
     assert source.skipped == 0
 
 

@@ -31,7 +31,7 @@ import av.error
 
 from .errors import NoVideoStreamError, SourceError
 from .media_checks import codec_name, ffmpeg_reason, video_stream
-from .source_guard import Prepared, SourceGuard
+from .source_guard import Prepared, SourceGuard, SourceRefused
 
 MAX_BACKOFF_S = 4.0
 """Longest wait between two attempts to reopen a source."""
@@ -193,7 +193,10 @@ def open_source(
     guard: for an address a stranger typed: checked (`SourceRefused` when not allowed) and
         opened as the guard says (see `source_guard`).
     """
-    prepared = guard.prepare(address) if guard is not None else None
+    try:
+        prepared = guard.prepare(address) if guard is not None else None
+    except SourceRefused as refusal:
+        raise SourceRefused(refusal.problem, address) from None
     try:
         container = av.open(
             prepared.url if prepared else address,
@@ -385,8 +388,12 @@ class LiveSource:
             yield from self._decoded(stream, packet if packet.size else None)
         yield from self._decoded(stream, None)
 
-    def _arrival(self, frame: av.VideoFrame, segment: int) -> Arrival:
-        seconds = float(frame.time) if frame.time is not None else None
+    def _arrival(self, frame: av.VideoFrame, segment: int, stream: av.video.VideoStream) -> Arrival:
+        """The frame as it arrived; its time from the stream's time base (the frames a
+        decoder hands over when flushed carry none of their own)."""
+        seconds = None
+        if frame.pts is not None and stream.time_base is not None:
+            seconds = float(frame.pts * stream.time_base)
         return Arrival(frame, time.monotonic(), self.received, segment, seconds)
 
     def _read_segment(self, opened: OpenedSource, segment: int) -> str:
@@ -394,11 +401,11 @@ class LiveSource:
         stream = opened.stream
         try:
             for frame in self._frames_of(opened.container, stream):
-                self._put(self._arrival(frame, segment))
+                self._put(self._arrival(frame, segment, stream))
         except (av.error.FFmpegError, OSError) as error:
             problem = _problem(error, self.open_timeout, self.read_timeout, False)
             for frame in self._decoded(stream, None):  # what the decoder holds
-                self._put(self._arrival(frame, segment))
+                self._put(self._arrival(frame, segment, stream))
             return f"the source stopped sending ({problem})"
         finally:
             opened.close()
