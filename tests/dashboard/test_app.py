@@ -284,7 +284,8 @@ def test_a_server_lost_during_a_run_is_told_at_once_then_what_was_made_is_offere
     own_triton.kill()
     killed = time.monotonic()
     while run.snapshot().outage is None:
-        assert time.monotonic() - killed < 2, "no word of the lost server within 2 s"
+        # said while the run still retries (its deadline is 6 s), however busy the machine
+        assert time.monotonic() - killed < 6, "no word of the lost server while retrying"
         time.sleep(0.05)
     at.run()  # the page as it is redrawn meanwhile
     no_exception(at)
