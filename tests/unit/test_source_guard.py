@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import pytest
 from tls_certs import write_tls_files
+from triton_server import free_port
 
 from gradcam_client.errors import SourceError
 from gradcam_client.live_source import LiveSource, open_source
@@ -257,3 +258,11 @@ def test_a_refused_source_is_refused_before_any_connection(site):
         with pytest.raises(SourceRefused, match=re.escape("127.0.0.1, a loopback address")):
             source.open()
     assert hosts == []
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "rtsps", "rtmp", "rtmps"])
+def test_each_schemes_whitelist_lets_ffmpeg_reach_its_server(scheme):
+    """Nothing listens there: FFmpeg got as far as connecting (not stopped by the whitelist)."""
+    port = free_port()
+    with pytest.raises(SourceError, match="connection refused"):
+        open_source(f"{scheme}://127.0.0.1:{port}/live", 10, 5, HERE)

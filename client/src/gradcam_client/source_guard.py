@@ -55,8 +55,6 @@ PROTOCOLS = {
 }
 """FFmpeg's protocol whitelist for each scheme a visitor may use."""
 
-FILE_PROTOCOLS = "file"
-"""The protocol whitelist of a local file: whatever it names, nothing but local files opens."""
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935, "rtmps": 443}
 
