@@ -305,8 +305,8 @@ def stats_ui(stats: LiveStats | None, fps: float | None) -> None:
 def events_ui(events: list[LiveEvent]) -> None:
     """The source's recent events, one line each (troubles as warnings)."""
     for event in events:
-        if event.kind == "stopped":
-            continue  # the status line says it
+        if event.kind in ("stopped", "listening"):
+            continue  # the status line says it; where the dashboard listens is the operator's
         if event.kind in WARNING_EVENTS:
             st.warning(event.message, icon=":material/warning:")
         else:
