@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -139,6 +140,25 @@ def test_an_upload_that_names_other_files_reads_none_of_them(tmp_path, name, tex
     upload.write_text(text)
     with pytest.raises(GradcamError, match="not a video or image"):
         media.summarize(upload)
+
+
+CODECS = {"wmv": "wmv2", "flv": "flv", "mpg": "mpeg2video", "mpeg": "mpeg2video", "webm": "libvpx"}
+
+
+@pytest.mark.parametrize("suffix", media.VIDEO_TYPES)
+def test_every_video_type_the_page_accepts_opens(tmp_path, suffix):
+    clip = write_clip(
+        tmp_path / f"clip.{suffix}", n_frames=6, fps=12, codec=CODECS.get(suffix, "mpeg4"),
+        time_base=Fraction(1, 12),
+    )  # fmt: skip
+    summary = media.summarize(clip)
+    assert not summary.is_image and (summary.width, summary.height) == (160, 120)
+
+
+@pytest.mark.parametrize("suffix", media.IMAGE_TYPES)
+def test_every_image_type_the_page_accepts_opens(tmp_path, suffix):
+    summary = media.summarize(write_photo(tmp_path / f"photo.{suffix}"))
+    assert summary.is_image and (summary.width, summary.height) == (96, 96)
 
 
 def test_extract_frames_keeps_matching_frames_of_both_files(tmp_path):

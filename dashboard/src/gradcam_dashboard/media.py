@@ -28,10 +28,13 @@ UPLOAD_DEMUXERS = ",".join(
     (
         "mov", "matroska", "avi", "mpeg", "mpegvideo", "asf", "flv", "mpegts", "h264", "hevc",
         "m4v", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "mjpeg", "apng",
+        "image2",
     )
 )  # fmt: skip
-"""FFmpeg demuxers of the upload types: each reads its one file. Playlists, concat lists
-and image sequences, which open other files, are refused whatever the upload's name says."""
+"""FFmpeg demuxers of the upload types: each reads its one file (``image2`` reads a sequence
+only for a name holding ``%d``, which saved uploads never have: see `safe_filename`).
+Playlists and concat lists, which open other files, are refused whatever the upload's name
+says."""
 
 BROWSER_VIDEO_TYPES = ("mp4", "m4v", "mov", "webm")
 """Containers a browser's video element is likely to play."""
