@@ -305,7 +305,8 @@ class OnnxGraph(tf.Module):
                 if not name:
                     continue
                 if name in keep or name == self.output_name:
-                    value, kept[name] = self._keep(value, channels_last)
+                    layers_last = channels_last and name != self.output_name
+                    value, kept[name] = self._keep(value, layers_last)
                 values[name] = value
         return kept
 
