@@ -663,7 +663,7 @@ def _cast(g, node, inputs):
 
 def _int_divide(x, y):
     if tf.convert_to_tensor(x).dtype.is_integer:
-        return tf.math.truncatediv(x, y)
+        return tf.truncatediv(x, y)
     return tf.math.divide(x, y)
 
 
@@ -728,7 +728,7 @@ def _binary(g: OnnxGraph, node, inputs):
 @_op("Mod")
 def _mod(g, node, inputs):
     fmod = _attributes(node).get("fmod", 0)
-    fn = tf.math.truncatemod if fmod else tf.math.floormod
+    fn = tf.truncatemod if fmod else tf.math.floormod
     return [binary(g, fn, inputs[0], inputs[1])]
 
 
