@@ -1172,14 +1172,12 @@ def _reshape(g: OnnxGraph, node, inputs):
 @_op("Flatten")
 def _flatten(g: OnnxGraph, node, inputs):
     (x,) = inputs
-    axis = int(_attributes(node).get("axis", 1)) % max(g._rank(x), 1)
-    dims = g.dynamic_dims(g.view(x)) if not x.nhwc else None
+    axis = int(_attributes(node).get("axis", 1))
+    axis = axis + g._rank(x) if axis < 0 else axis  # may equal the rank: (N..., 1)
     static = g.shape(x)
     if None not in static[axis:]:
         inner = math.prod(static[axis:])
-        outer = -1
-        if None not in static[:axis]:
-            outer = math.prod(static[:axis])
+        outer = math.prod(static[:axis]) if None not in static[:axis] else -1
         return [_reshape_to(g, x, [outer, inner])]
     dims = g.dynamic_dims(g.view(x))
     return [_reshape_to(g, x, [math.prod(dims[:axis]) if axis else 1, -1])]
