@@ -40,10 +40,10 @@ demo: export ## set up, serve the offline default and turn the sample cat clip i
 dashboard: setup ## run the Streamlit dashboard against GRADCAM_URL (default localhost:8001)
 	$(BIN)/gradcam-dashboard --port $(DASHBOARD_PORT)
 
-test: setup ## run the whole test suite (unit + real Triton integration)
+test: setup ## run every test tier but the cross-check (unit + real Triton integration)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-crosscheck: setup ## compare every CAM method with pytorch-grad-cam (installs PyTorch's CPU build)
+crosscheck: setup ## compare every CAM method with pytorch-grad-cam (installs PyTorch's CPU build; never skips)
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -r requirements/crosscheck.txt
 	$(BIN)/python -m pip install --quiet --no-deps grad-cam==1.5.7
 	$(BIN)/python -m pytest tests/crosscheck $(PYTEST_ARGS)

@@ -11,6 +11,10 @@
 5. prints where to look, then stops everything, or keeps serving until Ctrl-C with
    --keep-running.
 
+Triton and the dashboard run under supervisors (`gradcam_server.supervisor`): whatever ends
+this script (Ctrl-C, SIGTERM, a closed terminal's SIGHUP, SIGKILL), they and their children end
+with it.
+
 Ports default to the environment variables GRPC_PORT, HTTP_PORT, METRICS_PORT and
 DASHBOARD_PORT (which `make demo GRPC_PORT=...` sets), else 8001, 8000, 8002 and 8501.
 """
@@ -18,12 +22,10 @@ DASHBOARD_PORT (which `make demo GRPC_PORT=...` sets), else 8001, 8000, 8002 and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -35,8 +37,11 @@ from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gradcam_server.launcher import TritonServer
+    from gradcam_server.supervisor import Supervised
 
 CLIP_NAME = "chelsea_pan"
+# Set by SIGHUP: the terminal closed, nobody waits for a clean stop, so the servers stop quickly.
+HUNG_UP = threading.Event()
 _LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -90,9 +95,9 @@ def find_dashboard() -> str | None:
 
 @dataclass
 class Dashboard:
-    """The dashboard process, started in its own session so that stopping it stops Streamlit."""
+    """The dashboard process, under a supervisor that leads its process group."""
 
-    process: subprocess.Popen[bytes]
+    process: Supervised
     url: str
     log_path: Path
 
@@ -107,7 +112,7 @@ class Dashboard:
         """True once Streamlit answers; False if it exited or did not answer in time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.process.has_exited():
                 return False
             if self.healthy():
                 return True
@@ -115,39 +120,26 @@ class Dashboard:
         return False
 
     def stop(self, timeout: float = 10.0) -> None:
-        stop_process_group(self.process, timeout)
+        """SIGTERM the dashboard, SIGKILL its whole process group after `timeout`."""
+        self.process.terminate()
+        deadline = time.monotonic() + timeout
+        while not self.process.has_exited() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.process.kill()  # also children that outlived their parent
+        self.process.wait()
 
 
 def start_dashboard(
     command: Sequence[str], port: int, grpc_url: str, metrics_url: str, log_path: Path
 ) -> Dashboard:
     """Start `gradcam-dashboard` on `port`, talking to the given Triton endpoints."""
+    from gradcam_server.supervisor import spawn
+
     argv = [*command, "--port", str(port), "--url", grpc_url, "--metrics-url", metrics_url]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = spawn(argv, log=log)
     return Dashboard(process, f"http://localhost:{port}", log_path)
-
-
-def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the process group led by `process`, SIGKILL what is left after `timeout`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # children that outlived their leader
-    process.wait()
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -211,6 +203,8 @@ def explain_clip(grpc_url: str, model: str, outputs: Outputs) -> None:
     ]
     print(f"$ gradcam-video {shlex.join(argv)}", flush=True)
     code = cli.main(argv)
+    if code == 130:
+        raise KeyboardInterrupt
     if code != 0:
         raise DemoError(f"gradcam-video failed with exit code {code}")
 
@@ -248,7 +242,7 @@ def print_summary(
 
 
 def run(args: argparse.Namespace, out: IO[str]) -> int:
-    from gradcam_server.launcher import TritonServer
+    from gradcam_server.launcher import HANGUP_STOP_SECONDS, TritonServer
 
     command = None if args.no_dashboard else find_dashboard()
     if args.no_dashboard:
@@ -301,13 +295,18 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         return 130
     finally:
         print("Stopping ...", file=out, flush=True)
+        patience = HANGUP_STOP_SECONDS if HUNG_UP.is_set() else 30.0  # seconds to stop cleanly
         if dashboard is not None:
-            dashboard.stop()
-        server.stop()
+            dashboard.process.terminate()  # both stop at once
+        server.stop(patience)
+        if dashboard is not None:
+            dashboard.stop(patience)
         print("Stopped.", file=out, flush=True)
 
 
 def _interrupt(signum: int, _frame: object) -> None:
+    if signum == signal.SIGHUP:
+        HUNG_UP.set()
     raise KeyboardInterrupt
 
 
@@ -319,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: error: {error}", file=sys.stderr)
         return 2
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: it may start ignored
+        # SIGINT too: it may start ignored; SIGHUP: a closed terminal stops the demo cleanly.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _interrupt)
     try:
         return run(args, sys.stdout)

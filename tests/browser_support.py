@@ -3,7 +3,10 @@ video element says when played."""
 
 from __future__ import annotations
 
-CHROMIUM = "/usr/bin/chromium"
+import shutil
+
+import pytest
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -14,6 +17,14 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
 ]
+
+
+def chromium() -> str:
+    """The Chromium on PATH, or skip the test (a failure under CI, see `skip_policy`)."""
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("Chromium is not on PATH (bash scripts/system-deps.sh installs it)")
+    return found
 
 
 def video_state(page, selector: str) -> dict | None:

@@ -1,5 +1,8 @@
 """Shared fixtures: a tiny Keras classifier file, and one real Triton for the whole session.
 
+Also the skip policy (`skip_policy`): under CI or GRADCAM_NO_SKIPS=1 a skip fails the run
+unless it is allowed there, with its reason.
+
 The repository holds `tiny` (a small CNN, two layers, every method: fast and exact checks) and
 `efficientnet-lite0` (the offline default with its real ImageNet weights, every method). Tests
 that stop, kill or reconfigure a server start their own.
@@ -12,9 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skip_policy
 from served_models import export_test_models, make_tiny_classifier
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skip_policy.pytest_configure(config)
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +49,11 @@ def triton(model_repository, tmp_path_factory):
 @pytest.fixture(scope="module")
 def network_link():
     """A network namespace joined to this one by a veth pair shaped to 100 Mbit/s
-    (`slow_link.SlowLink`). Needs root and iproute2: skipped without them, unless
-    GRADCAM_REQUIRE_NETNS=1 (as in CI), where the test fails instead."""
+    (`slow_link.SlowLink`). Needs root and iproute2: skipped without them (a failure under CI,
+    see `skip_policy`)."""
     import slow_link as links
 
     problem = links.available()
-    if problem and os.environ.get("GRADCAM_REQUIRE_NETNS") == "1":
-        pytest.fail(f"a slow link is required (GRADCAM_REQUIRE_NETNS=1) but it {problem}")
     if problem:
         pytest.skip(f"slow link: {problem}")
     with links.SlowLink() as link:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import av
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, video_state
+from browser_support import CHROMIUM_ARGS, chromium, video_state
 from client_runs import read_jsonl
 from conftest import artifacts
 from media import write_clip
@@ -113,13 +113,12 @@ def test_the_host_client_gets_what_the_pip_triton_gives(stack, triton, clips, tm
 
 
 def test_the_dashboard_container_runs_a_clip_in_chromium(stack, clips) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (bash scripts/system-deps.sh)")
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.set_default_timeout(180_000)

@@ -13,8 +13,9 @@ hundreds of signed terms (activation x gradient) that largely cancel, so on the 
 float32 rounding alone (activations and gradients agree to about 1e-6) moves a map by up to
 about 2% of its maximum in either framework. As served (float32), the 7x7 layers must agree too.
 
-Optional tier: `make crosscheck` installs PyTorch's CPU build and the libraries
-(requirements/crosscheck.txt); without them these tests are skipped.
+Optional tier, outside `make test`: `make crosscheck` installs PyTorch's CPU build and the
+libraries (requirements/crosscheck.txt). Run without them, the tier fails: its skips are
+refused (tests/skip_policy.py).
 """
 
 from __future__ import annotations

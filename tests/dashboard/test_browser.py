@@ -23,7 +23,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, video_state
+from browser_support import CHROMIUM_ARGS, chromium, video_state
 from media import write_clip, write_text_file
 from triton_server import free_port, running_triton
 
@@ -109,16 +109,15 @@ def dashboard_url(triton, dashboard_folder) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (bash scripts/system-deps.sh)")
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
         )
-        yield chromium
-        chromium.close()
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="module")

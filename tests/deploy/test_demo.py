@@ -99,7 +99,7 @@ def test_demo_runs_end_to_end_and_stops(deploy_repository, tmp_path) -> None:
 @pytest.mark.slow
 def test_keep_running_serves_until_ctrl_c(deploy_repository, tmp_path) -> None:
     """With --keep-running the servers stay up after the clip; Ctrl-C stops all of them,
-    the dashboard included when it is installed."""
+    the dashboard included."""
     out = tmp_path / "out"
     ports = free_ports(4)
     process = subprocess.Popen(
@@ -121,10 +121,8 @@ def test_keep_running_serves_until_ctrl_c(deploy_repository, tmp_path) -> None:
         assert "Serving until Ctrl-C" in text, text
         check_outputs(out)
         assert answers(f"http://127.0.0.1:{ports[1]}/v2/health/ready")
-        if f"Dashboard: http://localhost:{ports[3]}" in text:
-            assert answers(f"http://127.0.0.1:{ports[3]}/_stcore/health")
-        else:
-            assert "Dashboard: " in text  # and why it is not there
+        assert f"Dashboard: http://localhost:{ports[3]}" in text, text
+        assert answers(f"http://127.0.0.1:{ports[3]}/_stcore/health")
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=90)
     finally:
@@ -156,8 +154,7 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
         )
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
-    if "--dashboard-port" not in message:  # no dashboard installed: the port is not needed
-        pytest.skip(f"the dashboard is not installed: {result.stdout + result.stderr}")
+    assert "--dashboard-port" in message, result.stdout + result.stderr
     assert f"port {taken}" in message and "already in use" in message
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out" / "chelsea_pan.mp4").exists()
@@ -190,9 +187,7 @@ def test_ports_default_to_the_make_variables(demo, monkeypatch) -> None:
 
 
 def test_stopping_the_dashboard_stops_its_children(demo, tmp_path) -> None:
-    """The dashboard runs in its own process group: stopping it leaves nothing behind."""
-    import psutil
-
+    """The dashboard runs in a process group of its own: stopping it leaves nothing behind."""
     spawner = (
         "import subprocess, sys, time; "
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
@@ -206,12 +201,57 @@ def test_stopping_the_dashboard_stops_its_children(demo, tmp_path) -> None:
         tmp_path / "dashboard.log",
     )
     deadline = time.monotonic() + 30
-    while not psutil.Process(dashboard.process.pid).children() and time.monotonic() < deadline:
+    while len(dashboard.process.members()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    family = [dashboard.process.pid] + [
-        child.pid for child in psutil.Process(dashboard.process.pid).children()
-    ]
-    assert len(family) == 2
+    family = [dashboard.process.group, *dashboard.process.members()]
+    assert len(family) == 3  # the supervisor, the dashboard and its child
     assert not dashboard.wait_healthy(0.5)
     dashboard.stop(timeout=5)
     assert_processes_gone(family)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_nothing_outlives_the_demo(deploy_repository, tmp_path, signum) -> None:
+    """SIGKILL of the demo, or a closed terminal's SIGHUP, while Triton and the dashboard run:
+    within 5 s no Triton, backend stub or Streamlit is left and the ports are free."""
+    from gradcam_server.launcher import LauncherError, check_ports_free
+
+    ports = free_ports(4)
+    process = subprocess.Popen(
+        demo_command(deploy_repository, tmp_path / "out", ports, "--keep-running"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # the dashboard starts before the clip is written
+            lines.append(line)
+            if line.startswith("wrote the sample clip"):
+                break
+        assert lines and lines[-1].startswith("wrote the sample clip"), "".join(lines)
+        family = stray_processes(deploy_repository, ports[3])
+        assert len(family) >= 3, "".join(lines)  # Triton, its stub, the dashboard
+        process.send_signal(signum)
+        gone_by = time.monotonic() + 5
+        assert_processes_gone(family, timeout=5)
+        options = ["grpc-port", "http-port", "metrics-port", "dashboard-port"]
+        named = dict(zip(options, ports, strict=True))
+        while True:
+            try:
+                check_ports_free(named)
+                break
+            except LauncherError as error:
+                assert time.monotonic() < gone_by, str(error)
+                time.sleep(0.05)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if signum == signal.SIGHUP:  # handled: the demo stopped its servers itself
+        assert "Stopped." in rest, "".join(lines) + rest

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
@@ -38,11 +37,9 @@ def nginx_config(upstreams: list[str], port: int) -> str:
 @pytest.fixture
 def balancer(tmp_path) -> Iterator:
     """A function starting NGINX in front of the given replicas; returns its gRPC address."""
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    binary = shutil.which("nginx")
     if binary is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+        pytest.skip("nginx is not on PATH (scripts/system-deps.sh installs nginx-light)")
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(upstreams: list[str]) -> str:

@@ -31,7 +31,7 @@ from triton_server import (
 )
 from tritonclient.utils import InferenceServerException
 
-from gradcam_server.launcher import LauncherError, TritonServer
+from gradcam_server.launcher import LauncherError, TritonServer, admin_flags, check_ports_free
 
 pytestmark = pytest.mark.integration
 
@@ -128,29 +128,72 @@ def test_kill_leaves_nothing_and_server_comes_back(triton: TritonServer) -> None
     np.testing.assert_allclose(add_one(client, [1.0]), [[2.0]])
 
 
-def test_external_sigkill_then_stop_cleans_up(triton: TritonServer) -> None:
+def test_the_stubs_end_with_tritonserver(triton: TritonServer) -> None:
+    """A SIGKILL of tritonserver alone: its supervisor ends the backend stub it forked."""
     pids = triton.pids()
-    os.kill(triton.pid, signal.SIGKILL)  # only tritonserver: its stub is orphaned
-    deadline = time.monotonic() + 10
+    assert len(pids) == 2
+    os.kill(triton.pid, signal.SIGKILL)
+    assert_processes_gone(pids, timeout=5)  # without a call to stop()
+    deadline = time.monotonic() + 5
     while triton.is_running() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.05)  # the supervisor ends right after them
     assert not triton.is_running()
     assert triton.stop() == -signal.SIGKILL
-    assert_processes_gone(pids)
+    assert not triton.pidfile.exists()
     triton.start()
     triton.wait_ready(120)
 
 
-def test_port_of_running_server_is_reported(triton: TritonServer, repo: Path) -> None:
+def test_a_second_start_names_the_running_server(triton: TritonServer, repo: Path) -> None:
     other = TritonServer(
         repo,
         grpc_port=free_ports(1)[0],
         http_port=triton.http_port,
         metrics_port=free_ports(1)[0],
-        log_path=triton.log_path.with_suffix(".other.log"),
+        log_path=triton.log_path.with_suffix(".other.log"),  # beside the first one's
+    )
+    with pytest.raises(LauncherError) as error:
+        other.start()
+    assert str(error.value) == (
+        f"Triton from an earlier start is still running: pid {triton.group} (tritonserver "
+        f"{triton.pid}, started by pid {os.getpid()}), repository {repo}, ports gRPC "
+        f"{triton.grpc_port}, HTTP {triton.http_port}, metrics {triton.metrics_port}, log "
+        f"{triton.log_path}; stop it with: kill {triton.group}"
+    )
+    elsewhere = TritonServer(
+        repo,
+        grpc_port=free_ports(1)[0],
+        http_port=triton.http_port,
+        metrics_port=free_ports(1)[0],
+        log_path=triton.log_path.parent / "elsewhere" / "other.log",  # no record there
     )
     with pytest.raises(LauncherError, match=f"port {triton.http_port} .*--http-port"):
-        other.start()
+        elsewhere.start()
+
+
+def test_kill_pid_as_named_stops_the_server_and_its_stubs(repo: Path, tmp_path: Path) -> None:
+    server = new_triton(repo, log_dir=tmp_path)
+    server.start()
+    try:
+        server.wait_ready(120)
+        pids = [server.group, *server.pids()]
+        os.kill(server.group, signal.SIGTERM)  # `kill PID` with the PID the message names
+        assert_processes_gone(pids, timeout=10)
+        assert server.stop() == 0  # tritonserver stopped cleanly
+        assert not server.pidfile.exists()
+    finally:
+        server.stop()
+
+
+def test_the_admin_key_stays_off_the_log_and_the_supervisor(repo: Path, tmp_path: Path) -> None:
+    """Triton needs the key on its own command line; nowhere else shows it."""
+    with running_triton(repo, log_dir=tmp_path, extra_args=admin_flags("s3cret")) as server:
+        supervisor = " ".join(psutil.Process(server.group).cmdline())
+        triton = " ".join(psutil.Process(server.pid).cmdline())
+    assert "s3cret" not in supervisor and "s3cret" in triton
+    log = server.log_path.read_text()
+    assert "s3cret" not in log
+    assert log.startswith("$ ") and log.splitlines()[0].count("admin-key=***") == 2
 
 
 def test_model_failing_to_load_is_reported(tmp_path: Path) -> None:
@@ -203,25 +246,18 @@ def test_context_manager_raises_and_cleans_up_on_failure(tmp_path: Path) -> None
 
 # -- the foreground `serve` command --------------------------------------------------------
 
-SERVE = """
-import sys
-from gradcam_server.launcher import LauncherError, serve
-try:
-    ports = map(int, sys.argv[2:5])
-    sys.exit(serve(sys.argv[1], *ports, log_path=sys.argv[5]))
-except LauncherError as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
-"""
-
 
 class ServeProcess:
-    """`serve()` running in a child Python, with its output collected."""
+    """`gradcam-server serve` running in a child Python, with its output collected."""
 
     def __init__(self, repository: Path, log_path: Path) -> None:
         self.ports = free_ports(3)
+        grpc, http, metrics = map(str, self.ports)
+        command = [sys.executable, "-m", "gradcam_server.cli", "serve",
+                   "--repository", str(repository), "--grpc-port", grpc, "--http-port", http,
+                   "--metrics-port", metrics, "--log-file", str(log_path)]  # fmt: skip
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(repository), *map(str, self.ports), str(log_path)],
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -267,7 +303,7 @@ def test_serve_stops_cleanly_on_signal(repo: Path, tmp_path: Path, signum: int) 
         assert "add_one (version 1): READY" in text
         assert f"log:     {tmp_path / 'serve.log'}" in text
         children = serving.descendants()
-        assert len(children) == 2  # tritonserver and its backend stub
+        assert len(children) == 3  # the supervisor, tritonserver and its backend stub
         serving.proc.send_signal(signum)
         assert serving.finish() == 0, serving.err
         assert "Triton stopped" in "".join(serving.out)
@@ -291,3 +327,37 @@ def test_serve_fails_when_triton_dies(repo: Path, tmp_path: Path) -> None:
     finally:
         if serving.proc.poll() is None:
             serving.proc.kill()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_nothing_outlives_serve_killed_or_hung_up(tmp_path: Path, signum: int) -> None:
+    """SIGKILL of the launcher, or the SIGHUP of a closed terminal: within 5 s no tritonserver,
+    no backend stub, and the ports are free."""
+    repository = tmp_path / "repo"
+    write_add_one_model(repository)
+    serving = ServeProcess(repository, tmp_path / "serve.log")
+    try:
+        serving.wait_ready()
+        children = serving.descendants()
+        assert {"tritonserver", STUB} <= {psutil.Process(pid).name() for pid in children}
+        serving.proc.send_signal(signum)
+        gone_by = time.monotonic() + 5
+        assert_processes_gone(children, timeout=5)
+        assert not [p for p in processes_mentioning(repository) if p != serving.proc.pid]
+        ports = dict(zip(["grpc-port", "http-port", "metrics-port"], serving.ports, strict=True))
+        while True:
+            try:
+                check_ports_free(ports)
+                break
+            except LauncherError:
+                assert time.monotonic() < gone_by, f"ports still taken: {serving.ports}"
+                time.sleep(0.05)
+        code = serving.finish()
+    finally:
+        if serving.proc.poll() is None:
+            serving.proc.kill()
+    if signum == signal.SIGHUP:  # handled: serve stopped Triton itself
+        assert code == 0, serving.err
+        assert "Triton stopped (exit code " in "".join(serving.out)
+    else:
+        assert code == -signal.SIGKILL

@@ -2,8 +2,8 @@
 
 The `network_link` fixture makes a network namespace joined to this one by a veth pair, shaped
 with tbf, and a delay line gives the round trip (`slow_link.py`); Triton runs here, the client
-in the namespace. Needs root and iproute2: skipped without them, unless
-GRADCAM_REQUIRE_NETNS=1 (as in CI), where it fails instead.
+in the namespace. Needs root and iproute2: skipped without them, a failure under CI
+(`skip_policy`).
 """
 
 from __future__ import annotations

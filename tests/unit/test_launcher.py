@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from triton_server import free_ports, write_add_one_model
 
-from gradcam_server import launcher
+from gradcam_server import launcher, pidfile
 from gradcam_server.launcher import (
     LauncherError,
     TritonDistribution,
@@ -308,3 +312,53 @@ def test_failure_message_falls_back_to_log_tail(repo: Path) -> None:
 def test_serve_reports_bad_repository(tmp_path: Path) -> None:
     with pytest.raises(LauncherError, match="does not exist"):
         launcher.serve(tmp_path / "nope", *free_ports(3))
+
+
+# -- the record beside the log -----------------------------------------------------------------
+
+
+def _record(server: TritonServer, pid: int, ports: dict[str, int]) -> pidfile.ServerRecord:
+    record = pidfile.ServerRecord.of(pid, pid + 1, server.repository, ports, server.log_path)
+    pidfile.write_record(pidfile.record_path(server.log_path, ports["gRPC"]), record)
+    return record
+
+
+@pytest.fixture
+def earlier_server():
+    """A live process standing for the supervisor of a server started earlier."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def test_a_server_recorded_beside_the_log_is_named_with_how_to_stop_it(
+    repo: Path, earlier_server: int
+) -> None:
+    server = _server(repo)
+    earlier = {"gRPC": free_ports(1)[0], "HTTP": server.http_port, "metrics": free_ports(1)[0]}
+    _record(server, earlier_server, earlier)
+    with pytest.raises(LauncherError) as error:
+        server.start()
+    message = str(error.value)
+    assert message.startswith("Triton from an earlier start is still running: ")
+    assert f"pid {earlier_server} " in message and f"repository {repo}, " in message
+    assert f"gRPC {earlier['gRPC']}, HTTP {server.http_port}, metrics {earlier['metrics']}" in (
+        message
+    )
+    assert message.endswith(f"stop it with: kill {earlier_server}")
+    assert not server.is_running()
+
+
+def test_records_of_ended_servers_are_removed_and_ignored(repo: Path, listening_port: int) -> None:
+    server = _server(repo, metrics_port=listening_port)
+    ports = {"gRPC": server.grpc_port, "HTTP": server.http_port, "metrics": listening_port}
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True).stdout  # fmt: skip
+    _record(server, int(ended), ports)
+    reused = _record(server, os.getpid(), {**ports, "gRPC": free_ports(1)[0]})
+    reused_path = pidfile.record_path(server.log_path, reused.ports["gRPC"])
+    reused_path.write_text(json.dumps({**asdict(reused), "started": 1}))  # pid reused since
+    with pytest.raises(LauncherError, match=f"port {listening_port} .*already in use"):
+        server.start()  # not refused for either record, but for the port a socket holds
+    assert not server.pidfile.exists() and not reused_path.exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gradcam_server.launcher import RESTRICTED_APIS, TritonServer, admin_flags, hide_secrets
 
 
@@ -35,3 +37,17 @@ def test_the_bind_address_reaches_every_endpoint(tmp_path) -> None:
     ]
     assert local.urls.grpc == "127.0.0.1:9001"
     assert TritonServer(tmp_path, address="::1").urls.http == "http://[::1]:8000"
+
+
+def test_the_admin_key_help_says_where_the_key_is_visible(capsys) -> None:
+    """Triton takes the key only as a flag: the help says who can read it and what to do."""
+    from gradcam_server import cli
+
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    option = text[text.index("--admin-key ADMIN_KEY key") : text.rindex("--restricted-apis R")]
+    assert "cannot see" not in option
+    assert "every user with a shell on this machine can read it there (ps, " in option
+    assert "/proc/PID/cmdline of tritonserver" in option
+    assert "a container on a host you control, or a single-user host" in option

@@ -109,8 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admin-key",
         default=os.environ.get("GRADCAM_ADMIN_KEY") or None,
-        help="key that opens the restricted APIs (header admin-key); prefer the environment "
-        "variable GRADCAM_ADMIN_KEY, which other users cannot see (default: none, closed)",
+        help="key that opens the restricted APIs (header admin-key) (default: "
+        "$GRADCAM_ADMIN_KEY, else none: closed, with a random key). Triton takes the key only on "
+        "its command line: every user with a shell on this machine can read it there (ps, "
+        "/proc/PID/cmdline of tritonserver; from the host too when it runs in a container), "
+        "and this option's value likewise; GRADCAM_ADMIN_KEY keeps it off this command line "
+        "only. Give a key only where no untrusted user has a shell: a container on a host you "
+        "control, or a single-user host",
     )
     serve.add_argument(
         "--restricted-apis",

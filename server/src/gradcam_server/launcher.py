@@ -10,8 +10,11 @@ ordinary model repository with it we:
 * start `tritonserver` with `LD_LIBRARY_PATH` = the wheel's libraries + the folder holding
   `libpython3.X.so.1.0`, and `PATH` starting with this environment's `bin` (the stub follows `PATH`
   to find `python3` and therefore this environment's site-packages);
-* run it in its own session (process group) so that stopping it can also kill the backend stub
-  processes (one per model instance) that it forked.
+* run it under a supervisor (`gradcam_server.supervisor`) that leads its process group, so
+  that neither tritonserver nor the backend stubs it forks (one per model instance) outlive the
+  launcher, whatever ends it, and the stubs end with tritonserver;
+* leave a record beside the log (`gradcam_server.pidfile`), so that a later start on the same
+  ports names the running server and how to stop it.
 
 `TritonServer` is the programmatic handle (a context manager); `serve()` is the foreground command
 used by `gradcam-server serve`.
@@ -33,7 +36,6 @@ import shlex
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -45,6 +47,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from gradcam_server import pidfile
+from gradcam_server.supervisor import Supervised, group_pids, spawn
 
 __all__ = [
     "LauncherError",
@@ -76,6 +81,9 @@ ADMIN_HEADER = "admin-key"
 # stay open: clients use them.
 RESTRICTED_APIS = ("shared-memory", "trace", "logging")
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
+# After a closed terminal's SIGHUP nobody waits for a clean stop: Triton gets this long to end,
+# then its group is killed (the launcher removes the stubs' shared memory itself).
+HANGUP_STOP_SECONDS = 2.0
 
 
 class LauncherError(Exception):
@@ -306,26 +314,6 @@ def _log_tail(log: str, lines: int = 15) -> list[str]:
     return kept[-lines:]
 
 
-def _proc_stat(pid: str) -> tuple[str, int] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "
-    return fields[0], int(fields[2])  # state, process group
-
-
-def _group_pids(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in a process group."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            stat = _proc_stat(entry.name)
-            if stat and stat[1] == pgid and stat[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
-
-
 def _stub_shm_regions(pids: Iterable[int]) -> list[str]:
     """Shared-memory regions used by backend stubs (argv[2]); SIGKILL leaves them in /dev/shm."""
     regions = []
@@ -386,7 +374,7 @@ class TritonServer:
         self.require_models = require_models
         self.cache_root = Path(cache_root) if cache_root else None
         self._log_path = Path(log_path) if log_path is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._run: Supervised | None = None
         self._log_offset = 0
         self._shm_regions: set[str] = set()
         self.returncode: int | None = None
@@ -428,16 +416,26 @@ class TritonServer:
 
     @property
     def pid(self) -> int | None:
-        """Process id of `tritonserver` (also its process group id) while started."""
-        return self._proc.pid if self._proc else None
+        """Process id of `tritonserver` while started."""
+        return self._run.pid if self._run else None
+
+    @property
+    def group(self) -> int | None:
+        """Process group (its supervisor's pid) of `tritonserver` and its stubs while started."""
+        return self._run.group if self._run else None
+
+    @property
+    def pidfile(self) -> Path:
+        """The record of the running server, beside the log."""
+        return pidfile.record_path(self.log_path, self.grpc_port)
 
     def pids(self) -> list[int]:
         """Live processes of this server: `tritonserver` and its backend stubs."""
-        return _group_pids(self._proc.pid) if self._proc else []
+        return self._run.members() if self._run else []
 
     def is_running(self) -> bool:
         """True while the `tritonserver` process is alive."""
-        return self._proc is not None and not self._has_exited()
+        return self._run is not None and not self._has_exited()
 
     def log_text(self) -> str:
         """Triton's output since the last start."""
@@ -484,11 +482,23 @@ class TritonServer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def _ports(self) -> dict[str, int]:
+        return {
+            "grpc-port": self.grpc_port,
+            "http-port": self.http_port,
+            "metrics-port": self.metrics_port,
+        }
+
     def start(self) -> None:
-        """Check the inputs and start `tritonserver` in its own session (returns at once)."""
+        """Check the inputs and start `tritonserver` under its supervisor (returns at once).
+
+        Refuses, naming it, a server recorded beside the log that still runs on one of the
+        ports; a port taken by anything else is refused too.
+        """
         if self.is_running():
             raise LauncherError(f"Triton is already running (pid {self.pid})")
-        if self._proc is not None:
+        if self._run is not None:
             self._finish()
         if not self.repository.is_dir():
             raise LauncherError(f"model repository {self.repository} does not exist")
@@ -497,32 +507,29 @@ class TritonServer:
                 f"model repository {self.repository} holds no model "
                 "(expected subfolders with a config.pbtxt)"
             )
-        check_ports_free(
-            {
-                "grpc-port": self.grpc_port,
-                "http-port": self.http_port,
-                "metrics-port": self.metrics_port,
-            }
-        )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        ours = set(self._ports.values())
+        for earlier in pidfile.running_servers(self.log_path.parent):
+            if ours & set(earlier.ports.values()):
+                raise LauncherError(earlier.still_running())
+        check_ports_free(self._ports)
         dist = find_triton_distribution()
         env = self.environment(dist)
         server_dir = prepare_server_dir(dist, self.cache_root)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = self.command(server_dir)
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
+            log.write(f"$ {hide_secrets(command)}\n".encode())
+            log.flush()
             try:
-                self._proc = subprocess.Popen(
-                    self.command(server_dir),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=server_dir,
-                    start_new_session=True,
-                )
+                self._run = spawn(command, log=log, env=env, cwd=server_dir, pidfile=self.pidfile)
             except OSError as error:
-                binary = server_dir / "bin" / "tritonserver"
-                raise LauncherError(f"cannot start {binary}: {error}") from None
+                raise LauncherError(f"cannot start {command[0]}: {error}") from None
+        ports = {_PORT_LABELS[option]: port for option, port in self._ports.items()}
+        record = pidfile.ServerRecord.of(
+            self._run.group, self._run.pid, self.repository, ports, self.log_path
+        )
+        pidfile.write_record(self.pidfile, record)
         self.returncode = None
         self._shm_regions.clear()
         _RUNNING.add(self)
@@ -533,7 +540,7 @@ class TritonServer:
         Raises LauncherError (with the relevant lines of Triton's log) if the process exits or
         the timeout passes. Returns False if `cancel()` became true first.
         """
-        if self._proc is None:
+        if self._run is None:
             raise LauncherError("Triton is not started")
         url = f"{self._http_base}/v2/health/ready"
         deadline = time.monotonic() + timeout
@@ -542,6 +549,7 @@ class TritonServer:
                 self._finish()
                 raise LauncherError(self._failure_message("exited before it was ready"))
             if self._probe(url):
+                self._remember_shm()  # every stub runs now: their regions, in case of a crash
                 return True
             if cancel is not None and cancel():
                 return False
@@ -562,12 +570,11 @@ class TritonServer:
 
         Returns Triton's exit code (None if it was never started). Safe to call repeatedly.
         """
-        if self._proc is None:
+        if self._run is None:
             return self.returncode
         if not self._has_exited():
             self._remember_shm()
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._proc.pid, signal.SIGTERM)
+            self._run.terminate()
             deadline = time.monotonic() + timeout
             while not self._has_exited() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -575,7 +582,7 @@ class TritonServer:
 
     def kill(self) -> int | None:
         """SIGKILL Triton and its backend stubs at once (a crash, for fault tests)."""
-        if self._proc is None:
+        if self._run is None:
             return self.returncode
         return self._finish()
 
@@ -617,36 +624,29 @@ class TritonServer:
     # -- internals -------------------------------------------------------------------------
 
     def _has_exited(self) -> bool:
-        """Whether `tritonserver` exited, without reaping it (its pid stays reserved)."""
-        assert self._proc is not None
-        if self._proc.returncode is not None:
-            return True
-        try:
-            status = os.waitid(os.P_PID, self._proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True
-        return status is not None
+        """Whether `tritonserver` (and so its supervisor) ended; its group id stays reserved."""
+        assert self._run is not None
+        return self._run.has_exited()
 
     def _remember_shm(self) -> None:
-        if self._proc is not None:
-            self._shm_regions.update(_stub_shm_regions(_group_pids(self._proc.pid)))
+        if self._run is not None:
+            self._shm_regions.update(_stub_shm_regions(self._run.members()))
 
     def _finish(self) -> int | None:
-        """SIGKILL whatever is left of the process group, reap Triton, remove stub leftovers."""
-        assert self._proc is not None
-        pgid = self._proc.pid
-        self._remember_shm()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-        self.returncode = self._proc.wait()
+        """SIGKILL whatever is left of the process group, reap it, remove stub leftovers."""
+        assert self._run is not None
+        run, self._run = self._run, None
+        self._shm_regions.update(_stub_shm_regions(run.members()))
+        run.kill()
+        self.returncode = run.wait()
         deadline = time.monotonic() + 10
-        while _group_pids(pgid) and time.monotonic() < deadline:
+        while group_pids(run.group) and time.monotonic() < deadline:
             time.sleep(0.02)  # orphaned stubs are reaped by init
         for region in self._shm_regions:
             with contextlib.suppress(OSError):
                 os.unlink(f"/dev/shm/{region}")
         self._shm_regions.clear()
-        self._proc = None
+        pidfile.remove_record(self.pidfile, run.group)
         _RUNNING.discard(self)
         return self.returncode
 
@@ -742,7 +742,7 @@ def serve(
     ready_timeout: float = 300.0,
     out: IO[str] | None = None,
 ) -> int:
-    """Serve a repository in the foreground until Ctrl-C (SIGINT) or SIGTERM.
+    """Serve a repository in the foreground until Ctrl-C (SIGINT), SIGTERM or SIGHUP.
 
     Triton listens on `address`; the admin APIs `restricted_apis` need the header
     `admin-key: ADMIN_KEY` (closed to everyone without a key) unless `extra_args` hold
@@ -768,19 +768,24 @@ def serve(
         state = "need the header admin-key" if admin_key else "are closed (no admin key given)"
         print(f"Admin APIs {', '.join(restricted_apis)} {state}.", file=out, flush=True)
     stop_requested = threading.Event()
+    hung_up = threading.Event()
     stop_echo = threading.Event()
     echo = threading.Thread(target=_follow_log, args=(server.log_path, out, stop_echo), daemon=True)
 
     def on_signal(signum: int, _frame: object) -> None:
-        if stop_requested.is_set() and server.pid is not None:
+        if stop_requested.is_set() and server.group is not None:
             with contextlib.suppress(OSError):
-                os.killpg(server.pid, signal.SIGKILL)
+                os.killpg(server.group, signal.SIGKILL)
             return
+        if signum == signal.SIGHUP:
+            hung_up.set()
         stop_requested.set()
 
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # A closed terminal's SIGHUP stops Triton like Ctrl-C; should the launcher die anyway
+        # (SIGKILL), Triton's supervisor stops it.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[signum] = signal.signal(signum, on_signal)
     try:
         if echo_log:
@@ -800,7 +805,7 @@ def serve(
                         raise LauncherError(server._failure_message("exited unexpectedly"))
             print("Stopping Triton ...", file=out, flush=True)
         finally:
-            code = server.stop()
+            code = server.stop(HANGUP_STOP_SECONDS if hung_up.is_set() else 30.0)
         print(f"Triton stopped (exit code {code}).", file=out, flush=True)
         return 0
     finally:
