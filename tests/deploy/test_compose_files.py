@@ -197,12 +197,13 @@ def test_images_install_what_they_need() -> None:
     build = stage("build")
     assert 'requirements_of.py triton "${TENSORFLOW}"' in build
     assert "requirements_of.py dashboard >" in build
-    assert "--no-deps ./client ./server" in build and "./client ./dashboard" in build
+    assert "--root /opt/own/triton ./client ./server" in build
+    assert "--root /opt/own/dashboard ./client ./dashboard" in build
     assert build.count("-c requirements/constraints.txt") == 2
     assert "--no-index --find-links /wheelhouse" in build
     for name in ("triton", "dashboard"):
         final = stage(name)
-        assert "COPY --from=build" in final and "wheelhouse" not in final
+        assert f"COPY --from=build /opt/own/{name}/ /" in final and "wheelhouse" not in final
     assert "USER gradcam" in stage("dashboard")
     assert 'gradcam-server", "serve"' in stage("triton")
     ignored = (ROOT / ".dockerignore").read_text().split()
