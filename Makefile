@@ -48,9 +48,9 @@ crosscheck: setup ## compare every CAM method with pytorch-grad-cam (installs Py
 	$(BIN)/python -m pip install --quiet --no-deps grad-cam==1.5.7
 	$(BIN)/python -m pytest tests/crosscheck $(PYTEST_ARGS)
 
-compose-check: ## validate docker-compose.yml and docker-compose.cpu.yml (needs docker-compose)
+compose-check: ## validate the CPU stack (docker-compose.yml) and the GPU one (+ docker-compose.gpu.yml)
 	docker-compose -f docker-compose.yml config -q
-	docker-compose -f docker-compose.cpu.yml config -q
+	docker-compose -f docker-compose.yml -f docker-compose.gpu.yml config -q
 
 wheelhouse: ## download every wheel (and Debian package) the images need into wheelhouse/, for offline builds
 	bash scripts/wheelhouse.sh
@@ -58,10 +58,10 @@ wheelhouse: ## download every wheel (and Debian package) the images need into wh
 base-image: ## build debian:bookworm-slim from Debian's packages (machines without a registry)
 	bash scripts/docker-base-image.sh
 
-images: ## build the Triton (CPU) and dashboard images, from wheelhouse/ when it is filled
+images: ## build the Triton and dashboard images of this host's stack (fills wheelhouse/ first)
 	bash scripts/compose.sh build
 
-compose-up: ## start Triton and the dashboard in containers (GPU variant if an NVIDIA GPU is here)
+compose-up: ## build what changed, start Triton and the dashboard in containers (GPU stack if an NVIDIA GPU is here)
 	bash scripts/compose.sh up
 
 compose-down: ## stop the container stack (the exported models stay in model_repository/)

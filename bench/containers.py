@@ -4,8 +4,8 @@ end to end through the containers against the same clip through the pip-installe
     .venv/bin/python bench/containers.py            # cold builds (no cache), then the runs
     .venv/bin/python bench/containers.py --cached   # reuse the build cache (quicker)
 
-Builds as `scripts/compose.sh build` does (offline from wheelhouse/ when it is filled), then
-`docker-compose -f docker-compose.cpu.yml up` under a project of its own on free 127.0.0.1 ports.
+Builds offline from wheelhouse/ when it is filled, then `docker-compose up` (the CPU stack,
+docker-compose.yml) under a project of its own on free 127.0.0.1 ports.
 The end-to-end rounds alternate containers and pip Triton (same clip, same client settings) so
 that both see the same machine load. Writes bench/results/containers.{json,md}.
 """
@@ -30,7 +30,7 @@ from gradcam_server.local_triton import free_port
 
 NAME = "containers"
 ROOT = benchlib.BENCH_DIR.parent
-COMPOSE = ["docker-compose", "-f", str(ROOT / "docker-compose.cpu.yml")]
+COMPOSE = ["docker-compose", "-f", str(ROOT / "docker-compose.yml")]
 MODEL = "efficientnet-lite0"
 GRADCAM_VIDEO = str(Path(sys.executable).with_name("gradcam-video"))
 

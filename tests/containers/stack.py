@@ -1,6 +1,6 @@
-"""The container stack under test: images built by `scripts/compose.sh`, `docker-compose up` on
-docker-compose.cpu.yml under a project name of its own, ports on 127.0.0.1 only, and a copy of
-`model_repository/` as the mounted repository."""
+"""The container stack under test: a fresh clone of this repository, started by the README's own
+commands (`make compose-up`, plain `docker compose up`) under a project name of its own, ports
+on 127.0.0.1 only, and a copy of `model_repository/` as the mounted repository."""
 
 from __future__ import annotations
 
@@ -8,14 +8,32 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "docker-compose.cpu.yml"
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+DOCKER_COMPOSE_SHIM = """#!/bin/sh
+# `docker compose ...` (Compose v2) as docker-compose 1.x where the v2 plugin is missing.
+if [ "$1" = compose ] && ! REAL compose version >/dev/null 2>&1; then
+  shift
+  exec docker-compose "$@"
+fi
+exec REAL "$@"
+"""
+
+
+def shell_path(folder: Path) -> str:
+    """PATH for the README's commands: this virtualenv's commands (gradcam-video) and a `docker`
+    that runs `docker compose` as docker-compose where Compose v2 is not installed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shim = folder / "docker"
+    shim.write_text(DOCKER_COMPOSE_SHIM.replace("REAL", shutil.which("docker") or "docker"))
+    shim.chmod(0o755)
+    return os.pathsep.join([str(folder), str(Path(sys.executable).parent), os.environ["PATH"]])
 
 
 def run(command: list[str], timeout: float = 600, check: bool = True, **kwargs):
@@ -38,17 +56,26 @@ def http_ok(url: str) -> bool:
 
 @dataclass
 class Stack:
-    """One `docker-compose` project of docker-compose.cpu.yml."""
+    """One Compose project of the CPU stack (docker-compose.yml) in a clone of the repository."""
 
     project: str
+    clone: Path
     models: Path
     ports: dict[str, int]
+    path: str = field(default_factory=lambda: os.environ.get("PATH", "/usr/bin:/bin"))
     timings: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
+        """What the README's commands run with: where the stack's ports and models are."""
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": self.path,
+            "HOME": os.environ.get("HOME", "/root"),
+            "COMPOSE_PROJECT_NAME": self.project,
+            # `make compose-down` stops only an engine it started: not the tests' one
+            "GRADCAM_DOCKERD_DIR": str(self.clone.parent / "dockerd"),
+            "GRADCAM_URL": self.grpc_url,
             "GRADCAM_MODELS": str(self.models),
             "GRADCAM_BIND": "127.0.0.1",
             "GRADCAM_GRPC_PORT": str(self.ports["grpc"]),
@@ -66,8 +93,27 @@ class Stack:
         return f"http://127.0.0.1:{self.ports['dashboard']}"
 
     def compose(self, *args: str, timeout: float = 900, check: bool = True):
-        command = ["docker-compose", "-p", self.project, "-f", str(COMPOSE_FILE), *args]
-        return run(command, timeout=timeout, check=check, env=self.env, cwd=ROOT)
+        """docker-compose on the clone's docker-compose.yml, in this project."""
+        command = ["docker-compose", "-p", self.project, *args]
+        return run(command, timeout=timeout, check=check, env=self.env, cwd=self.clone)
+
+    def shell(self, command: str, timeout: float = 3600) -> subprocess.CompletedProcess:
+        """One of the README's commands, as a user types it, in the clone; its seconds are
+        kept in `timings`."""
+        start = time.monotonic()
+        result = run(["bash", "-c", command], timeout=timeout, env=self.env, cwd=self.clone)
+        self.timings[command] = round(time.monotonic() - start, 1)
+        self.outputs[command] = result.stdout + result.stderr
+        return result
+
+    def image_ids(self) -> dict[str, str]:
+        """The image each service's container runs."""
+        return {
+            service: json.loads(run(["docker", "inspect", self.container(service)]).stdout)[0][
+                "Image"
+            ]
+            for service in ("triton", "dashboard")
+        }
 
     def container(self, service: str) -> str:
         return self.compose("ps", "-q", service).stdout.strip()
@@ -90,10 +136,11 @@ class Stack:
                 raise AssertionError(f"not healthy after {timeout:.0f} s: {states}\n{self.logs()}")
             time.sleep(1)
 
-    def up(self) -> float:
-        """`up -d`, then the seconds from the command to both services healthy."""
+    def up(self, command: str) -> float:
+        """A README command that starts the stack, then the seconds from it to both services
+        healthy."""
         start = time.monotonic()
-        self.compose("up", "-d")
+        self.shell(command)
         self.wait_healthy()
         return time.monotonic() - start
 
@@ -121,14 +168,3 @@ class Stack:
         ):
             found[kind] = run(command).stdout.split()
         return found
-
-
-def fresh_repository(target: Path) -> Path:
-    """A copy of the committed model_repository/ (README and the default model's config only)."""
-    target.mkdir(parents=True)
-    tracked = run(["git", "ls-files", "model_repository"], cwd=ROOT).stdout.split()
-    for name in tracked:
-        destination = target / Path(name).relative_to("model_repository")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, destination)
-    return target

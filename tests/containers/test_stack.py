@@ -1,6 +1,9 @@
-"""`docker-compose -f docker-compose.cpu.yml up`, for real: images built with no network, the
-client on the host against the published port, the dashboard in its container driven by a real
-Chromium, Triton restarted and killed mid-video, `down`/`up` and `down -v`.
+"""The README's container commands, for real, on a fresh clone: `make compose-up` with no
+wheelhouse and no project images (this host's pip fills the wheelhouse, the images build with no
+network), the README's client line, the client on the host against the published port, the
+dashboard in its container driven by a real Chromium, Triton restarted and killed mid-video,
+plain `docker compose down` / `up -d --build` (the CPU stack), a changed source built in by the
+next `make compose-up`, and `make compose-down`.
 
 The tests run in file order on one stack (the `stack` fixture); traffic goes only to ports
 published on 127.0.0.1.
@@ -21,14 +24,28 @@ import av
 import pytest
 from browser_support import CHROMIUM_ARGS, chromium, video_state
 from client_runs import read_jsonl
-from conftest import artifacts
+from conftest import PROJECT_IMAGES, artifacts
 from media import write_clip
+from readme_blocks import readme_commands
 from stack import run
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
 
 GRADCAM_VIDEO = str(Path(sys.executable).with_name("gradcam-video"))
 SAVEDMODEL = Path("efficientnet-lite0") / "1" / "model.savedmodel" / "saved_model.pb"
+CONTAINERS = readme_commands("Run it in containers")
+(MAKE_UP, CLIENT, MAKE_DOWN), (PLAIN_UP, PLAIN_DOWN), (GPU_UP,) = CONTAINERS
+
+
+def test_the_readme_commands_are_these() -> None:
+    """What these tests run is what the README says, word for word."""
+    assert [MAKE_UP, CLIENT, MAKE_DOWN] == [
+        "make compose-up",
+        "gradcam-video in.mp4 -o out.mp4",
+        "make compose-down",
+    ]
+    assert [PLAIN_UP, PLAIN_DOWN] == ["docker compose up -d --build", "docker compose down"]
+    assert GPU_UP == "docker compose -f docker-compose.yml -f docker-compose.gpu.yml up -d --build"
 
 
 def gradcam_video(url: str, clip: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -51,9 +68,26 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def test_images_are_lean_and_run_as_a_user(stack, images) -> None:
+def test_a_fresh_clone_filled_its_wheelhouse_and_built_with_no_network(stack) -> None:
+    said = stack.outputs[MAKE_UP]
+    assert "Downloading wheels for CPython 3.11" in said, said[-3000:]
+    assert list((stack.clone / "wheelhouse").glob(".complete-*"))
+    assert list((stack.clone / "wheelhouse" / "debs").glob("python3_*.deb"))
+    assert "building from wheelhouse/ with no network" in said, said[-3000:]
+    assert f"gRPC:      localhost:{stack.ports['grpc']}" in said
+
+
+def test_the_readme_client_line_runs_a_video_through_the_stack(stack, clips) -> None:
+    shutil.copy(clips["cat"], stack.clone / "in.mp4")
+    stack.shell(CLIENT, timeout=600)
+    assert decoded_times(stack.clone / "out.mp4") == pytest.approx(
+        [i / 12 for i in range(24)], abs=1e-3
+    )
+
+
+def test_images_are_lean_and_run_as_a_user(stack) -> None:
     sizes = {}
-    for image in ("gradcam-triton:cpu", "gradcam-dashboard:latest"):
+    for image in PROJECT_IMAGES:
         sizes[image] = int(run(["docker", "image", "inspect", "-f", "{{.Size}}", image]).stdout)
         listing = run(
             [
@@ -87,7 +121,7 @@ def test_images_are_lean_and_run_as_a_user(stack, images) -> None:
     ]
     assert run(no_tf, check=False).returncode != 0
     assert sizes["gradcam-dashboard:latest"] < sizes["gradcam-triton:cpu"]
-    (artifacts() / "image-sizes.json").write_text(json.dumps({**sizes, **images}, indent=1))
+    (artifacts() / "image-sizes.json").write_text(json.dumps(sizes, indent=1))
     users = run(["docker", "top", stack.container("triton"), "-eo", "pid,uid,comm"]).stdout
     rows = [line.split(None, 2)[1:] for line in users.splitlines()[1:]]
     assert rows and all(uid != "0" for uid, _ in rows), users
@@ -205,17 +239,20 @@ def test_a_killed_triton_comes_back_by_the_restart_policy(stack, clips, tmp_path
     stack.wait_healthy()
 
 
-def test_down_and_up_reuse_the_exported_model_and_serve_a_new_one(
+def test_plain_compose_down_and_up_reuse_the_exported_model_and_serve_a_new_one(
     stack, model_repository, clips, tmp_path
 ) -> None:
     exported = stack.models / SAVEDMODEL
     first_export = exported.stat().st_mtime
     assert "exporting efficientnet-lite0" in stack.logs("triton")
-    stack.compose("down")
+    stack.shell(PLAIN_DOWN)
     assert not stack.leftovers()["containers"]
     # A model the user exported on the host, dropped into the repository.
     shutil.copytree(model_repository / "tiny", stack.models / "tiny")
-    stack.timings["up again"] = stack.up()
+    stack.timings["up again"] = stack.up(PLAIN_UP)
+    triton = json.loads(run(["docker", "inspect", stack.container("triton")]).stdout)[0]
+    assert not triton["HostConfig"].get("DeviceRequests")  # the CPU stack: no GPU asked for
+    assert triton["Config"]["Image"] == "gradcam-triton:cpu"
     listed = subprocess.run(
         [GRADCAM_VIDEO, "--list-models", "--url", stack.grpc_url],
         capture_output=True, text=True, timeout=60,
@@ -225,11 +262,30 @@ def test_down_and_up_reuse_the_exported_model_and_serve_a_new_one(
     assert "exporting" not in stack.logs("triton")
     assert exported.stat().st_mtime == first_export
     assert "Traceback" not in logs, logs[-3000:]
-    (artifacts() / "timings.json").write_text(json.dumps(stack.timings, indent=1))
     result = gradcam_video(stack.grpc_url, clips["cat"], tmp_path / "again.mp4")
     assert result.returncode == 0, result.stderr
 
 
-def test_down_v_leaves_nothing_behind(stack) -> None:
-    stack.compose("down", "-v")
+def test_a_changed_source_is_built_in_by_the_next_compose_up(stack) -> None:
+    """`make compose-up` builds every time: nothing changed, the same images; a source changed
+    (as after a `git pull`), new images that hold it, from cached dependency layers."""
+    before = stack.image_ids()
+    stack.timings["up, nothing changed"] = stack.up(MAKE_UP)
+    assert stack.image_ids() == before
+    changed = stack.clone / "client" / "src" / "gradcam_client" / "__init__.py"
+    changed.write_text(changed.read_text() + "# a change after a git pull\n")
+    stack.timings["up, a source changed"] = stack.up(MAKE_UP)
+    after = stack.image_ids()
+    assert after["triton"] != before["triton"] and after["dashboard"] != before["dashboard"]
+    installed = run(
+        ["docker", "exec", stack.container("triton"), "python", "-c",
+         "import gradcam_client, pathlib; print(pathlib.Path(gradcam_client.__file__).read_text())"]
+    ).stdout  # fmt: skip
+    assert "# a change after a git pull" in installed
+    (artifacts() / "timings.json").write_text(json.dumps(stack.timings, indent=1))
+
+
+def test_make_compose_down_leaves_nothing_behind(stack) -> None:
+    stack.shell(MAKE_DOWN)
     assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
+    assert run(["docker", "info"], check=False).returncode == 0  # the tests' engine still runs

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import COMPOSE_FILES, ROOT, compose_config, load_script, parse_yaml
+from deploy_support import ROOT, STACKS, compose_config, load_script, parse_yaml
 
 
 @pytest.fixture(scope="session")
 def compose() -> dict[str, dict[str, Any]]:
-    """Both compose files as `docker-compose config` resolves them: {"gpu": ..., "cpu": ...}."""
-    return {name: parse_yaml(compose_config(path)) for name, path in COMPOSE_FILES.items()}
+    """Both stacks as `docker-compose config` resolves them: {"cpu": ..., "gpu": ...}."""
+    return {name: parse_yaml(compose_config(files)) for name, files in STACKS.items()}
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILES = {"gpu": ROOT / "docker-compose.yml", "cpu": ROOT / "docker-compose.cpu.yml"}
+STACKS = {
+    "cpu": [ROOT / "docker-compose.yml"],
+    "gpu": [ROOT / "docker-compose.yml", ROOT / "docker-compose.gpu.yml"],
+}
+"""The compose files of each stack: the CPU one alone, and with the GPU override."""
 DEPLOY_MODEL = "efficientnet-lite0"
 
 
@@ -22,17 +26,21 @@ def docker_compose() -> str:
     return found
 
 
-def compose_config(path: Path) -> str:
-    """`docker-compose config` of one file: validated, interpolated and normalised YAML."""
+def compose_config(files: Path | list[Path], cwd: Path | None = None) -> str:
+    """`docker-compose config` of one file or of a file and its overrides (none: what plain
+    `docker-compose config` reads in `cwd`): validated, merged, interpolated, normalised YAML."""
+    files = [files] if isinstance(files, Path) else files
+    flags = [arg for path in files for arg in ("-f", str(path))]
     result = subprocess.run(
-        [docker_compose(), "-f", str(path), "config"],
+        [docker_compose(), *flags, "config"],
         capture_output=True,
         text=True,
-        cwd=path.parent,
+        cwd=cwd or files[0].parent,
         timeout=120,
         env={"PATH": "/usr/local/bin:/usr/bin:/bin"},  # no GRADCAM_* overrides from the caller
     )
-    assert result.returncode == 0, f"docker-compose rejects {path.name}:\n{result.stderr}"
+    names = " + ".join(path.name for path in files) or f"the default files of {cwd}"
+    assert result.returncode == 0, f"docker-compose rejects {names}:\n{result.stderr}"
     return result.stdout
 
 

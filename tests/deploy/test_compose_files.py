@@ -1,8 +1,10 @@
-"""docker-compose accepts the compose files, and they, the Dockerfile, `docker/triton.env` and the
+"""docker-compose accepts the stacks, and they, the Dockerfile, `docker/triton.env` and the
 local launcher agree on ports, settings, model names and the repository.
 
-The GPU file may differ from the CPU file only in the base image, the TensorFlow wheel, the image
-tag and the GPU reservation; the images themselves are built and run by tests/containers/.
+Plain `docker compose up` is the CPU stack (docker-compose.yml); the GPU stack adds
+docker-compose.gpu.yml, which may only change the TensorFlow wheel and the image tag and add the
+GPU reservation, on the same Debian base. The images themselves are
+built and run by tests/containers/.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import re
 from typing import Any
 
 import pytest
-from deploy_support import COMPOSE_FILES, ROOT, compose_config
+from deploy_support import ROOT, STACKS, compose_config, parse_yaml
+from readme_blocks import readme_commands
 
 from gradcam_server import cli as server_cli
 from gradcam_server.first_start import BUILTIN_MODELS
@@ -58,33 +61,67 @@ def stage(name: str) -> str:
     return text.split(f" AS {name}\n", 1)[1].split("\nFROM ", 1)[0]
 
 
-@pytest.mark.parametrize("variant", sorted(COMPOSE_FILES))
-def test_docker_compose_accepts_the_file(variant: str) -> None:
-    text = compose_config(COMPOSE_FILES[variant])
+def pins() -> dict[str, str]:
+    lines = (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
+    return dict(line.split("==") for line in lines if "==" in line)
+
+
+@pytest.mark.parametrize("variant", sorted(STACKS))
+def test_docker_compose_accepts_the_stack(variant: str) -> None:
+    text = compose_config(STACKS[variant])
     assert "triton:" in text and "dashboard:" in text
 
 
-def test_gpu_file_differs_only_in_base_image_wheel_and_gpus(compose) -> None:
+def test_plain_compose_up_is_the_cpu_stack(compose) -> None:
+    """`docker compose up` with no flags reads docker-compose.yml: no GPU, no NVIDIA image."""
+    plain = parse_yaml(compose_config([], cwd=ROOT))
+    assert plain == compose["cpu"]
+    triton = plain["services"]["triton"]
+    assert "deploy" not in triton and "NVIDIA" not in str(plain)
+    assert triton["build"]["args"]["TENSORFLOW"] == f"tensorflow-cpu=={pins()['tensorflow-cpu']}"
+    assert triton["image"] == "gradcam-triton:cpu"
+    assert not (ROOT / "docker-compose.override.yml").exists()  # Compose would read it too
+
+
+def test_the_gpu_stack_differs_only_in_the_wheel_and_the_gpus(compose) -> None:
     gpu = copy.deepcopy(compose["gpu"])
     cpu = copy.deepcopy(compose["cpu"])
     devices = gpu["services"]["triton"].pop("deploy")["resources"]["reservations"]["devices"]
-    assert any("gpu" in device["capabilities"] for device in devices)
-    pins = dict(
-        line.split("==")
-        for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
-        if "==" in line
-    )
-    tensorflow = pins["tensorflow-cpu"]
-    for config, base, wheel, tag in (
-        (gpu, "nvcr.io/nvidia/tritonserver:", f"tensorflow[and-cuda]=={tensorflow}", "gpu"),
-        (cpu, "debian:bookworm-slim", f"tensorflow-cpu=={tensorflow}", "cpu"),
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    tensorflow = pins()["tensorflow-cpu"]
+    for config, wheel, tag in (
+        (gpu, f"tensorflow[and-cuda]=={tensorflow}", "gpu"),
+        (cpu, f"tensorflow-cpu=={tensorflow}", "cpu"),
     ):
         triton = config["services"]["triton"]
-        assert triton["build"]["args"]["BASE_IMAGE"].startswith(base)
-        assert triton["build"]["args"]["TENSORFLOW"] == wheel
+        assert triton["build"]["args"].pop("TENSORFLOW") == wheel
         assert triton["image"] == f"gradcam-triton:{tag}"
-        triton["build"]["args"] = triton["image"] = "-"
-    assert gpu == cpu
+        triton["image"] = "-"
+        triton["ports"] = sorted(triton["ports"], key=str)  # merging may reorder them
+    assert gpu == cpu  # the base image included: the slim Debian one
+
+
+def test_the_readme_starts_these_stacks() -> None:
+    """The README's Compose commands: plain `up` (the CPU stack) and the GPU files, in order."""
+    _, plain, (gpu,) = readme_commands("Run it in containers")
+    assert plain[0] == "docker compose up -d --build"
+    files = gpu.split(" up ")[0].split()[3::2]
+    assert [ROOT / name for name in files] == STACKS["gpu"]
+
+
+def test_the_gpu_override_keeps_the_slim_base_or_says_why() -> None:
+    """The override adds only what a GPU needs; a base image of its own needs a reason beside it."""
+    path = ROOT / "docker-compose.gpu.yml"
+    override = parse_yaml(path.read_text())
+    assert set(override) == {"services"} and set(override["services"]) == {"triton"}
+    triton = override["services"]["triton"]
+    assert set(triton) == {"build", "image", "deploy"}
+    assert set(triton["build"]) == {"args"}
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.strip().startswith("BASE_IMAGE:"):
+            assert lines[number - 1].strip().startswith("#"), "a GPU base image needs a reason"
+    assert set(triton["build"]["args"]) <= {"TENSORFLOW", "BASE_IMAGE"}
 
 
 def test_dockerfile_defaults_are_the_cpu_image(compose) -> None:
@@ -92,13 +129,15 @@ def test_dockerfile_defaults_are_the_cpu_image(compose) -> None:
     args = compose["cpu"]["services"]["triton"]["build"]["args"]
     assert f"ARG BASE_IMAGE={args['BASE_IMAGE']}" in text
     assert f"ARG TENSORFLOW={args['TENSORFLOW']}" in text
-    for variant in COMPOSE_FILES:
+    for variant in STACKS:
         for service in ("triton", "dashboard"):
             build = compose[variant]["services"][service]["build"]
             assert build["target"] == service and build["dockerfile"] == "docker/Dockerfile"
+            # scripts/compose.sh sets none when wheelhouse/ holds every package
+            assert build["network"] == "default"
 
 
-@pytest.mark.parametrize("variant", sorted(COMPOSE_FILES))
+@pytest.mark.parametrize("variant", sorted(STACKS))
 def test_ports_agree(compose, variant: str) -> None:
     services = compose[variant]["services"]
     # The local launcher and `gradcam-server serve` use the container's ports ...
@@ -128,7 +167,7 @@ def test_ports_agree(compose, variant: str) -> None:
     assert '"--port", "8501"' in stage("dashboard") and "8501/_stcore/health" in stage("dashboard")
 
 
-@pytest.mark.parametrize("variant", sorted(COMPOSE_FILES))
+@pytest.mark.parametrize("variant", sorted(STACKS))
 def test_services_and_settings(compose, variant: str) -> None:
     config = compose[variant]
     triton = config["services"]["triton"]
@@ -158,12 +197,13 @@ def test_images_install_what_they_need() -> None:
     build = stage("build")
     assert 'requirements_of.py triton "${TENSORFLOW}"' in build
     assert "requirements_of.py dashboard >" in build
-    assert "--no-deps ./client ./server" in build and "./client ./dashboard" in build
+    assert "--root /opt/own/triton ./client ./server" in build
+    assert "--root /opt/own/dashboard ./client ./dashboard" in build
     assert build.count("-c requirements/constraints.txt") == 2
     assert "--no-index --find-links /wheelhouse" in build
     for name in ("triton", "dashboard"):
         final = stage(name)
-        assert "COPY --from=build" in final and "wheelhouse" not in final
+        assert f"COPY --from=build /opt/own/{name}/ /" in final and "wheelhouse" not in final
     assert "USER gradcam" in stage("dashboard")
     assert 'gradcam-server", "serve"' in stage("triton")
     ignored = (ROOT / ".dockerignore").read_text().split()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import media
@@ -139,3 +142,47 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr == f"gradcam-video: error: {text}: is a text file, not a video or image\n"
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 on which nothing listens (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_server_that_is_not_there_is_said_at_once_whatever_the_deadline(clip, tmp_path):
+    """The installed command against a closed port with the default 120 s deadline: within
+    seconds one line names the address, the reason and what the client does next."""
+    url = f"127.0.0.1:{closed_port()}"
+    script = Path(sys.executable).parent / "gradcam-video"
+    command = [str(script), str(clip), "-o", str(tmp_path / "o.mp4"), "--url", url]
+    started = time.monotonic()
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            said = select.select([process.stderr], [], [], 20)[0]
+            assert said, "nothing said within 20 s"
+            line = process.stderr.readline()
+            took = time.monotonic() - started
+            assert process.poll() is None, "the client gave up instead of retrying"
+        finally:
+            process.kill()
+    assert line == (
+        f"gradcam-video: no server answers at {url} (connection refused); "
+        "retrying for up to 120 s (--retry-deadline)\n"
+    )
+    assert took < 15  # the interpreter's start included; the first attempt fails in ms
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_short_deadline_ends_in_the_error_line_alone(clip, tmp_path):
+    url = f"127.0.0.1:{closed_port()}"
+    script = Path(sys.executable).parent / "gradcam-video"
+    command = [str(script), str(clip), "-o", str(tmp_path / "o.mp4"), "--url", url,
+               "--retry-deadline", "0"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"gradcam-video: error: reading model 'efficientnet-lite0': "
+                                  f"no answer for 0 s ({url}: UNAVAILABLE")  # fmt: skip
+    assert done.stderr.count("\n") == 1

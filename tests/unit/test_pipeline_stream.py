@@ -164,6 +164,20 @@ def test_a_model_that_is_loading_is_waited_for():
     assert client.calls == 4
 
 
+def test_each_outage_of_a_server_is_marked_first_once():
+    """`RetryNotice.first` is set once per outage: again only after the server answered."""
+    client = FakeClient(["UNAVAILABLE", "UNAVAILABLE"], models=["m"])
+    server = server_with(client)
+    notices = []
+    server.on_retry = notices.append
+    server.model_info()
+    assert [n.first for n in notices] == [True, False]
+    assert {n.url for n in notices} == {"localhost:1"}
+    server._info, client.statuses = None, ["UNAVAILABLE"]  # answered, then down again
+    server.model_info()
+    assert [n.first for n in notices] == [True, False, True]
+
+
 def test_retries_end_at_the_deadline_or_when_cancelled():
     client = FakeClient(["UNAVAILABLE"] * 1000, models=["m"])
     started = time.monotonic()

@@ -18,7 +18,7 @@ from gradcam_client.media_writer import ENCODERS
 from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
 from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
 from gradcam_client.targets import PREDICTED
-from gradcam_client.triton import Connection, GradcamServer, RetryPolicy
+from gradcam_client.triton import Connection, GradcamServer, RetryNotice, RetryPolicy
 from gradcam_client.wire import DEFAULT_JPEG_QUALITY, WIRE_CHOICES, Wire, choose_wire
 
 DEFAULT_URL = os.environ.get("GRADCAM_URL", "localhost:8001")
@@ -251,6 +251,31 @@ def top_k_from(args: argparse.Namespace, settings: JobSettings | None) -> int | 
     return settings.top_k
 
 
+SAY_WAITS_LONGER_THAN_S = 5.0
+"""A server that does not answer is announced at once when the retries may last longer than
+this; a shorter wait ends in the error line itself."""
+
+
+def announce_waits(notice: RetryNotice) -> None:
+    """Say on stderr, once per outage of each server, that the client waits for it and how long.
+
+    A full queue is not announced: the server answers, and the client sends less at once.
+    """
+    left = notice.give_up_at - time.monotonic()
+    if not notice.first or notice.queue_full or left <= SAY_WAITS_LONGER_THAN_S:
+        return
+    what = (
+        f"no server answers at {notice.url} ({notice.unreachable})"
+        if notice.unreachable
+        else f"{notice.action} failed ({notice.problem})"
+    )
+    print(
+        f"gradcam-video: {what}; retrying for up to {left:.0f} s (--retry-deadline)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def connect(args: argparse.Namespace, settings: JobSettings | None = None) -> GradcamServer:
     urls = list(_csv(args.url))
     connection = Connection(
@@ -269,6 +294,7 @@ def connect(args: argparse.Namespace, settings: JobSettings | None = None) -> Gr
         max_in_flight=4 if args.max_in_flight is None else args.max_in_flight,
         wire=wire_from(args, urls),
         top_k=top_k_from(args, settings),
+        on_retry=announce_waits,
     )
 
 

@@ -52,6 +52,16 @@ QUEUE_FULL = "exceeds maximum queue size"  # Triton's message when a model's que
 _REQUEST_ID = re.compile(r"^\[request id: [^\]]*\]\s*")
 _TLS_FAILURE = re.compile(r"tls handshake failed|certificate_verify_failed|peer name", re.I)
 _TLS_REASON = re.compile(r"OPENSSL_internal:([A-Z_]+): ([^:]+)")
+_UNREACHABLE = (  # gRPC's words for "no connection could be made" -> ours
+    (re.compile(r"connection refused", re.I), "connection refused"),
+    (re.compile(r"dns resolution failed|domain name not found|name or service", re.I),
+     "host name not found"),
+    (re.compile(r"no route to host", re.I), "no route to host"),
+    (re.compile(r"network is unreachable", re.I), "network unreachable"),
+    (re.compile(r"timeout occurred|timed out", re.I), "connection timed out"),
+    (re.compile(r"connection reset|socket closed|connection closed", re.I), "connection closed"),
+    (re.compile(r"failed to connect", re.I), "cannot connect"),
+)  # fmt: skip
 
 
 class RequestCancelled(ServerError):
@@ -92,12 +102,19 @@ class Connection:
 
 @dataclass(frozen=True)
 class RetryNotice:
-    """A transient failure about to be retried: what failed, why, and the last retry time."""
+    """A transient failure about to be retried: what failed, why, and the last retry time.
+
+    `first` marks the first failure of `url` since it last answered (or since the client
+    started): the moment to tell a person, once, that the server is not answering.
+    """
 
     action: str
     problem: str  # "URL: STATUS: message"
     queue_full: bool
     give_up_at: float  # time.monotonic() after which this request is not retried
+    url: str = ""
+    unreachable: str | None = None  # why no connection was made ("connection refused"), if so
+    first: bool = False
 
 
 @dataclass
@@ -159,6 +176,15 @@ def tls_failure(error: InferenceServerException) -> str | None:
         return None
     reason = _TLS_REASON.search(message)
     return f"{reason.group(1)}: {reason.group(2).strip()}" if reason else describe(error)
+
+
+def unreachable_reason(error: InferenceServerException) -> str | None:
+    """Why no connection to the server could be made ("connection refused", "host name not
+    found", ...), or None when the server itself answered (a full queue, a model loading)."""
+    if str(error.status()) != "StatusCode.UNAVAILABLE" or is_queue_full(error):
+        return None
+    message = error.message() or ""
+    return next((reason for pattern, reason in _UNREACHABLE if pattern.search(message)), None)
 
 
 def describe(error: InferenceServerException) -> str:
@@ -271,6 +297,7 @@ class GradcamServer:
         self.wire = wire or Wire()
         self.top_k = top_k
         self.on_retry = on_retry
+        self._failing: set[str] = set()  # URLs whose last attempt failed transiently
 
     def _connect(self, url: str) -> grpcclient.InferenceServerClient:
         c = self.connection
@@ -323,6 +350,7 @@ class GradcamServer:
                 try:
                     result = call(client)
                     answered = True
+                    self._answered(url)
                     return result
                 except InferenceServerException as error:
                     problem = tls_failure(error)
@@ -343,6 +371,8 @@ class GradcamServer:
                     full = is_queue_full(error)
                     self._count(full)
                     last = f"{url}: {describe(error)}"
+                    first = self._failed(url, full)
+                    unreachable = unreachable_reason(error)
             finally:
                 if window is not None:
                     window.release(ticket, answered=answered, queue_full=full)
@@ -359,7 +389,7 @@ class GradcamServer:
                     + self._closed_socket_hint(last)
                 )
             if self.on_retry is not None:
-                self.on_retry(RetryNotice(action, last, full, give_up))
+                self.on_retry(RetryNotice(action, last, full, give_up, url, unreachable, first))
             if cancel is not None:
                 if cancel.wait(wait):
                     raise RequestCancelled(f"{action}: cancelled")
@@ -378,6 +408,20 @@ class GradcamServer:
         if not self.connection.ssl:
             return "; the server closed each connection at once: it may expect TLS (--ssl)"
         return ""
+
+    def _answered(self, url: str) -> None:
+        with self._lock:
+            self._failing.discard(url)
+
+    def _failed(self, url: str, queue_full: bool) -> bool:
+        """Note a transient failure of `url`; whether it is the first since it answered."""
+        with self._lock:
+            if queue_full:  # refused, but the server is there and answering
+                self._failing.discard(url)
+                return False
+            first = url not in self._failing
+            self._failing.add(url)
+            return first
 
     def _count(self, queue_full: bool) -> None:
         with self._lock:
