@@ -298,8 +298,9 @@ class EncoderBlock(nn.Module):
 class VisionTransformer(nn.Module):
     """torchvision's ViT: patch convolution, class token, learned position embedding."""
 
-    def __init__(self, image: int = 64, patch: int = 8, dim: int = 32, depth: int = 2) -> None:
+    def __init__(self, image: int = 64, dim: int = 32, depth: int = 2) -> None:
         super().__init__()
+        patch = patch_size(image)
         self.conv_proj = nn.Conv2d(3, dim, patch, patch)
         tokens = (image // patch) ** 2 + 1
         self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -355,8 +356,9 @@ class Block(nn.Module):
 class DistilledVisionTransformer(nn.Module):
     """timm's DeiT (distilled): class and distillation tokens, two heads averaged."""
 
-    def __init__(self, image: int = 64, patch: int = 8, dim: int = 32, depth: int = 2) -> None:
+    def __init__(self, image: int = 64, dim: int = 32, depth: int = 2) -> None:
         super().__init__()
+        patch = patch_size(image)
         self.patch_embed = nn.Conv2d(3, dim, patch, patch)
         tokens = (image // patch) ** 2 + 2
         self.cls_token = nn.Parameter(torch.empty(1, 1, dim).normal_(std=0.02))
@@ -373,6 +375,11 @@ class DistilledVisionTransformer(nn.Module):
         tokens = [self.cls_token.expand(n, -1, -1), self.dist_token.expand(n, -1, -1), x]
         x = self.norm(self.blocks(torch.cat(tokens, dim=1) + self.pos_embed))
         return (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
+
+
+def patch_size(image: int) -> int:
+    """ViT-B/16's 16-pixel patches (a 14x14 grid at 224), 8 for small inputs."""
+    return 16 if image >= 224 else 8
 
 
 # --------------------------------------------------------------------------- Swin
@@ -486,8 +493,9 @@ class PatchMerging(nn.Module):
 class SwinTransformer(nn.Module):
     """torchvision's Swin Transformer (v1) on [B, H, W, C] features."""
 
-    def __init__(self, dim: int = 16, depths=(2, 2, 2), heads=(2, 4, 8), window: int = 4) -> None:
+    def __init__(self, image: int = 64, dim: int = 16, depths=(2, 2, 2), heads=(2, 4, 8)) -> None:
         super().__init__()
+        window = 7 if image % 28 == 0 else 4  # Swin-T's 7 at 224, 4 for small inputs
         layers: list[nn.Module] = [
             nn.Sequential(nn.Conv2d(3, dim, 4, 4), Permute([0, 2, 3, 1]), nn.LayerNorm(dim))
         ]
@@ -563,7 +571,7 @@ class Family:
 
     name: str
     what: str
-    make: Callable[[], nn.Module]
+    make: Callable[[int], nn.Module]  # the model for an input size
     input_size: int
     preprocessing: str  # the exporter's --preprocessing: what the model expects
     target: Callable[[nn.Module], nn.Module]  # the module whose output is the default layer
@@ -571,20 +579,21 @@ class Family:
     nonnegative: bool = False  # the default layer is >= 0: every method applies
     pretrained: bool = False  # real weights: `make` loads them, nothing is randomised
 
-    def build(self, seed: int = 0) -> nn.Module:
+    def build(self, size: int | None = None, seed: int = 0) -> nn.Module:
         """The model in eval mode: seeded random weights with randomised norm statistics, or
-        the real weights of a pretrained one."""
+        the real weights of a pretrained one. `size`: the input size (default: the family's)."""
+        size = size or self.input_size
         if self.pretrained:
-            return self.make().eval()
+            return self.make(size).eval()
         torch.manual_seed(seed)
-        return randomise(self.make(), seed).eval()
+        return randomise(self.make(size), seed).eval()
 
 
 FAMILIES = (
     Family(
         "resnet-basic",
         "ResNet, BasicBlock (ResNet-18/34)",
-        lambda: ResNet(BasicBlock, [1, 1, 2, 1], [8, 16, 24, 32]),
+        lambda _: ResNet(BasicBlock, [1, 1, 2, 1], [8, 16, 24, 32]),
         128,
         "torch",
         lambda m: m.layer4[-1],
@@ -593,7 +602,7 @@ FAMILIES = (
     Family(
         "resnet-bottleneck",
         "ResNet, Bottleneck (ResNet-50/101)",
-        lambda: ResNet(Bottleneck, [1, 1, 1, 1], [8, 8, 16, 16]),
+        lambda _: ResNet(Bottleneck, [1, 1, 1, 1], [8, 8, 16, 16]),
         96,
         "torch",
         lambda m: m.layer4[-1],
@@ -602,7 +611,7 @@ FAMILIES = (
     Family(
         "mobilenetv3",
         "MobileNetV3 (Small's blocks)",
-        MobileNetV3,
+        lambda _: MobileNetV3(),
         96,
         "torch",
         lambda m: m.features[-1],
@@ -610,7 +619,7 @@ FAMILIES = (
     Family(
         "convnext",
         "ConvNeXt",
-        ConvNeXt,
+        lambda _: ConvNeXt(),
         96,
         "torch",
         lambda m: m.features[-1],
@@ -645,7 +654,7 @@ FAMILIES = (
     Family(
         "normalized-255",
         "own (x - mean) / std on 0..255, GroupNorm, SiLU, depthwise",
-        lambda: Normalized(255.0, nn.SiLU, relu_head=False),
+        lambda _: Normalized(255.0, nn.SiLU, relu_head=False),
         64,
         "none",
         lambda m: m.head[-1],
@@ -653,7 +662,7 @@ FAMILIES = (
     Family(
         "normalized-1",
         "own (x - mean) / std on 0..1, GroupNorm, GELU, depthwise, ReLU head",
-        lambda: Normalized(1.0, nn.GELU, relu_head=True),
+        lambda _: Normalized(1.0, nn.GELU, relu_head=True),
         64,
         "unit",
         lambda m: m.head[-1],
@@ -662,9 +671,9 @@ FAMILIES = (
 )
 
 
-def efficientnet_lite0() -> nn.Module:
+def efficientnet_lite0(_size: int = 224) -> nn.Module:
     """EfficientNet-Lite0 with its ImageNet weights, in the `efficientnet-lite-pytorch`
-    package's architecture, every activation hookable.
+    package's architecture, every activation hookable (any input size: it pools globally).
 
     The package applies one shared ReLU6 module (`_swish`) after each BatchNorm of a block (and
     of the stem and head), which a forward hook cannot tell apart. Each such BatchNorm becomes
