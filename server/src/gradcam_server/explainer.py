@@ -12,8 +12,9 @@ import keras
 import tensorflow as tf
 
 from gradcam_client import contract
-from gradcam_server.cam_methods import CAM_METHODS, NEEDS_NONNEGATIVE_ACTIVATIONS, check_methods
-from gradcam_server.layer_signs import is_nonnegative
+from gradcam_server.cam_methods import CAM_METHODS, check_methods
+from gradcam_server.keras_network import KerasNetwork
+from gradcam_server.network import Network
 from gradcam_server.preprocessing import Preprocess
 
 
@@ -27,104 +28,36 @@ def _as_contract(outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {name: tf.cast(value, _dtype(name)) for name, value in outputs.items()}
 
 
-def logits_model(model: keras.Model) -> keras.Model:
-    """The same classifier with its last softmax removed, so scores are logits.
-
-    Grad-CAM differentiates the class score before the softmax. A final Dense with a softmax
-    activation gets a linear one; a final Softmax/Activation layer is skipped; anything else is
-    taken to output logits already.
-    """
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    if isinstance(last, keras.layers.Softmax) or (
-        isinstance(last, keras.layers.Activation) and activation is keras.activations.softmax
-    ):
-        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
-    if activation is keras.activations.softmax:
-        last.activation = keras.activations.linear
-    return model
-
-
-def conv_layer_names(model: keras.Model) -> list[str]:
-    """Layers with a 4-D output ([batch, h, w, channels]) that Grad-CAM can explain."""
-    names = []
-    for layer in model.layers:
-        try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):
-            continue
-        if len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
-            names.append(layer.name)
-    return names
-
-
-def check_layer_signs(
-    model: keras.Model, layers: tuple[str, ...], methods: tuple[str, ...]
-) -> None:
-    """Refuse methods that assume activations >= 0 on layers that can be negative."""
-    picky = [m for m in methods if m in NEEDS_NONNEGATIVE_ACTIVATIONS]
-    signed = [name for name in layers if not is_nonnegative(model.get_layer(name))]
-    if not picky or not signed:
-        return
-    name = signed[0]
-    layer = model.get_layer(name)
-    explainable = conv_layer_names(model)
-    before = [
-        n for n in explainable[: explainable.index(name)] if is_nonnegative(model.get_layer(n))
-    ]
-    hint = f" (e.g. {before[-1]!r})" if before else ""
-    shown = ", ".join(contract.METHODS[m] for m in picky)
-    raise ValueError(
-        f"{shown} assume activations >= 0, but layer {name!r} ({type(layer).__name__}, no "
-        f"non-negative activation) can be negative; explain a post-activation layer{hint} or "
-        f"leave out {','.join(picky)}"
-    )
-
-
 class GradCamModule(tf.Module):
-    """A tf.Module whose `serve` signature implements the tensor contract."""
+    """A tf.Module whose `serve` signature implements the tensor contract.
+
+    `model` is a Keras classifier or a `Network` (an ONNX graph: `onnx_network.OnnxNetwork`).
+    """
 
     def __init__(
         self,
-        model: keras.Model,
+        model: keras.Model | Network,
         preprocess: Preprocess,
         layers: list[str] | tuple[str, ...],
         methods: list[str] | tuple[str, ...],
         top_k: int | None = None,
     ) -> None:
         super().__init__(name="gradcam")
-        model = logits_model(model)
-        explainable = conv_layer_names(model)
-        unknown = [name for name in layers if name not in explainable]
-        if unknown:
-            raise ValueError(
-                f"cannot explain layer(s) {unknown}: not 4-D layers of {model.name!r}; "
-                f"choose from {explainable}"
-            )
+        network = KerasNetwork(model) if isinstance(model, keras.Model) else model
         self.layers = tuple(dict.fromkeys(layers))
         # No layers: a predictions-only model (the forward pass alone, e.g. as a baseline).
         self.methods = check_methods(methods) if self.layers else ()
-        check_layer_signs(model, self.layers, self.methods)
+        network.select(self.layers, self.methods)
+        self.network = network
         self._preprocess = preprocess
-        self.grad_model = keras.Model(
-            model.inputs,
-            [model.get_layer(name).output for name in self.layers] + [model.output],
-            name="gradcam_outputs",
-        )
-        _, height, width, _ = model.inputs[0].shape
-        if height is None or width is None:
-            raise ValueError("the model needs a fixed input size (height and width)")
-        self.input_size = (int(height), int(width))
-        self.num_classes = int(model.output.shape[-1])
+        self.input_size = network.input_size
+        self.num_classes = network.num_classes
         if top_k is None:  # the default, or every class of a model with fewer
             top_k = min(contract.DEFAULT_TOP_K, self.num_classes)
         if not 1 <= top_k <= self.num_classes:
             raise ValueError(f"top-k must be between 1 and the {self.num_classes} classes")
         self.top_k = top_k
-        self.layer_shapes = {
-            name: (int(out.shape[1]), int(out.shape[2]))
-            for name, out in zip(self.layers, self.grad_model.outputs[:-1], strict=True)
-        }
+        self.layer_shapes = {name: network.layer_grid(name) for name in self.layers}
         frames_spec = tf.TensorSpec(
             [None, *self.input_size, 3], _dtype(contract.FRAMES), contract.FRAMES
         )
@@ -180,13 +113,12 @@ class GradCamModule(tf.Module):
     def _serve(self, frames: tf.Tensor, target_class: tf.Tensor) -> dict[str, tf.Tensor]:
         images = self._preprocess(tf.cast(frames, tf.float32))
         if not self.layers:
-            logits = self.grad_model(images, training=False)
-            logits = logits[-1] if isinstance(logits, (list, tuple)) else logits
+            _, logits = self.network(images)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
             target = tf.where(tf.reshape(target_class, [-1]) < 0, predicted, target_class[:, 0])
             return _as_contract(self._predictions(logits, target))
         with tf.GradientTape() as tape:
-            *activations, logits = self.grad_model(images, training=False)
+            activations, logits = self.network(images)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
             requested = tf.reshape(target_class, [-1])
             target = tf.where(requested < 0, predicted, requested)
@@ -195,6 +127,8 @@ class GradCamModule(tf.Module):
         gradients = tape.gradient(score, activations)
         outputs = self._predictions(logits, target)
         for name, acts, grads in zip(self.layers, activations, gradients, strict=True):
+            # Taken where the graph consumes them, then both laid out as [batch, h, w, C].
+            acts, grads = self.network.to_grid(name, acts), self.network.to_grid(name, grads)
             maps = [CAM_METHODS[method](acts, grads) for method in self.methods]
             outputs[contract.cam_output_name(name)] = tf.stack(maps, axis=1)
         return _as_contract(outputs)

@@ -1,4 +1,4 @@
-"""Whether a Keras layer's output is non-negative by construction (as after a ReLU).
+"""Whether a layer's output is non-negative by construction (as after a ReLU): Keras, ONNX.
 
 Grad-CAM++ and XGrad-CAM assume non-negative activations: their channel weights divide by (or
 multiply with) sums of activations, which a layer with signed outputs (a BatchNorm, a residual
@@ -13,7 +13,13 @@ preprocessing may centre around 0) counts as possibly negative.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
 import keras
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
 
 NONNEGATIVE_ACTIVATIONS = frozenset(
     {"relu", "relu6", "sigmoid", "hard_sigmoid", "softmax", "softplus", "exponential"}
@@ -74,3 +80,63 @@ def is_nonnegative(layer: keras.layers.Layer) -> bool:
         return False
     parents = _parents(layer)
     return bool(parents) and all(is_nonnegative(parent) for parent in parents)
+
+
+class OnnxGraphLike(Protocol):
+    def producer(self, name: str) -> onnx.NodeProto | None: ...
+
+    def constant(self, name: str) -> np.ndarray | None: ...
+
+
+ONNX_NONNEGATIVE_OPS = frozenset(
+    {"Relu", "Sigmoid", "HardSigmoid", "Softmax", "Softplus", "Exp", "Abs", "Sqrt"}
+)
+_ONNX_ORDER_PRESERVING = frozenset(
+    {
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Identity",
+        "Dropout",
+        "Slice",
+        "Gather",
+        "Split",
+        "Resize",
+        "Upsample",
+        "Expand",
+        "Tile",
+        "Add",
+        "Mul",
+        "Max",
+        "Concat",
+    }
+)
+_ONNX_DATA_INPUTS = {"Reshape": 1, "Slice": 1, "Gather": 1, "Split": 1, "Resize": 1}
+"""Operators whose later inputs are shapes or indices, not data: only the first counts."""
+
+
+def onnx_is_nonnegative(graph: OnnxGraphLike, name: str) -> bool:
+    """Whether ONNX tensor `name` is >= 0 whatever the input, by the same rules as for Keras
+    layers: a non-negative activation (Relu, Sigmoid, Clip with min >= 0, ...), or pooling,
+    reshaping, adding, multiplying or concatenating non-negative tensors."""
+    node = graph.producer(name)
+    if node is None:  # the image, or a constant
+        value = graph.constant(name)
+        return value is not None and bool((value >= 0).all())
+    if node.op_type in ONNX_NONNEGATIVE_OPS:
+        return True
+    if node.op_type == "Clip":
+        low = graph.constant(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        if low is None:
+            low = next((a.f for a in node.attribute if a.name == "min"), None)
+        return low is not None and float(low) >= 0
+    if node.op_type not in _ONNX_ORDER_PRESERVING:
+        return False
+    inputs = [i for i in node.input[: _ONNX_DATA_INPUTS.get(node.op_type)] if i]
+    return bool(inputs) and all(onnx_is_nonnegative(graph, i) for i in inputs)

