@@ -112,7 +112,7 @@ def tiny_cnn(classes: int = 5, size: int = 32, seed: int = 0) -> onnx.ModelProto
     x = b.op(
         "Clip", x, b.const(np.array(0, np.float32)), b.const(np.array(6, np.float32)), name="head"
     )
-    x = b.op("Flatten", b.op("GlobalAveragePool", x))
+    x = b.op("Flatten", b.op("GlobalAveragePool", x), name="features")
     logits = b.op("Gemm", x, b.weight(classes, 16), b.weight(classes, scale=0.1), transB=1)
     return b.model(b.op("Softmax", logits, axis=1), ["batch", 3, size, size])
 
@@ -125,15 +125,16 @@ def tiny_vit(
     heads: int = 2,
     depth: int = 2,
     seed: int = 0,
+    pool: str = "class",
 ) -> onnx.ModelProto:
     """A class-token ViT as torch exports one at opset 17: patch convolution, flatten and
     transpose, a class token expanded to the batch and concatenated, learned position
     embeddings, pre-norm blocks (LayerNorm, attention with MatMul/Softmax, GELU through Erf),
-    a final LayerNorm and the class token into the head. Block i's first LayerNorm is named
-    f"block{i}.norm1"."""
+    a final LayerNorm and the class token into the head (`pool="mean"`: no class token, the
+    mean of the patch tokens). Block i's first LayerNorm is named f"block{i}.norm1"."""
     b = GraphBuilder(seed)
     grid = size // patch
-    tokens = grid * grid + 1
+    tokens = grid * grid + (pool == "class")
     x = b.op("Div", "image", b.const(np.array(255.0, np.float32)))
     x = conv(b, x, 3, dim, k=patch, strides=[patch, patch], name="patch_embed")
     batch = b.op(
@@ -141,9 +142,10 @@ def tiny_vit(
     )
     flat = b.op("Reshape", x, b.const(np.array([0, dim, -1])))
     x = b.op("Transpose", flat, perm=[0, 2, 1])
-    shape = b.op("Concat", batch, b.const(np.array([1, dim])), axis=0)
-    cls = b.op("Expand", b.weight(1, 1, dim, scale=0.5), shape)
-    x = b.op("Concat", cls, x, axis=1)
+    if pool == "class":
+        shape = b.op("Concat", batch, b.const(np.array([1, dim])), axis=0)
+        cls = b.op("Expand", b.weight(1, 1, dim, scale=0.5), shape)
+        x = b.op("Concat", cls, x, axis=1)
     x = b.op("Add", x, b.weight(1, tokens, dim, scale=0.5), name="embedded")
     head_dim = dim // heads
     for i in range(depth):
@@ -201,6 +203,9 @@ def tiny_vit(
         epsilon=1e-6,
         name="norm",
     )
-    cls_out = b.op("Gather", x, b.const(np.array(0)), axis=1)
-    logits = b.op("Gemm", cls_out, b.weight(classes, dim), b.weight(classes, scale=0.1), transB=1)
+    if pool == "class":
+        pooled = b.op("Gather", x, b.const(np.array(0)), axis=1)
+    else:
+        pooled = b.op("ReduceMean", x, axes=[1], keepdims=0)
+    logits = b.op("Gemm", pooled, b.weight(classes, dim), b.weight(classes, scale=0.1), transB=1)
     return b.model(logits, ["batch", 3, size, size])

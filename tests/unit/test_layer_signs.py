@@ -102,7 +102,7 @@ def test_export_refuses_in_one_line(tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err.strip()
-    assert code == 2
+    assert code == 1
     assert len(err.splitlines()) == 1
     assert "layer 'block3_output'" in err and "(e.g. 'block3_dw_activation')" in err
     assert not any(tmp_path.iterdir())

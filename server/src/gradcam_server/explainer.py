@@ -118,6 +118,8 @@ class GradCamModule(tf.Module):
             target = tf.where(tf.reshape(target_class, [-1]) < 0, predicted, target_class[:, 0])
             return _as_contract(self._predictions(logits, target))
         with tf.GradientTape() as tape:
+            # Records the pass even where no weight is a trainable variable (ONNX graphs).
+            tape.watch(images)
             activations, logits = self.network(images)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
             requested = tf.reshape(target_class, [-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -83,6 +84,7 @@ def export(
 
     module = build_module(source, layers, list(methods))
     info = model_info(name, source, module, options.max_batch_size)
+    created = not repository.exists()
     repository.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repository))
     staging.chmod(0o755)  # mkdtemp makes it 0700: a server running as another user must read it
@@ -98,5 +100,8 @@ def export(
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created:  # leave no empty repository behind either
+            with contextlib.suppress(OSError):
+                repository.rmdir()
         raise
     return target

@@ -214,7 +214,7 @@ class OnnxGraph(tf.Module):
         # Tracked, so that they are saved with the SavedModel.
         self._variables = [*variables.values()]
         self._filter_variables = [f for f in self._filters.values() if isinstance(f, tf.Variable)]
-        self._infos: dict[tuple[int, int], list[TensorInfo]] = {}
+        self._infos: dict[str, list[TensorInfo]] = {}
 
     # -- structure ---------------------------------------------------------------------------
 
@@ -266,6 +266,7 @@ class OnnxGraph(tf.Module):
 
     # -- running -----------------------------------------------------------------------------
 
+    @tf.autograph.experimental.do_not_convert  # plain Python over the nodes, traced as is
     def run(
         self,
         images: tf.Tensor,
@@ -304,7 +305,8 @@ class OnnxGraph(tf.Module):
                 if not name:
                     continue
                 if name in keep or name == self.output_name:
-                    value, kept[name] = self._keep(value, channels_last)
+                    layers_last = channels_last and name != self.output_name
+                    value, kept[name] = self._keep(value, layers_last)
                 values[name] = value
         return kept
 
@@ -438,7 +440,7 @@ class OnnxGraph(tf.Module):
         size = input_size or self.input_size
         if size is None:
             raise OnnxModelError("the model's input size is dynamic; give the input size")
-        key = (*size, *(token_grid or ()))
+        key = f"{size}:{token_grid}"  # a string: tf.Module saves only string-keyed mappings
         if key not in self._infos:
             self._infos[key] = self._probe(size, token_grid)
         return self._infos[key]
@@ -1086,6 +1088,7 @@ def _known(value: _Value) -> np.ndarray | None:
 
 
 def _from_known(known: np.ndarray, tensor_fn: Callable[[], tf.Tensor]) -> _Value:
+    known = np.asarray(known, dtype=object)
     if all(k is not None for k in known.reshape(-1)):
         return _Value(np.array(known.tolist(), dtype=np.int64).reshape(known.shape))
     return _Value(tensor_fn(), known=known)

@@ -118,6 +118,7 @@ class OnnxNetwork(tf.Module):
         weights = tf.constant(_LUMA, dtype=images.dtype)
         return tf.reduce_sum(images * weights, axis=-1, keepdims=True)
 
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, images: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor]:
         """The selected layers' tensors (as the graph consumes them) and the logits for
         preprocessed channels-last RGB images."""
@@ -168,6 +169,7 @@ class OnnxNetwork(tf.Module):
         names = [info.name for info in infos]
         images = self.preprocess_channels(images)
         with tf.GradientTape() as tape:
+            tape.watch(images)
             kept, logits = self.graph.run(images, names, channels_last=True)
             score = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
         gradients = tape.gradient(score, [kept[name] for name in names])
