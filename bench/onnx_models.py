@@ -142,9 +142,10 @@ def export_family(family: Any, size: int, work: Path, repository: Path) -> dict[
         seconds, error = gradcam_server_export(
             [*common, "--name", f"{family.name}-{suffix}", *extra, *more]
         )
-        if error:
-            raise SystemExit(f"{family.name}-{suffix}: {error}")
         result[f"export_{suffix}_s"] = seconds
+        if error:
+            result["error"] = f"{family.name}-{suffix}: {error}"
+            break
     return result
 
 
