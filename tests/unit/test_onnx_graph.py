@@ -195,6 +195,13 @@ CASES = {
             c(b, 1, np.int64),
         ),
     ),
+    "integer_division": lambda b, x: (
+        b.op(
+            "Div",
+            b.op("Cast", b.op("Floor", b.op("Mul", x, c(b, 5))), to=TensorProto.INT64),
+            c(b, 2, np.int64),
+        ),
+    ),
     # linear algebra
     "softmax_13": lambda b, x: b.op("Softmax", x, axis=1),
     "log_softmax": lambda b, x: b.op("LogSoftmax", x, axis=-1),

@@ -663,7 +663,7 @@ def _cast(g, node, inputs):
 
 def _int_divide(x, y):
     if tf.convert_to_tensor(x).dtype.is_integer:
-        return tf.math.truncatediv(x, y)
+        return tf.truncatediv(x, y)
     return tf.math.divide(x, y)
 
 
@@ -728,7 +728,7 @@ def _binary(g: OnnxGraph, node, inputs):
 @_op("Mod")
 def _mod(g, node, inputs):
     fmod = _attributes(node).get("fmod", 0)
-    fn = tf.math.truncatemod if fmod else tf.math.floormod
+    fn = tf.truncatemod if fmod else tf.math.floormod
     return [binary(g, fn, inputs[0], inputs[1])]
 
 
@@ -1172,14 +1172,12 @@ def _reshape(g: OnnxGraph, node, inputs):
 @_op("Flatten")
 def _flatten(g: OnnxGraph, node, inputs):
     (x,) = inputs
-    axis = int(_attributes(node).get("axis", 1)) % max(g._rank(x), 1)
-    dims = g.dynamic_dims(g.view(x)) if not x.nhwc else None
+    axis = int(_attributes(node).get("axis", 1))
+    axis = axis + g._rank(x) if axis < 0 else axis  # may equal the rank: (N..., 1)
     static = g.shape(x)
     if None not in static[axis:]:
         inner = math.prod(static[axis:])
-        outer = -1
-        if None not in static[:axis]:
-            outer = math.prod(static[:axis])
+        outer = math.prod(static[:axis]) if None not in static[:axis] else -1
         return [_reshape_to(g, x, [outer, inner])]
     dims = g.dynamic_dims(g.view(x))
     return [_reshape_to(g, x, [math.prod(dims[:axis]) if axis else 1, -1])]

@@ -73,9 +73,6 @@ class OnnxNetwork(tf.Module):
             for i in self._infos.values()
         ]
 
-    def info(self, name: str) -> TensorInfo:
-        return self._infos[name]
-
     def select(self, layers: tuple[str, ...], methods: tuple[str, ...]) -> None:
         """Check the layers and the methods' assumptions on them."""
         for name in layers:
