@@ -59,6 +59,23 @@ UNSUPPORTED = {"swin": "ScatterND"}
 """Families the exporter refuses, and the operator its one-line error names (README too)."""
 CONVERTED = [name for name in torch_families.BY_NAME if name not in UNSUPPORTED]
 SIGNED_OK = [m for m in library_cams.LIBRARY_METHODS if m not in NEEDS_NONNEGATIVE_ACTIVATIONS]
+GROUPNORM_TOKENS = (
+    "the exporter takes the (N, groups, C/groups*H*W) tensor of PyTorch's GroupNorm export for "
+    "a token sequence and prefers it as the default layer"
+)
+CLIP_CONSTANT_MIN = (
+    "Clip whose minimum comes from a Constant node (PyTorch's ReLU6) counts as signed, so "
+    "Grad-CAM++ and XGrad-CAM are refused"
+)
+KNOWN_BUGS = {
+    ("test_the_default_layer_is_pytorch_grad_cams", "normalized-255"): GROUPNORM_TOKENS,
+    ("test_the_default_layer_is_pytorch_grad_cams", "normalized-1"): GROUPNORM_TOKENS,
+    ("test_every_method_matches_pytorch_grad_cam", "normalized-255"): GROUPNORM_TOKENS,
+    ("test_every_method_matches_pytorch_grad_cam", "normalized-1"): GROUPNORM_TOKENS,
+    ("test_every_method_matches_pytorch_grad_cam", "efficientnet-lite0"): CLIP_CONSTANT_MIN,
+}
+"""Failures of the exporter found by these tests, expected until fixed (strict: a fix makes
+the test pass and the marker must go)."""
 
 
 def frames_for(size: int) -> np.ndarray:
@@ -93,6 +110,17 @@ def methods_for(family: torch_families.Family) -> list[str]:
 @pytest.fixture(scope="module", params=CONVERTED)
 def family(request) -> torch_families.Family:
     return torch_families.BY_NAME[request.param]
+
+
+@pytest.fixture(autouse=True)
+def known_bug(request) -> None:
+    """Mark the test as an expected failure when KNOWN_BUGS lists it for its family."""
+    if "family" not in request.fixturenames:
+        return
+    name = request.getfixturevalue("family").name
+    reason = KNOWN_BUGS.get((request.function.__name__, name))
+    if reason:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 @pytest.fixture(scope="module")
