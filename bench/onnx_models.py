@@ -54,8 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", help="comma-separated family names (default: every one)")
     parser.add_argument("--size", type=int, help="input size of the random-weight models (224)")
-    parser.add_argument("--frames", type=int, help="frames per variant and round (160)")
-    parser.add_argument("--rounds", type=int, help="rounds (3)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        help="frames per variant and round (640 for the small random-weight models, a few "
+        "seconds each; 160 for EfficientNet-Lite0)",
+    )
+    parser.add_argument("--rounds", type=int, help="rounds (5)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--in-flight", type=int, default=2)
     parser.add_argument("--warmup-batches", type=int, default=3)
@@ -64,8 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     args.size = args.size or (96 if args.quick else 224)
-    args.frames = args.frames or (48 if args.quick else 160)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.rounds = args.rounds or (1 if args.quick else 5)
     return args
 
 
@@ -133,6 +137,7 @@ def export_family(family: Any, size: int, work: Path, repository: Path) -> dict[
         "export_s": seconds,
         "error": error,
         "methods": methods,
+        "pretrained": family.pretrained,
     }
     log(f"{family.name}: ONNX {onnx_seconds:.1f} s, export {seconds:.1f} s {error}".rstrip())
     if error:
@@ -189,11 +194,13 @@ def throughput(server: Any, family: dict[str, Any], frames: np.ndarray, args) ->
             client, frames, args.warmup_batches * args.batch_size, args.batch_size, args.in_flight
         )
     rounds = []
+    count = args.frames or (48 if args.quick else 160 if family["pretrained"] else 640)
+    family["frames_per_round"] = count
     for r in range(args.rounds):
         row = {}
         for variant in benchlib.rotated(list(clients), r):
             timing = benchlib.stream_batches(
-                clients[variant], frames, args.frames, args.batch_size, args.in_flight, server
+                clients[variant], frames, count, args.batch_size, args.in_flight, server
             )
             row[variant] = timing.fps
         row["ratio"] = row["gradcam"] / row["forward"]
@@ -271,6 +278,7 @@ def report(
         "Grad-CAM frames/s",
         "forward frames/s",
         "ratio (range)",
+        "frames/round",
         "max map diff / max (methods)",
         "max prob. diff",
     ]
@@ -279,7 +287,7 @@ def report(
         size = f"{res['input_size']}x{res['input_size']}"
         if res["error"]:
             rows.append([res["model"], size, "-", res["onnx_export_s"], res["export_s"]])
-            rows[-1] += ["refused", "-", "-", "-", "-"]
+            rows[-1] += ["refused", "-", "-", "-", "-", "-"]
             continue
         low, high = res["ratio_range"]
         diffs = ", ".join(
@@ -296,6 +304,7 @@ def report(
                 res["gradcam_fps"],
                 res["forward_fps"],
                 f"{res['ratio']:.2f} ({low:.2f}..{high:.2f})",
+                res["frames_per_round"],
                 diffs,
                 f"{res['probability_difference']:.1e}",
             ]
@@ -309,8 +318,8 @@ def report(
         if r.get("methods_refused")
     ]
     settings = (
-        f"batch {args.batch_size}, {args.in_flight} requests in flight, {args.rounds} rounds of "
-        f"{args.frames} frames per variant, {machine['cpus']} CPUs, load average at start "
+        f"batch {args.batch_size}, {args.in_flight} requests in flight, {args.rounds} rounds "
+        f"per variant, {machine['cpus']} CPUs, load average at start "
         f"{machine['load_average']}"
     )
     markdown = (
@@ -372,7 +381,6 @@ def main(argv: list[str] | None = None) -> int:
             "size": args.size,
             "batch_size": args.batch_size,
             "in_flight": args.in_flight,
-            "frames": args.frames,
             "rounds": args.rounds,
         },
         "goal": {"gradcam_over_forward": RATIO_GOAL},
