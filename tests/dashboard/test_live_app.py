@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gc
-import http.server
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from app_page import no_exception, page, texts
+from http_files import http_folder
 from media import write_clip
 from streamlit.testing.v1 import AppTest
 from triton_server import free_port
@@ -181,30 +176,6 @@ def test_a_silent_source_holds_the_only_slot_then_fails_in_one_line(served_page,
     gc.collect()
     assert live.wait(20), "the live run outlived its session"
     assert live.view().phase == "ended" and live.view().error is None
-
-
-@contextlib.contextmanager
-def http_folder(folder: Path) -> Iterator[tuple[str, list[str]]]:
-    """An HTTP server of `folder` on 127.0.0.1: its base URL and the paths asked for."""
-    asked: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            super().do_GET()
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def start_typed(url: str) -> AppTest:

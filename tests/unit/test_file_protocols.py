@@ -3,43 +3,15 @@ other local files, never a network address (real FFmpeg, a real HTTP server on 1
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import pytest
+from http_files import http_folder
 from media import write_clip
 
 from gradcam_client.errors import GradcamError
 from gradcam_client.video_io import open_media
-
-
-@contextlib.contextmanager
-def http_folder(folder: Path) -> Iterator[tuple[str, list[str]]]:
-    """An HTTP server of `folder` on 127.0.0.1: its base URL and the paths asked for."""
-    asked: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            super().do_GET()
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def transport_stream(folder: Path) -> Path:

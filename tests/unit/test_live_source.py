@@ -4,7 +4,6 @@ and outputs that survive the process (real FFmpeg, real sockets on 127.0.0.1).""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from types import SimpleNamespace
 
 import av
 import pytest
+from http_files import http_folder
 from triton_server import free_port
 
 from gradcam_client import live_source
@@ -125,27 +125,6 @@ def tcp_listener(behaviour: str) -> Iterator[str]:
         server.close()
 
 
-@contextlib.contextmanager
-def http_folder(folder: Path) -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 serving `folder`."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(folder), **kwargs)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def audio_only_ts(path: Path) -> Path:
     """An MPEG-TS file holding one second of silence and no video."""
     import numpy as np
@@ -211,7 +190,7 @@ def test_a_source_sending_garbage_is_not_a_stream():
 
 def test_http_errors_and_a_stream_without_video_are_named(tmp_path):
     audio_only_ts(tmp_path / "radio.ts")
-    with http_folder(tmp_path) as base:
+    with http_folder(tmp_path) as (base, _):
         missing, _ = open_fails(f"{base}/missing.ts")
         audio, _ = open_fails(f"{base}/radio.ts")
     assert "404" in missing
@@ -393,7 +372,7 @@ def test_an_http_address_of_a_file_is_read_whole_not_in_real_time(tmp_path):
     from gradcam_client.samples import pan_zoom_frames, write_frames
 
     write_frames(tmp_path / "clip.mp4", pan_zoom_frames(30, (96, 64)), 30, (96, 64), 25)
-    with http_folder(tmp_path) as base:
+    with http_folder(tmp_path) as (base, _):
         source = LiveSource(f"{base}/clip.mp4", buffer=2)
         info = source.open()
         taken = []
@@ -409,7 +388,7 @@ def test_an_http_address_of_a_file_is_read_whole_not_in_real_time(tmp_path):
 
 def test_a_live_hls_playlist_is_followed_until_it_ends(tmp_path):
     with (
-        http_folder(tmp_path) as base,
+        http_folder(tmp_path) as (base, _),
         SampleStream(str(tmp_path / "live.m3u8"), fps=25, size=(160, 96), seconds=4.0) as stream,
     ):
         playlist = tmp_path / "live.m3u8"
