@@ -117,6 +117,20 @@ def tiny_cnn(classes: int = 5, size: int = 32, seed: int = 0) -> onnx.ModelProto
     return b.model(b.op("Softmax", logits, axis=1), ["batch", 3, size, size])
 
 
+def groupnorm_cnn(groups: int = 4) -> onnx.ModelProto:
+    """Conv, GroupNorm as torch exports it (InstanceNormalization on (N, groups, -1)) with as
+    many groups as a square patch grid has tokens (4 = 2 x 2), ReLU ("relu"), a linear head."""
+    b = GraphBuilder()
+    x = conv(b, "image", 3, 8, pads=[1, 1, 1, 1], name="conv")
+    grouped = b.op("Reshape", x, b.const(np.array([0, groups, -1])), name="grouped")
+    ones, zeros = b.const(np.ones(groups, np.float32)), b.const(np.zeros(groups, np.float32))
+    normed = b.op("InstanceNormalization", grouped, ones, zeros, name="instnorm")
+    x = b.op("Reshape", normed, b.op("Shape", x))
+    x = b.op("Add", b.op("Mul", x, b.weight(8, 1, 1)), b.weight(8, 1, 1))
+    x = b.op("Flatten", b.op("GlobalAveragePool", b.op("Relu", x, name="relu")))
+    return b.model(b.op("Gemm", x, b.weight(2, 8), transB=1), ["batch", 3, 16, 16])
+
+
 def tiny_vit(
     classes: int = 4,
     size: int = 32,

@@ -7,15 +7,14 @@ onnxruntime, converted by the exporter, and compared with the PyTorch model it c
 - the logits (float32, as served) within 1e-4 of the largest, and the served probabilities;
 - the layer the exporter explains by default is the one pytorch-grad-cam explains (the last
   block's output of a CNN; the last block's first LayerNorm of a ViT, whose patch tokens still
-  reach the class token): the same tensor, value for value;
+  reach the class token; Swin's final LayerNorm on its (N, H, W, C) grid): the same tensor,
+  value for value;
 - every map of every method within 1e-3 of its maximum of pytorch-grad-cam's on the PyTorch
   model, both in float64 (a map is a sum of many signed terms that largely cancel: float32
   rounding alone moves it by more than that, see test_pytorch_grad_cam.py). Grad-CAM++ and
   XGrad-CAM assume activations >= 0: on a layer that can be negative the exporter refuses them.
 
-A family the exporter does not convert (Swin: the attention mask torchvision builds with
-in-place slice assignment exports as ScatterND) is refused in one line naming the operator,
-and nothing is written. One test serves two families through a real Triton.
+One test serves two families through a real Triton.
 
 Optional tier: `make crosscheck` installs PyTorch's CPU build and the libraries
 (requirements/crosscheck.txt).
@@ -48,36 +47,14 @@ from gradcam_client import contract  # noqa: E402
 from gradcam_client.samples import pan_zoom_frames  # noqa: E402
 from gradcam_server.cam_methods import NEEDS_NONNEGATIVE_ACTIVATIONS  # noqa: E402
 from gradcam_server.explainer import GradCamModule  # noqa: E402
-from gradcam_server.onnx_graph import OnnxGraph, UnsupportedOperator  # noqa: E402
+from gradcam_server.onnx_graph import OnnxGraph  # noqa: E402
 from gradcam_server.onnx_source import onnx_network  # noqa: E402
 from gradcam_server.preprocessing import get_preprocessing  # noqa: E402
 
 FRAMES = 4
 LOGIT_TOLERANCE = 1e-4  # of the largest |logit|
 MAP_TOLERANCE = 1e-3  # of each map's maximum
-UNSUPPORTED = {"swin": "ScatterND"}
-"""Families the exporter refuses, and the operator its one-line error names (README too)."""
-CONVERTED = [name for name in torch_families.BY_NAME if name not in UNSUPPORTED]
 SIGNED_OK = [m for m in library_cams.LIBRARY_METHODS if m not in NEEDS_NONNEGATIVE_ACTIVATIONS]
-GROUPNORM_TOKENS = (
-    "the exporter takes the (N, groups, C/groups*H*W) tensor of PyTorch's GroupNorm export for "
-    "a token sequence and prefers it as the default layer"
-)
-CLIP_CONSTANT_MIN = (
-    "Clip whose minimum comes from a Constant node (PyTorch's ReLU6) counts as signed, so "
-    "Grad-CAM++ and XGrad-CAM are refused"
-)
-SIGN_TEST = "test_the_default_layers_sign_decides_the_methods"
-KNOWN_BUGS = {
-    ("test_the_default_layer_is_pytorch_grad_cams", "normalized-255"): GROUPNORM_TOKENS,
-    ("test_the_default_layer_is_pytorch_grad_cams", "normalized-1"): GROUPNORM_TOKENS,
-    ("test_every_method_matches_pytorch_grad_cam", "normalized-255"): GROUPNORM_TOKENS,
-    ("test_every_method_matches_pytorch_grad_cam", "normalized-1"): GROUPNORM_TOKENS,
-    (SIGN_TEST, "normalized-1"): GROUPNORM_TOKENS,
-    (SIGN_TEST, "efficientnet-lite0"): CLIP_CONSTANT_MIN,
-}
-"""Failures of the exporter found by these tests, expected until fixed (strict: a fix makes
-the test pass and the marker must go)."""
 
 
 def frames_for(size: int) -> np.ndarray:
@@ -107,25 +84,14 @@ def assert_maps_close(got: np.ndarray, expected: np.ndarray, what: str) -> None:
 
 def methods_for(family: torch_families.Family) -> list[str]:
     """The methods the exporter takes on the family's default layer."""
-    if not family.nonnegative or (SIGN_TEST, family.name) in KNOWN_BUGS:
+    if not family.nonnegative:
         return SIGNED_OK
     return list(library_cams.LIBRARY_METHODS)
 
 
-@pytest.fixture(scope="module", params=CONVERTED)
+@pytest.fixture(scope="module", params=list(torch_families.BY_NAME))
 def family(request) -> torch_families.Family:
     return torch_families.BY_NAME[request.param]
-
-
-@pytest.fixture(autouse=True)
-def known_bug(request) -> None:
-    """Mark the test as an expected failure when KNOWN_BUGS lists it for its family."""
-    if "family" not in request.fixturenames:
-        return
-    name = request.getfixturevalue("family").name
-    reason = KNOWN_BUGS.get((request.function.__name__, name))
-    if reason:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 @pytest.fixture(scope="module")
@@ -217,23 +183,6 @@ def test_the_default_layers_sign_decides_the_methods(family, onnx_file, default_
         return
     with pytest.raises(ValueError, match="Grad-CAM\\+\\+, XGrad-CAM assume activations >= 0"):
         GradCamModule(onnx_network(onnx_file), preprocess, [default_layer], every)
-
-
-@pytest.mark.parametrize("name", sorted(UNSUPPORTED))
-def test_a_family_that_does_not_convert_is_refused_in_one_line(name, tmp_path, capsys):
-    from gradcam_server import cli
-
-    family = torch_families.BY_NAME[name]
-    path = torch_families.export_onnx(family.build(), family.input_size, tmp_path / f"{name}.onnx")
-    with pytest.raises(UnsupportedOperator, match=UNSUPPORTED[name]):
-        onnx_network(path)
-    capsys.readouterr()  # what the ONNX export printed
-    repository = tmp_path / "repository"
-    code = cli.main(["export", "--model", str(path), "--repository", str(repository)])
-    error = capsys.readouterr().err.strip()
-    assert code == 1
-    assert len(error.splitlines()) == 1 and UNSUPPORTED[name] in error, error
-    assert not repository.exists() or not any(repository.iterdir())
 
 
 SERVED = {"resnet-basic": "all", "vit": ",".join(SIGNED_OK)}

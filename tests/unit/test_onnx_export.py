@@ -9,8 +9,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import tensorflow as tf
-from onnx import TensorProto, helper
-from onnx_models import GraphBuilder, conv, tiny_cnn, tiny_vit
+from onnx import TensorProto, helper, numpy_helper
+from onnx_models import GraphBuilder, conv, groupnorm_cnn, tiny_cnn, tiny_vit
 from test_gradcam_graph import reference_maps
 
 from gradcam_client import contract
@@ -18,7 +18,7 @@ from gradcam_server import cli
 from gradcam_server.explainer import GradCamModule
 from gradcam_server.exporter import export
 from gradcam_server.model_sources import imagenet_class_names
-from gradcam_server.onnx_graph import OnnxGraph
+from gradcam_server.onnx_graph import OnnxGraph, OnnxModelError
 from gradcam_server.onnx_source import onnx_file, onnx_network
 from gradcam_server.preprocessing import identity
 
@@ -128,6 +128,72 @@ def test_default_layers(files):
     assert onnx_file(files["tiny_vit"]).default_layers == ["block1.norm1"]
     # Mean-pooled tokens all reach the head: the final LayerNorm.
     assert onnx_file(files["mean_vit"]).default_layers == ["norm"]
+
+
+def _head(b: GraphBuilder, x: str, channels: int) -> str:
+    x = b.op("Flatten", b.op("GlobalAveragePool", x))
+    return b.op("Gemm", x, b.weight(2, channels), transB=1)
+
+
+def _cnn_with_tokens_inside(b: GraphBuilder) -> str:
+    """A CNN whose middle block attends over its map's tokens (as non-local blocks do)."""
+    x = conv(b, "image", 3, 8, k=2, strides=[2, 2], name="embed")
+    tokens = b.op("Transpose", b.op("Reshape", x, b.const(np.array([0, 8, -1]))), perm=[0, 2, 1])
+    tokens = b.op("LayerNormalization", tokens, b.weight(8), b.weight(8), name="token_norm")
+    x = b.op("Reshape", b.op("Transpose", tokens, perm=[0, 2, 1]), b.const(np.array([0, 8, 4, 4])))
+    return _head(b, b.op("Relu", conv(b, x, 8, 8, pads=[1, 1, 1, 1]), name="relu"), 8)
+
+
+def _channels_last_blocks(b: GraphBuilder) -> str:
+    """Swin-like: (N, H, W, C) blocks of Linear layers and a final LayerNorm, then the
+    permutation back to (N, C, H, W) in front of the head."""
+    x = b.op("Transpose", conv(b, "image", 3, 4, k=2, strides=[2, 2]), perm=[0, 2, 3, 1])
+    x = b.op("MatMul", x, b.weight(4, 6))
+    x = b.op("LayerNormalization", x, b.weight(6), b.weight(6), name="norm")
+    return _head(b, b.op("Transpose", x, perm=[0, 3, 1, 2], name="permute"), 6)
+
+
+def test_a_cnn_defaults_to_its_last_map_whatever_sequences_it_holds(tmp_path, capsys):
+    path = tmp_path / "groupnorm.onnx"
+    onnx.save(groupnorm_cnn(), path)
+    assert onnx_file(path).default_layers == ["relu"]
+    assert cli.main(["layers", str(path)]) == 0
+    listed = {line.lstrip("* ").split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "grouped" not in listed and "instnorm" not in listed
+    for name, build, default in (
+        ("inside", _cnn_with_tokens_inside, "relu"),
+        ("swin", _channels_last_blocks, "norm"),  # not its transpose "permute"
+    ):
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(_model_with(build), path)
+        network = onnx_network(path)
+        assert network.default_layer() == default, name
+    assert [i.kind for i in network.infos if i.name in ("norm", "permute")] == ["spatial"] * 2
+
+
+@pytest.mark.parametrize(("low", "nonnegative"), [(0.0, True), (-1.0, False)])
+def test_relu6_with_constant_node_bounds_takes_every_method(tmp_path, low, nonnegative):
+    """PyTorch exports ReLU6 as Clip with its bounds from Constant nodes (here through an
+    Identity and a Cast, as some exporters add)."""
+
+    def relu6(b: GraphBuilder) -> str:
+        bounds = [
+            b.op("Constant", value=numpy_helper.from_array(np.array(v, np.float32)))
+            for v in (low, 6.0)
+        ]
+        low_input = b.op("Cast", b.op("Identity", bounds[0]), to=TensorProto.FLOAT)
+        x = b.op("Clip", conv(b, "image", 3, 4), low_input, bounds[1], name="relu6")
+        return _head(b, x, 4)
+
+    path = tmp_path / "relu6.onnx"
+    onnx.save(_model_with(relu6), path)
+    network = onnx_network(path)
+    if nonnegative:
+        network.select(("relu6",), ("gradcampp", "xgradcam"))
+        assert network.layers == ("relu6",)
+    else:
+        with pytest.raises(OnnxModelError, match="assume activations >= 0"):
+            network.select(("relu6",), ("gradcampp",))
 
 
 def test_class_names_default_to_imagenet_for_1000_classes(tmp_path):

@@ -12,10 +12,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import tensorflow as tf
-from onnx import TensorProto, helper
-from onnx_models import GraphBuilder, conv, tiny_cnn, tiny_vit
+from onnx import TensorProto, helper, numpy_helper
+from onnx_models import GraphBuilder, conv, groupnorm_cnn, tiny_cnn, tiny_vit
 
-from gradcam_server.onnx_graph import OnnxGraph, OnnxModelError, UnsupportedOperator
+from gradcam_server.onnx_graph import OnnxGraph, OnnxModelError, UnsupportedOperator, token_layout
 
 SHAPE = (2, 3, 8, 8)
 
@@ -310,6 +310,37 @@ CASES = {
     "pad_edge_and_crop": lambda b, x: b.op(
         "Pad", x, c(b, [0, 0, 1, -1, 0, 0, -2, 1], np.int64), mode="edge"
     ),
+    # slice assignment (Swin's attention mask): on constants, folded; on the image, computed
+    "scatternd_constant": lambda b, x: b.op(
+        "Add",
+        x,
+        b.op(
+            "ScatterND",
+            b.op("ConstantOfShape", c(b, [1, 1, 8, 8], np.int64)),
+            c(b, [[0, 0, 2], [0, 0, 5]], np.int64),
+            c(b, np.full((2, 8), -100.0)),
+        ),
+    ),
+    "scatternd_image": lambda b, x: b.op(
+        "ScatterND",
+        b.op("Transpose", x, perm=[2, 1, 0, 3]),
+        c(b, [[1], [6]], np.int64),
+        c(b, np.arange(2 * 3 * 2 * 8).reshape(2, 3, 2, 8) / 10.0),
+    ),
+    "scatternd_add": lambda b, x: b.op(
+        "ScatterND", x, c(b, [[0, 1, 3]], np.int64), c(b, np.ones((1, 8))), reduction="add"
+    ),
+    # a target shape computed at run time (from the batch size) of a higher rank
+    "reshape_runtime_shape": lambda b, x: b.op(
+        "Reshape",
+        b.op("Reshape", x, c(b, [0, 3, 64], np.int64)),
+        b.op(
+            "Concat",
+            b.op("Div", b.op("Shape", x, start=0, end=1), c(b, [1], np.int64)),
+            c(b, [3, 4, 4, 4], np.int64),
+            axis=0,
+        ),
+    ),
     "resize_nearest": lambda b, x: b.op(
         "Resize",
         conv(b, x, 3, 2),
@@ -417,6 +448,54 @@ def test_tensor_infos_find_spatial_maps_and_token_grids():
     assert all(i.kind is None for i in vit.values() if len(i.shape) == 3 and i.shape[0] == 2)
     forced = {i.name: i for i in OnnxGraph(tiny_vit(dim=24)).tensor_infos(token_grid=(2, 8))}
     assert (forced["block1.norm1"].grid, forced["block1.norm1"].prefix) == ((2, 8), 1)
+
+
+def test_groupnorm_internals_are_not_token_sequences():
+    infos = {i.name: i for i in OnnxGraph(groupnorm_cnn()).tensor_infos()}
+    assert infos["grouped"].shape == infos["instnorm"].shape == (4, 512)
+    assert infos["grouped"].kind is None and infos["instnorm"].kind is None
+    assert infos["relu"].kind == "spatial"
+
+
+def test_tokens_are_as_wide_as_the_patch_embedding():
+    vit = {i.name: i for i in OnnxGraph(tiny_vit(dim=24)).tensor_infos()}
+    hidden = [i for i in vit.values() if i.shape == (17, 48)]  # the MLP's hidden layer
+    assert hidden and all(i.kind is None for i in hidden)
+    assert vit["block1.out"].kind == "tokens"
+
+
+def test_token_grids_without_a_patch_convolution_are_squares():
+    assert token_layout(197, 64, []) == ((14, 14), 1)
+    assert token_layout(197, 64, [((14, 14), 32)]) is None  # not the embedding's width
+    assert token_layout(198, 64, [((14, 14), 64)]) == ((14, 14), 2)
+    assert token_layout(4, 2048, [((16, 16), 8)]) is None  # GroupNorm's (N, 4, C/4*H*W)
+    assert token_layout(197, 7, [((16, 16), 8)], token_grid=(14, 14)) == ((14, 14), 1)
+
+
+def test_a_linear_map_of_channels_last_blocks_keeps_their_grid():
+    """Swin's blocks: (N, H, W, C) after the patch embedding, then Linear layers (MatMul)."""
+    b = GraphBuilder()
+    x = b.op("Transpose", conv(b, "image", 3, 4, pads=[1, 1, 1, 1]), perm=[0, 2, 3, 1])
+    x = b.op("MatMul", x, b.weight(4, 6), name="linear")
+    x = b.op("LayerNormalization", x, b.weight(6), b.weight(6), name="norm")
+    x = b.op("ReduceMean", x, axes=[1, 2], keepdims=0)
+    infos = {i.name: i for i in OnnxGraph(b.model(x, ["batch", 3, 8, 8])).tensor_infos()}
+    for name in ("linear", "norm"):
+        assert (infos[name].kind, infos[name].layout, infos[name].grid) == (
+            "spatial",
+            "NHWC",
+            (8, 8),
+        )
+
+
+def test_constants_of_constant_nodes_are_known():
+    b = GraphBuilder()
+    node = b.op("Constant", value=numpy_helper.from_array(np.array(0.0, np.float32)), name="zero")
+    x = b.op("Clip", "image", b.op("Cast", b.op("Identity", node), to=TensorProto.FLOAT))
+    graph = OnnxGraph(b.model(x, ["batch", 3, 8, 8]))
+    clip = graph.producer(graph.output_name)
+    assert float(graph.constant(clip.input[1])) == 0.0
+    assert graph.constant(graph.output_name) is None  # computed from the image
 
 
 def test_an_unknown_operator_is_named_with_its_node_and_opset():

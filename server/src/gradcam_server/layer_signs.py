@@ -125,13 +125,15 @@ def onnx_is_nonnegative(graph: OnnxGraphLike, name: str) -> bool:
     """Whether ONNX tensor `name` is >= 0 whatever the input, by the same rules as for Keras
     layers: a non-negative activation (Relu, Sigmoid, Clip with min >= 0, ...), or pooling,
     reshaping, adding, multiplying or concatenating non-negative tensors."""
+    value = graph.constant(name)  # an initializer, or a Constant node's output
+    if value is not None:
+        return bool((value >= 0).all())
     node = graph.producer(name)
-    if node is None:  # the image, or a constant
-        value = graph.constant(name)
-        return value is not None and bool((value >= 0).all())
+    if node is None:  # the image
+        return False
     if node.op_type in ONNX_NONNEGATIVE_OPS:
         return True
-    if node.op_type == "Clip":
+    if node.op_type == "Clip":  # the minimum: an input (opset >= 11) or an attribute
         low = graph.constant(node.input[1]) if len(node.input) > 1 and node.input[1] else None
         if low is None:
             low = next((a.f for a in node.attribute if a.name == "min"), None)

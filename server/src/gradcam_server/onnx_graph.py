@@ -61,6 +61,9 @@ __all__ = [
 VARIABLE_SIZE = 4096
 """Float initializers with at least this many elements are saved as variables."""
 
+_CONSTANT_FOLDING = frozenset({"Constant", "Identity", "Cast"})
+"""Operators `OnnxGraph.constant` evaluates on constant inputs."""
+
 MAX_PREFIX_TOKENS = 8
 """At most this many leading tokens (class, distillation, register tokens) before the patches."""
 
@@ -228,8 +231,21 @@ class OnnxGraph(tf.Module):
         return self._producer.get(name)
 
     def constant(self, name: str) -> np.ndarray | None:
-        """The value of a small initializer, or None if `name` is not one."""
-        return self._constants.get(name)
+        """The value of tensor `name` if it does not depend on the image and is small: an
+        initializer, a Constant node's output (PyTorch's ReLU6 takes its Clip bounds from
+        those) or what nodes compute from such constants alone (an Identity or Cast of one).
+        None otherwise."""
+        if name in self._constants:
+            return self._constants[name]
+        node = self._producer.get(name)
+        if node is None or node.op_type not in _CONSTANT_FOLDING:
+            return None
+        inputs = [self.constant(i) if i else None for i in node.input]
+        if any(value is None for value, i in zip(inputs, node.input, strict=True) if i):
+            return None
+        values = [None if value is None else Value(value) for value in inputs]
+        outputs = self._apply(node, values)
+        return outputs[list(node.output).index(name)].data
 
     @property
     def node_outputs(self) -> list[str]:
@@ -432,7 +448,7 @@ class OnnxGraph(tf.Module):
             self.input_name: Value(tf.constant(self.example_images(size)), layout=self.input_layout)
         }
         rows: list[TensorInfo] = []
-        grids: list[tuple[int, int]] = []
+        embeddings: list[tuple[tuple[int, int], int]] = []
         for node in self._nodes:
             outputs = self._apply(node, self._inputs(node, values))
             for name, value in zip(node.output, outputs, strict=False):
@@ -441,9 +457,9 @@ class OnnxGraph(tf.Module):
                 values[name] = value
                 if isinstance(value.data, np.ndarray):
                     continue  # does not depend on the image
-                info = self._describe(name, node.op_type, value, grids, token_grid, len(rows))
-                if info.kind == "spatial" and info.layout == "NCHW":
-                    grids.append(info.grid)
+                info = self._describe(name, node.op_type, value, embeddings, token_grid, len(rows))
+                if info.kind == "spatial" and node.op_type == "Conv":
+                    embeddings.append((info.grid, info.channels))
                 rows.append(info)
         return rows
 
@@ -452,7 +468,7 @@ class OnnxGraph(tf.Module):
         name: str,
         op: str,
         value: Value,
-        grids: list[tuple[int, int]],
+        embeddings: list[tuple[tuple[int, int], int]],
         token_grid: tuple[int, int] | None,
         order: int,
     ) -> TensorInfo:
@@ -465,7 +481,7 @@ class OnnxGraph(tf.Module):
             if h > 1 and w > 1:
                 return replace(info, kind="spatial", layout=value.layout, grid=(h, w), channels=c)
         if len(dims) == 3:
-            found = token_layout(dims[1], grids, token_grid)
+            found = token_layout(dims[1], dims[2], embeddings, token_grid)
             if found:
                 grid, prefix = found
                 return replace(info, kind="tokens", grid=grid, channels=dims[2], prefix=prefix)
@@ -473,19 +489,30 @@ class OnnxGraph(tf.Module):
 
 
 def token_layout(
-    count: int, grids: Sequence[tuple[int, int]], token_grid: tuple[int, int] | None = None
+    count: int,
+    width: int,
+    embeddings: Sequence[tuple[tuple[int, int], int]],
+    token_grid: tuple[int, int] | None = None,
 ) -> tuple[tuple[int, int], int] | None:
-    """The patch grid of a sequence of `count` tokens and how many tokens come before it.
+    """The patch grid of a sequence of `count` tokens of `width` channels and how many tokens
+    come before it, or None if it is not a sequence of patch tokens.
 
-    `token_grid` decides if given; else the grid of the latest patch-embedding (spatial)
-    output it fits, else the largest square leaving at most MAX_PREFIX_TOKENS in front.
+    `embeddings` are the (grid, channels) of the convolutions so far, latest last: a patch
+    embedding's grid and width. `token_grid` decides if given. Otherwise the sequence must
+    hold a convolution's grid of tokens, at most MAX_PREFIX_TOKENS after a few leading ones,
+    each as wide as that convolution's output (so that a CNN's reshapes, such as the
+    (N, groups, C/groups*H*W) inside GroupNorm, are not taken for tokens). Only a model with no
+    convolution at all (a linear patch embedding) falls back to the largest square grid.
     """
-    candidates = [token_grid] if token_grid else [*reversed(grids)]
-    for h, w in candidates:
-        prefix = count - h * w
-        if 0 <= prefix <= (count - 4 if token_grid else MAX_PREFIX_TOKENS) and h > 1 and w > 1:
-            return (h, w), prefix
     if token_grid:
+        h, w = token_grid
+        prefix = count - h * w
+        return (token_grid, prefix) if 0 <= prefix <= count - 4 and h > 1 and w > 1 else None
+    for (h, w), channels in reversed(embeddings):
+        prefix = count - h * w
+        if 0 <= prefix <= MAX_PREFIX_TOKENS and h > 1 and w > 1 and channels == width:
+            return (h, w), prefix
+    if embeddings:
         return None
     for prefix in range(MAX_PREFIX_TOKENS + 1):
         side = math.isqrt(count - prefix) if count > prefix else 0

@@ -19,6 +19,9 @@ from gradcam_server.layer_signs import onnx_is_nonnegative
 from gradcam_server.network import ExplainableLayer
 from gradcam_server.onnx_graph import OnnxGraph, OnnxModelError, TensorInfo
 
+_RELAYING = frozenset({"Transpose", "Identity", "Dropout"})
+"""Operators that pass a map on with its values unchanged."""
+
 _LUMA = (0.299, 0.587, 0.114)
 """RGB weights of a grey frame for a one-channel model (ITU-R BT.601, as PIL and torchvision)."""
 
@@ -135,15 +138,17 @@ class OnnxNetwork(tf.Module):
     def default_layer(self, preprocess=None) -> str:
         """The layer `--layers default` explains.
 
-        For a token model, the last token sequence whose patch tokens still get a non-zero
-        gradient from the predicted class (measured once, on random images): a class-token
-        ViT's last block passes only the class token on, so this is its last block's first
-        LayerNorm (LayerNorm outputs are preferred when there are any); for a CNN, the last
-        spatial map.
+        For a CNN (a model whose last explainable layer is a spatial map, Swin's (N, H, W, C)
+        blocks included), that last spatial map, named by the layer computing it rather than a
+        transpose of it. For a token model, the last token sequence whose patch tokens still
+        get a non-zero gradient from the predicted class (measured once, on random images): a
+        class-token ViT's last block passes only the class token on, so this is its last
+        block's first LayerNorm (LayerNorm outputs are preferred when there are any).
         """
-        tokens = [i for i in self._infos.values() if i.kind == "tokens"]
-        if not tokens:
-            return [i for i in self._infos.values() if i.kind == "spatial"][-1].name
+        layers = list(self._infos.values())
+        if layers[-1].kind == "spatial":
+            return self._computed_by(layers[-1].name)
+        tokens = [i for i in layers if i.kind == "tokens"]
         candidates = [i for i in tokens if i.op == "LayerNormalization"] or tokens
         reached = self._patch_gradients(candidates, preprocess)
         usable = [info.name for info, ok in zip(candidates, reached, strict=True) if ok]
@@ -156,6 +161,18 @@ class OnnxNetwork(tf.Module):
             f"no token sequence of {self.source} passes gradient from its patch tokens to the "
             "prediction; choose a layer with --layers"
         )
+
+    def _computed_by(self, name: str) -> str:
+        """The layer whose values spatial layer `name` only re-lays (through a Transpose or
+        Identity), else `name`."""
+        node = self.graph.producer(name)
+        while node is not None and node.op_type in _RELAYING:
+            source = self._infos.get(node.input[0])
+            if source is None or (source.kind, source.grid) != ("spatial", self._infos[name].grid):
+                break
+            name = source.name
+            node = self.graph.producer(name)
+        return name
 
     def _patch_gradients(self, infos: Sequence[TensorInfo], preprocess) -> list[bool]:
         """Whether the predicted class's logit has a non-zero gradient on each sequence's

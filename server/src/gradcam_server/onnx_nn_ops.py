@@ -324,7 +324,9 @@ def _matmul(g: OnnxGraph, node, inputs):
         y = y[..., 0]
     if rank_a == 1:
         y = y[..., 0, :] if rank_b != 1 else y[..., 0]
-    return [plain(y)]
+    # A linear map of a channels-last image's channels (Swin's (N, H, W, C) blocks) keeps its grid.
+    channels_last = inputs[0].layout == "NHWC" and rank_a == 4 and rank_b == 2
+    return [plain(y, "NHWC" if channels_last else None)]
 
 
 @implements("Gemm")

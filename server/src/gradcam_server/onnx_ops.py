@@ -292,6 +292,16 @@ def _reshape_to(g: OnnxGraph, x: Value, target: list[int | tf.Tensor]) -> Value:
     return plain(tf.reshape(data, shape_arg(target)))
 
 
+def _is_grid(target: list[int | tf.Tensor], dims: list[int | None]) -> bool:
+    """Whether reshaping (B, T, C) to `target` (B, h, w, C) lays the T tokens out on an h x w
+    grid (not, say, attention heads unfolded from the batch: (B*heads, T, d) to
+    (B, heads, T, d))."""
+    h, w = target[1], target[2]
+    if not all(isinstance(d, (int, np.integer)) for d in (h, w)) or dims[1] is None:
+        return True  # sizes unknown while tracing: taken for a grid
+    return int(h) * int(w) == dims[1]
+
+
 @implements("Reshape")
 def _reshape(g: OnnxGraph, node, inputs):
     x, shape = inputs
@@ -300,8 +310,9 @@ def _reshape(g: OnnxGraph, node, inputs):
     known = _known(shape)
     if known is None:  # computed entirely at run time
         target = tf.convert_to_tensor(shape.data)
-        if not allow_zero:
+        if not allow_zero:  # 0 copies the input's dimension (those beyond its rank: invalid)
             current = tf.shape(g.view(x), out_type=target.dtype)[: target.shape[0]]
+            current = tf.concat([current, target[len(dims) :]], 0)
             target = tf.where(target == 0, current, target)
         return [plain(tf.reshape(g.view(x), target))]
     target: list[int | tf.Tensor] = []
@@ -319,7 +330,7 @@ def _reshape(g: OnnxGraph, node, inputs):
         same = len(dims) == 4 and list(target) == dims
         if same:
             result.layout = x.layout
-        elif last_kept and x.layout != "NCHW" and len(dims) == 3:
+        elif last_kept and x.layout != "NCHW" and len(dims) == 3 and _is_grid(target, dims):
             result.layout = "NHWC"  # (B, h*w, C) tokens to a (B, h, w, C) grid
     return [result]
 
@@ -390,12 +401,23 @@ def _squeeze(g: OnnxGraph, node, inputs):
     return [plain(data)]
 
 
+def _unknown_entries(g: OnnxGraph, value: Value) -> np.ndarray | None:
+    """A 1-D integer tensor of static length, none of whose entries is known while tracing."""
+    (length,) = g.shape(value)
+    integer = tf.as_dtype(value.data.dtype).is_integer
+    return np.array([None] * length, dtype=object) if integer and length is not None else None
+
+
 @implements("Concat")
 def _concat(g: OnnxGraph, node, inputs):
     values = [v for v in inputs if v is not None]
     rank = g.rank(values[0])
     axis = int(attributes(node)["axis"]) % rank
     knowns = [_known(v) for v in values]
+    if rank == 1:  # a shape: what is known of it, the rest (say the batch size) None
+        knowns = [
+            _unknown_entries(g, v) if k is None else k for k, v in zip(knowns, values, strict=True)
+        ]
     if rank == 1 and all(k is not None for k in knowns):
         known = np.concatenate(knowns)
         return [
@@ -530,6 +552,30 @@ def _expand(g: OnnxGraph, node, inputs):
 def _tile(g: OnnxGraph, node, inputs):
     x, repeats = inputs
     return [plain(tf.tile(g.view(x), tf.convert_to_tensor(repeats.data)))]
+
+
+_SCATTER = {
+    "none": tf.tensor_scatter_nd_update,
+    "add": tf.tensor_scatter_nd_add,
+    "max": tf.tensor_scatter_nd_max,
+    "min": tf.tensor_scatter_nd_min,
+}
+
+
+@implements("ScatterND")
+def _scatter_nd(g: OnnxGraph, node, inputs):
+    """Slice assignment (`x[..., a:b] = y` in PyTorch). With constant operands (a Swin
+    attention mask) it is computed once while tracing, as every constant operation is."""
+    x, indices, updates = inputs
+    reduction = attributes(node).get("reduction", "none")
+    if reduction not in _SCATTER:
+        raise UnsupportedOperator(f"ScatterND with reduction {reduction!r}")
+    data, new = as_tensors(g.view(x), g.view(updates))
+    index = tf.convert_to_tensor(indices.data)
+    if index.dtype not in (tf.int32, tf.int64):
+        index = tf.cast(index, tf.int64)
+    rank = g.rank(x)
+    return [plain(_SCATTER[reduction](data, index, new), x.layout if rank == 4 else None)]
 
 
 @implements("Constant")
