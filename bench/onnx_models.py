@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import io
 import os
 import sys
@@ -65,12 +67,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--in-flight", type=int, default=2)
     parser.add_argument("--warmup-batches", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3 models at 96x96")
+    parser.add_argument(
+        "--transformer",
+        metavar="WIDTHxDEPTH",
+        help="width and depth of the ViT and DeiT models, e.g. 192x12 (ViT-Ti/DeiT-Ti's); "
+        "default: the cross-check's small ones",
+    )
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     args.size = args.size or (96 if args.quick else 224)
     args.rounds = args.rounds or (1 if args.quick else 5)
     return args
+
+
+TRANSFORMERS = ("vit", "deit")
+"""The families whose width and depth --transformer sets."""
 
 
 def families(args: argparse.Namespace) -> list[Any]:
@@ -85,7 +97,16 @@ def families(args: argparse.Namespace) -> list[Any]:
     unknown = [n for n in names if n not in torch_families.BY_NAME]
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}: use {', '.join(torch_families.BY_NAME)}")
-    return [torch_families.BY_NAME[n] for n in names]
+    chosen = [torch_families.BY_NAME[n] for n in names]
+    if not args.transformer:
+        return chosen
+    width, depth = (int(n) for n in args.transformer.lower().split("x"))
+    return [
+        dataclasses.replace(f, make=functools.partial(f.make, dim=width, depth=depth))
+        if f.name in TRANSFORMERS
+        else f
+        for f in chosen
+    ]
 
 
 def gradcam_server_export(arguments: list[str]) -> tuple[float, str]:
