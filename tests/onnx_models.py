@@ -71,6 +71,19 @@ def conv(b: GraphBuilder, x: str, c_in: int, c_out: int, k: int = 3, name=None, 
     return b.op("Conv", x, w, b.weight(c_out, scale=0.1), name=name, kernel_shape=[k, k], **attrs)
 
 
+def layer_norm(b: GraphBuilder, x: str, dim: int, name: str) -> str:
+    """A LayerNormalization over the last axis (opset 17), with random scale and shift."""
+    return b.op(
+        "LayerNormalization",
+        x,
+        b.weight(dim, scale=1.0),
+        b.weight(dim, scale=0.1),
+        axis=-1,
+        epsilon=1e-6,
+        name=name,
+    )
+
+
 def tiny_cnn(classes: int = 5, size: int = 32, seed: int = 0) -> onnx.ModelProto:
     """A CNN with what exported user models carry: its own per-channel normalisation of
     0..255 pixels, GroupNorm (as torch decomposes it), SiLU, a depthwise convolution, a
@@ -163,15 +176,7 @@ def tiny_vit(
     x = b.op("Add", x, b.weight(1, tokens, dim, scale=0.5), name="embedded")
     head_dim = dim // heads
     for i in range(depth):
-        h = b.op(
-            "LayerNormalization",
-            x,
-            b.weight(dim, scale=1.0),
-            b.weight(dim, scale=0.1),
-            axis=-1,
-            epsilon=1e-6,
-            name=f"block{i}.norm1",
-        )
+        h = layer_norm(b, x, dim, f"block{i}.norm1")
         qkv = b.op("Add", b.op("MatMul", h, b.weight(dim, 3 * dim)), b.weight(3 * dim, scale=0.1))
         qkv = b.op(
             "Reshape",
@@ -190,15 +195,7 @@ def tiny_vit(
         )
         attn = b.op("Add", b.op("MatMul", attn, b.weight(dim, dim)), b.weight(dim, scale=0.1))
         x = b.op("Add", x, attn, name=f"block{i}.attn_out")
-        h = b.op(
-            "LayerNormalization",
-            x,
-            b.weight(dim, scale=1.0),
-            b.weight(dim, scale=0.1),
-            axis=-1,
-            epsilon=1e-6,
-            name=f"block{i}.norm2",
-        )
+        h = layer_norm(b, x, dim, f"block{i}.norm2")
         h = b.op("Add", b.op("MatMul", h, b.weight(dim, 2 * dim)), b.weight(2 * dim, scale=0.1))
         erf = b.op("Erf", b.op("Div", h, b.const(np.array(np.sqrt(2), np.float32))))
         h = b.op(
@@ -208,15 +205,7 @@ def tiny_vit(
         )
         h = b.op("Add", b.op("MatMul", h, b.weight(2 * dim, dim)), b.weight(dim, scale=0.1))
         x = b.op("Add", x, h, name=f"block{i}.out")
-    x = b.op(
-        "LayerNormalization",
-        x,
-        b.weight(dim, scale=1.0),
-        b.weight(dim, scale=0.1),
-        axis=-1,
-        epsilon=1e-6,
-        name="norm",
-    )
+    x = layer_norm(b, x, dim, "norm")
     if pool == "class":
         pooled = b.op("Gather", x, b.const(np.array(0)), axis=1)
     else:
