@@ -14,7 +14,7 @@ import psutil
 import pytest
 from triton_server import alive, assert_processes_gone
 
-from gradcam_server.supervisor import Supervised, spawn
+from gradcam_server.supervisor import Supervised, group_pids, spawn
 
 # A command that forks a child of its own (as tritonserver forks its backend stubs), prints
 # both pids, then waits; it ends with `exit_with` once its child is up if given.
@@ -138,3 +138,26 @@ def test_the_pidfile_goes_when_the_command_ends_if_it_names_the_supervisor(tmp_p
     other.write_text(json.dumps({"pid": 1}))  # a newer server's record: not ours to remove
     assert run.wait() == 0 and kept.wait() == 0
     assert not ours.exists() and other.exists()
+
+
+def test_a_process_whose_main_thread_ended_counts_while_another_thread_runs() -> None:
+    """A killed multi-threaded server can show a zombie main thread while its other threads
+    still exit and hold its sockets; the group is not empty until they are gone too."""
+    code = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(30,)).start()\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the main thread did not end"
+            time.sleep(0.02)
+        assert group_pids(child.pid) == [child.pid]
+        child.kill()
+        child.wait()
+        assert group_pids(child.pid) == []
+    finally:
+        child.kill()
+        child.wait()

@@ -167,13 +167,29 @@ def proc_stat(pid: int | str) -> list[str] | None:
     return stat[stat.rfind(")") + 2 :].split()
 
 
+def _has_live_thread(pid: str) -> bool:
+    """Whether any thread of the process still runs. A killed process's main thread can turn
+    zombie while its other threads are still exiting, holding the files (sockets) they share."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for task in tasks:
+        fields = proc_stat(f"{pid}/task/{task}")
+        if fields and fields[0] != "Z":
+            return True
+    return False
+
+
 def group_pids(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group."""
+    """Processes of a process group that still have a live (non-zombie) thread."""
     pids = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             fields = proc_stat(entry.name)
-            if fields and int(fields[2]) == pgid and fields[0] != "Z":
+            if not fields or int(fields[2]) != pgid:
+                continue
+            if fields[0] != "Z" or _has_live_thread(entry.name):
                 pids.append(int(entry.name))
     return pids
 
