@@ -242,7 +242,8 @@ def print_summary(
 
 
 def run(args: argparse.Namespace, out: IO[str]) -> int:
-    from gradcam_server.launcher import HANGUP_STOP_SECONDS, TritonServer
+    from gradcam_server.launcher import TritonServer
+    from gradcam_server.serve_command import HANGUP_STOP_SECONDS
 
     command = None if args.no_dashboard else find_dashboard()
     if args.no_dashboard:

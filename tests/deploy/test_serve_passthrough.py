@@ -38,7 +38,7 @@ def status(url: str, headers: dict[str, str] | None = None) -> int:
 def test_flags_after_double_dash_reach_the_launcher(monkeypatch) -> None:
     seen = {}
     monkeypatch.setattr(
-        "gradcam_server.launcher.serve", lambda repository, **kwargs: seen.update(kwargs) or 0
+        "gradcam_server.serve_command.serve", lambda repository, **kwargs: seen.update(kwargs) or 0
     )
     flags = ["--model-control-mode=none", "--http-restricted-api=logging:admin-key=k"]
     assert cli.main(["serve", "--repository", "r", "--", *flags]) == 0

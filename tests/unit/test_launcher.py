@@ -14,17 +14,15 @@ from pathlib import Path
 import pytest
 from triton_server import free_ports, write_add_one_model
 
-from gradcam_server import launcher, pidfile
+from gradcam_server import pidfile, serve_command, triton_files
 from gradcam_server.launcher import (
     LauncherError,
-    TritonDistribution,
     TritonServer,
     check_ports_free,
-    find_libpython,
     find_models,
-    prepare_server_dir,
     summarize_log_errors,
 )
+from gradcam_server.triton_files import TritonDistribution, find_libpython, prepare_server_dir
 
 
 @pytest.fixture
@@ -102,13 +100,13 @@ def test_find_models(tmp_path: Path, repo: Path) -> None:
 
 
 def test_pytriton_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launcher.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(triton_files.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LauncherError, match="nvidia-pytriton is not installed"):
-        launcher.find_triton_distribution()
+        triton_files.find_triton_distribution()
 
 
 def test_pytriton_distribution_found() -> None:
-    dist = launcher.find_triton_distribution()
+    dist = triton_files.find_triton_distribution()
     assert (dist.server_dir / "bin" / "tritonserver").is_file()
     assert dist.libs_dir.is_dir()
     assert dist.stub_path(f"{sys.version_info.major}.{sys.version_info.minor}").is_file()
@@ -125,9 +123,9 @@ def test_libpython_missing_names_searched_dirs(
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.delenv("GRADCAM_LIBPYTHON_DIR", raising=False)
-    monkeypatch.setattr(launcher.sysconfig, "get_config_var", lambda name: None)
-    monkeypatch.setattr(launcher.sys, "base_prefix", str(empty))
-    monkeypatch.setattr(launcher.sys, "base_exec_prefix", str(empty))
+    monkeypatch.setattr(triton_files.sysconfig, "get_config_var", lambda name: None)
+    monkeypatch.setattr(triton_files.sys, "base_prefix", str(empty))
+    monkeypatch.setattr(triton_files.sys, "base_exec_prefix", str(empty))
     with pytest.raises(LauncherError) as error:
         find_libpython()
     message = str(error.value)
@@ -154,7 +152,7 @@ def test_environment_and_command(repo: Path) -> None:
         env={"EXTRA_VAR": "x"},
         log_path=repo.parent / "t.log",
     )
-    dist = launcher.find_triton_distribution()
+    dist = triton_files.find_triton_distribution()
     env = server.environment(dist)
     libs = env["LD_LIBRARY_PATH"].split(":")
     assert libs[:2] == [str(dist.libs_dir), str(find_libpython())]
@@ -185,7 +183,7 @@ def _fake_distribution(tmp_path: Path) -> TritonDistribution:
     (server_dir / "backends" / "python").mkdir(parents=True)
     (server_dir / "backends" / "python" / "libtriton_python.so").write_bytes(b"so")
     for v in (version, "3.8"):
-        stub = server_dir / "python_backend_stubs" / v / launcher.STUB_NAME
+        stub = server_dir / "python_backend_stubs" / v / triton_files.STUB_NAME
         stub.parent.mkdir(parents=True)
         stub.write_text(v)
     libs = tmp_path / "site" / "nvidia_pytriton.libs"
@@ -199,7 +197,7 @@ def test_prepare_copies_server_and_matching_stub(tmp_path: Path) -> None:
     prepared = prepare_server_dir(dist, cache)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert prepared == cache / f"triton-9.9.9-py{version}"
-    assert (prepared / "backends" / "python" / launcher.STUB_NAME).read_text() == version
+    assert (prepared / "backends" / "python" / triton_files.STUB_NAME).read_text() == version
     assert (prepared / "backends" / "python" / "libtriton_python.so").is_file()
     assert not (prepared / "python_backend_stubs").exists()
     # A second call reuses the folder as is.
@@ -232,7 +230,7 @@ def test_prepare_concurrently(tmp_path: Path) -> None:
     assert not errors
     assert len(set(results)) == 1
     assert sorted(p.name for p in cache.iterdir()) == [results[0].name]  # no temp leftovers
-    assert launcher._is_prepared(results[0])
+    assert triton_files._is_prepared(results[0])
 
 
 def test_prepare_replaces_broken_leftover(tmp_path: Path) -> None:
@@ -243,7 +241,7 @@ def test_prepare_replaces_broken_leftover(tmp_path: Path) -> None:
     (leftover / "bin").mkdir(parents=True)  # half a copy, no marker
     prepared = prepare_server_dir(dist, cache)
     assert prepared == leftover
-    assert launcher._is_prepared(prepared)
+    assert triton_files._is_prepared(prepared)
     assert sorted(p.name for p in cache.iterdir()) == [prepared.name]
 
 
@@ -311,7 +309,7 @@ def test_failure_message_falls_back_to_log_tail(repo: Path) -> None:
 
 def test_serve_reports_bad_repository(tmp_path: Path) -> None:
     with pytest.raises(LauncherError, match="does not exist"):
-        launcher.serve(tmp_path / "nope", *free_ports(3))
+        serve_command.serve(tmp_path / "nope", *free_ports(3))
 
 
 # -- the record beside the log -----------------------------------------------------------------

@@ -282,7 +282,7 @@ def run_layers(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from gradcam_server.first_start import export_missing
-    from gradcam_server.launcher import serve
+    from gradcam_server.serve_command import serve
 
     if args.export_missing:
         export_missing(Path(args.repository), args.export_missing, args.export_args)

@@ -1,72 +1,60 @@
 """Run the Triton Inference Server bundled in the `nvidia-pytriton` wheel on a model repository.
 
-The wheel ships `pytriton/tritonserver/` (the `tritonserver` binary, the python backend and one
-backend stub per Python version) and its shared libraries in `nvidia_pytriton.libs/`. To serve an
-ordinary model repository with it we:
+`TritonServer` is the programmatic handle (a context manager). It starts `tritonserver` from the
+copy `gradcam_server.triton_files` prepares, with `LD_LIBRARY_PATH` = the wheel's libraries + the
+folder holding `libpython3.X.so.1.0`, and `PATH` starting with this environment's `bin` (the stub
+follows `PATH` to find `python3` and therefore this environment's site-packages). It
 
-* copy `tritonserver/` once into a cache folder and put the stub matching the running Python at
-  `backends/python/triton_python_backend_stub` (done in a temporary folder, then renamed, so two
-  processes preparing at once do not see half-copied files);
-* start `tritonserver` with `LD_LIBRARY_PATH` = the wheel's libraries + the folder holding
-  `libpython3.X.so.1.0`, and `PATH` starting with this environment's `bin` (the stub follows `PATH`
-  to find `python3` and therefore this environment's site-packages);
-* run it under a supervisor (`gradcam_server.supervisor`) that leads its process group, so
+* runs it under a supervisor (`gradcam_server.supervisor`) that leads its process group, so
   that neither tritonserver nor the backend stubs it forks (one per model instance) outlive the
   launcher, whatever ends it, and the stubs end with tritonserver;
-* leave a record beside the log (`gradcam_server.pidfile`), so that a later start on the same
+* leaves a record beside the log (`gradcam_server.pidfile`), so that a later start on the same
   ports names the running server and how to stop it.
 
-`TritonServer` is the programmatic handle (a context manager); `serve()` is the foreground command
-used by `gradcam-server serve`.
+The foreground command `gradcam-server serve` is `gradcam_server.serve_command`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import http.client
-import importlib.metadata
-import importlib.util
 import json
 import os
 import re
 import secrets
 import shlex
-import shutil
-import signal
 import socket
 import sys
-import sysconfig
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from gradcam_server import pidfile
+from gradcam_server.errors import LauncherError
 from gradcam_server.supervisor import Supervised, group_pids, spawn
+from gradcam_server.triton_files import (
+    STUB_NAME,
+    TritonDistribution,
+    find_libpython,
+    find_triton_distribution,
+    prepare_server_dir,
+)
 
 __all__ = [
     "LauncherError",
-    "TritonDistribution",
     "TritonServer",
     "TritonUrls",
     "check_ports_free",
-    "find_libpython",
     "find_models",
-    "find_triton_distribution",
-    "prepare_server_dir",
-    "serve",
     "summarize_log_errors",
 ]
 
-STUB_NAME = "triton_python_backend_stub"
-_MARKER = ".prepared.json"
 _LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
 _GLOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [^\]]*\] ?(.*)$")
 # Error-level lines Triton prints on every CPU-only start; they are not the reason for a failure.
@@ -81,13 +69,6 @@ ADMIN_HEADER = "admin-key"
 # stay open: clients use them.
 RESTRICTED_APIS = ("shared-memory", "trace", "logging")
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
-# After a closed terminal's SIGHUP nobody waits for a clean stop: Triton gets this long to end,
-# then its group is killed (the launcher removes the stubs' shared memory itself).
-HANGUP_STOP_SECONDS = 2.0
-
-
-class LauncherError(Exception):
-    """A problem starting or running Triton, with a message meant for the user (no traceback)."""
 
 
 @dataclass(frozen=True)
@@ -102,154 +83,6 @@ class TritonUrls:
     def http_hostport(self) -> str:
         """The HTTP endpoint without scheme ("localhost:8000"), as tritonclient.http expects."""
         return self.http.removeprefix("http://")
-
-
-@dataclass(frozen=True)
-class TritonDistribution:
-    """The Triton files inside an installed nvidia-pytriton wheel."""
-
-    version: str  # version of the nvidia-pytriton package
-    server_dir: Path  # .../pytriton/tritonserver
-    libs_dir: Path  # .../nvidia_pytriton.libs
-
-    def stub_path(self, python_version: str) -> Path:
-        """The python backend stub built for `python_version` ("3.11")."""
-        return self.server_dir / "python_backend_stubs" / python_version / STUB_NAME
-
-
-def _python_version() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def find_triton_distribution() -> TritonDistribution:
-    """Locate the Triton server shipped by nvidia-pytriton in this environment."""
-    spec = importlib.util.find_spec("pytriton")
-    hint = f"install it into this environment ({sys.prefix}): pip install nvidia-pytriton"
-    if spec is None or not spec.submodule_search_locations:
-        raise LauncherError(f"nvidia-pytriton is not installed; {hint}")
-    package_dir = Path(next(iter(spec.submodule_search_locations)))
-    server_dir = package_dir / "tritonserver"
-    if not (server_dir / "bin" / "tritonserver").is_file():
-        raise LauncherError(
-            f"nvidia-pytriton at {package_dir} has no bundled server "
-            f"({server_dir / 'bin' / 'tritonserver'} is missing); {hint}"
-        )
-    libs_dir = package_dir.parent / "nvidia_pytriton.libs"
-    if not libs_dir.is_dir():  # an editable (source) install keeps them here
-        libs_dir = server_dir / "external_libs"
-    try:
-        version = importlib.metadata.version("nvidia-pytriton")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return TritonDistribution(version=version, server_dir=server_dir, libs_dir=libs_dir)
-
-
-def find_libpython() -> Path:
-    """Return the folder holding the shared libpython the backend stub links against.
-
-    Searched: `$GRADCAM_LIBPYTHON_DIR`, sysconfig LIBDIR, `<base prefix>/lib` and `/lib64`,
-    for sysconfig INSTSONAME / LDLIBRARY / `libpython3.X.so.1.0`.
-    """
-    version = _python_version()
-    names = [f"libpython{version}.so.1.0"]
-    for var in ("INSTSONAME", "LDLIBRARY"):
-        value = sysconfig.get_config_var(var)
-        if value and ".so" in value and value not in names:
-            names.append(value)
-    dirs: list[Path] = []
-    override = os.environ.get("GRADCAM_LIBPYTHON_DIR")
-    if override:
-        dirs.append(Path(override))
-    libdir = sysconfig.get_config_var("LIBDIR")
-    if libdir:
-        dirs.append(Path(libdir))
-    for prefix in (sys.base_prefix, sys.base_exec_prefix):
-        dirs += [Path(prefix) / "lib", Path(prefix) / "lib64"]
-    searched: list[Path] = []
-    for directory in dirs:
-        if directory in searched:
-            continue
-        searched.append(directory)
-        if any((directory / name).exists() for name in names):
-            return directory
-    raise LauncherError(
-        f"cannot find the shared Python library ({' or '.join(names)}) needed by Triton's python "
-        f"backend; searched {', '.join(map(str, searched))}. Use a Python built with "
-        "--enable-shared, or set GRADCAM_LIBPYTHON_DIR to the folder holding it"
-    )
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gradcam-server"
-
-
-def _is_prepared(path: Path) -> bool:
-    return (
-        (path / _MARKER).is_file()
-        and (path / "bin" / "tritonserver").is_file()
-        and (path / "backends" / "python" / STUB_NAME).is_file()
-    )
-
-
-def prepare_server_dir(
-    dist: TritonDistribution | None = None, cache_root: Path | None = None
-) -> Path:
-    """Return a ready-to-run copy of the bundled server, preparing it on first use.
-
-    The copy lives in `<cache_root>/triton-<version>-py<X.Y>` (default cache root:
-    `$XDG_CACHE_HOME/gradcam-server`, falling back to the temp folder if that is not writable).
-    """
-    dist = dist or find_triton_distribution()
-    python_version = _python_version()
-    stub = dist.stub_path(python_version)
-    if not stub.is_file():
-        available = sorted(p.name for p in stub.parent.parent.glob("*") if p.is_dir())
-        raise LauncherError(
-            f"nvidia-pytriton {dist.version} has no python backend stub for Python "
-            f"{python_version} ({stub} is missing; available: {', '.join(available) or 'none'})"
-        )
-    roots = [cache_root] if cache_root else [_cache_root(), Path(tempfile.gettempdir())]
-    last_error: OSError | None = None
-    for root in roots:
-        try:
-            return _prepare_in(root, dist, stub, python_version)
-        except OSError as error:
-            last_error = error
-    raise LauncherError(f"cannot prepare the Triton server folder: {last_error}")
-
-
-def _prepare_in(root: Path, dist: TritonDistribution, stub: Path, python_version: str) -> Path:
-    final = root / f"triton-{dist.version}-py{python_version}"
-    if _is_prepared(final):
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
-    try:
-        shutil.copytree(
-            dist.server_dir,
-            tmp,
-            dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns("python_backend_stubs", STUB_NAME, "__pycache__"),
-        )
-        shutil.copy2(stub, tmp / "backends" / "python" / STUB_NAME)
-        marker = {"source": str(dist.server_dir), "version": dist.version, "python": python_version}
-        (tmp / _MARKER).write_text(json.dumps(marker))
-        tmp.chmod(0o755)
-        try:
-            os.rename(tmp, final)
-        except OSError as error:
-            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            if _is_prepared(final):  # another process won the race: use its copy
-                return final
-            stale = final.with_name(f".{final.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
-            os.rename(final, stale)  # a broken leftover: move it aside, then retry once
-            shutil.rmtree(stale, ignore_errors=True)
-            os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def find_models(repository: Path) -> list[str]:
@@ -684,133 +517,3 @@ def hide_secrets(command: Sequence[str]) -> str:
             arg = arg.rsplit("=", 1)[0] + "=***"
         shown.append(arg)
     return shlex.join(shown)
-
-
-def _follow_log(path: Path, out: IO[str], stop: threading.Event) -> None:
-    """Copy what is appended to the log file `path` to `out` (for `docker logs`) until `stop`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
-    with path.open("rb") as log:
-        log.seek(0, os.SEEK_END)
-        while True:
-            stopping = stop.wait(0.5)
-            chunk = log.read()
-            if chunk:
-                out.write(chunk.decode(errors="replace"))
-                out.flush()
-            if stopping:
-                return
-
-
-def _print_banner(server: TritonServer, out: IO[str]) -> None:
-    try:
-        version = server.server_metadata().get("version", "?")
-        models = server.model_index()
-    except (OSError, ValueError) as error:
-        version, models = "?", []
-        print(f"(cannot list models: {error})", file=out)
-    urls = server.urls
-    print(f"Triton {version} is ready (pid {server.pid}), serving {server.repository}", file=out)
-    print(f"  gRPC:    {urls.grpc}", file=out)
-    print(f"  HTTP:    {urls.http}", file=out)
-    print(f"  metrics: {urls.metrics}", file=out)
-    print(f"  log:     {server.log_path}", file=out)
-    print("Models:", file=out)
-    for model in models:
-        line = f"  {model.get('name')} (version {model.get('version', '-')}): {model.get('state')}"
-        if model.get("reason"):
-            line += f" - {model['reason']}"
-        print(line, file=out)
-    if not models:
-        print("  (none)", file=out)
-    print("Press Ctrl-C to stop.", file=out, flush=True)
-
-
-def serve(
-    repository: str | os.PathLike[str],
-    grpc_port: int = 8001,
-    http_port: int = 8000,
-    metrics_port: int = 8002,
-    log_verbose: int = 0,
-    *,
-    address: str = "0.0.0.0",
-    admin_key: str | None = None,
-    restricted_apis: Sequence[str] = RESTRICTED_APIS,
-    extra_args: Sequence[str] = (),
-    log_path: str | os.PathLike[str] | None = None,
-    echo_log: bool = False,
-    ready_timeout: float = 300.0,
-    out: IO[str] | None = None,
-) -> int:
-    """Serve a repository in the foreground until Ctrl-C (SIGINT), SIGTERM or SIGHUP.
-
-    Triton listens on `address`; the admin APIs `restricted_apis` need the header
-    `admin-key: ADMIN_KEY` (closed to everyone without a key) unless `extra_args` hold
-    restricted-API flags of their own. `echo_log` copies Triton's log to `out` as it comes.
-    Prints the endpoints and the models with their state once ready. Returns 0 after a clean
-    stop; raises LauncherError if Triton cannot start or dies on its own. A second Ctrl-C while
-    stopping kills Triton at once.
-    """
-    out = out or sys.stdout
-    own_restrictions = any("-restricted-" in arg for arg in extra_args)
-    security = [] if own_restrictions else admin_flags(admin_key, restricted_apis)
-    server = TritonServer(
-        repository,
-        grpc_port=grpc_port,
-        http_port=http_port,
-        metrics_port=metrics_port,
-        address=address,
-        extra_args=[*security, *extra_args],
-        log_verbose=log_verbose,
-        log_path=log_path,
-    )
-    if security:
-        state = "need the header admin-key" if admin_key else "are closed (no admin key given)"
-        print(f"Admin APIs {', '.join(restricted_apis)} {state}.", file=out, flush=True)
-    stop_requested = threading.Event()
-    hung_up = threading.Event()
-    stop_echo = threading.Event()
-    echo = threading.Thread(target=_follow_log, args=(server.log_path, out, stop_echo), daemon=True)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if stop_requested.is_set() and server.group is not None:
-            with contextlib.suppress(OSError):
-                os.killpg(server.group, signal.SIGKILL)
-            return
-        if signum == signal.SIGHUP:
-            hung_up.set()
-        stop_requested.set()
-
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        # A closed terminal's SIGHUP stops Triton like Ctrl-C; should the launcher die anyway
-        # (SIGKILL), Triton's supervisor stops it.
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            previous[signum] = signal.signal(signum, on_signal)
-    try:
-        if echo_log:
-            echo.start()
-        server.start()
-        print(
-            f"Started Triton (pid {server.pid}) on {server.repository}; loading models ...",
-            file=out,
-            flush=True,
-        )
-        try:
-            if server.wait_ready(ready_timeout, cancel=stop_requested.is_set):
-                _print_banner(server, out)
-                while not stop_requested.wait(0.5):
-                    if server._has_exited():
-                        server._finish()
-                        raise LauncherError(server._failure_message("exited unexpectedly"))
-            print("Stopping Triton ...", file=out, flush=True)
-        finally:
-            code = server.stop(HANGUP_STOP_SECONDS if hung_up.is_set() else 30.0)
-        print(f"Triton stopped (exit code {code}).", file=out, flush=True)
-        return 0
-    finally:
-        stop_echo.set()
-        if echo.is_alive():
-            echo.join()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
