@@ -8,7 +8,7 @@ Exports into a temporary model repository
   values, cascading from the logits downwards (model-randomisation test of Adebayo et al.,
   "Sanity Checks for Saliency Maps", 2018);
 
-starts Triton on free ports and measures, with `gradcam_client.quality`:
+starts Triton on free ports and measures, with `map_quality`:
 
 1. faithfulness: deletion and insertion AUC (Petsiuk et al. 2018; pixels replaced by / revealed
    from a blurred copy) on the hand-labelled photos (tests/data/boxes.json) and on frames of a
@@ -50,7 +50,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gradcam_client import quality
+import map_quality as quality
+
 from gradcam_client.contract import METHODS
 from gradcam_client.normalize import DEFAULT_DECAY
 from gradcam_client.samples import pan_zoom_frames, photo

@@ -35,10 +35,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import benchlib
+import map_quality as quality
 from benchlib import log
 from explanation_quality import Case, labelled_cases
 
-from gradcam_client import quality
 from gradcam_client.compose import overlay
 from gradcam_client.contract import METHODS
 from gradcam_client.normalize import normalize_map

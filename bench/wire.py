@@ -123,9 +123,9 @@ def correlations() -> dict[str, dict[str, float]]:
     """Grad-CAM map correlation, JPEG q95 frames against raw frames (same explained class)."""
     import cv2
     import tensorflow as tf
+    from map_quality import pearson
 
     from gradcam_client import contract
-    from gradcam_client.quality import pearson
     from gradcam_client.samples import PHOTOS, photo
     from gradcam_client.wire import Wire
     from gradcam_server import model_sources

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import cv2
+import map_quality as quality
 import numpy as np
 import pytest
 from served_models import EFFNET
 
-from gradcam_client import quality
 from gradcam_client.samples import photo
 from gradcam_client.triton import GradcamServer
 

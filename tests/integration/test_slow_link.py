@@ -18,10 +18,10 @@ import pytest
 import slow_link
 import wire_client
 from client_runs import read_jsonl
+from map_quality import pearson
 from media import write_clip
 from served_models import EFFNET, SMALL_224, export_small_224
 
-from gradcam_client.quality import pearson
 from gradcam_client.video_io import read_timestamps
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from map_quality import pearson
 from served_models import EFFNET, TINY
 from tritonclient.utils import InferenceServerException
 
 from gradcam_client import contract
-from gradcam_client.quality import pearson
 from gradcam_client.samples import PHOTOS, pan_zoom_frames, photo
 from gradcam_client.triton import GradcamServer
 from gradcam_client.wire import Wire

@@ -1,9 +1,10 @@
-"""Normalisation scopes, temporal smoothing and the flicker metric."""
+"""Normalisation scopes and temporal smoothing (measured with the flicker metric of bench/)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from map_quality import flicker, normalize_sequence
 
 from gradcam_client.normalize import (
     Normalizer,
@@ -11,10 +12,8 @@ from gradcam_client.normalize import (
     TemporalSmoother,
     clip_maximum,
     decay_for_half_life,
-    flicker,
     map_peak,
     normalize_map,
-    normalize_sequence,
 )
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import map_quality as quality
 import numpy as np
 import pytest
 
-from gradcam_client import quality
 from gradcam_client.normalize import TemporalSmoother
 
 SIZE = 64

@@ -19,7 +19,7 @@ Localisation against a hand-labelled box: `energy_in_box` and the pointing game
 (Spearman) between the map of the trained model and that of a copy with re-initialised
 layers; a map that depends on the learned weights correlates weakly.
 
-Video steadiness: `flicker` (from `gradcam_client.normalize`) of normalised maps, the tutorial
+Video steadiness: `flicker` of normalised maps (`normalize_sequence` for a whole clip), the tutorial
 baseline `minmax_normalize` (per-frame ``(m - min) / (max - min + eps)``), and the drift that
 temporal smoothing introduces: `frame_correlation` (mean per-frame Pearson correlation with the
 unsmoothed maps) and `lag_frames` (the delay of the map-centroid trajectory, in frames).
@@ -41,10 +41,10 @@ import numpy as np
 from gradcam_client.normalize import (
     DEFAULT_DECAY,
     EPS,
+    Normalizer,
     Scope,
     TemporalSmoother,
-    flicker,
-    normalize_sequence,
+    clip_maximum,
 )
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "insertion_curve",
     "lag_frames",
     "minmax_normalize",
+    "normalize_sequence",
     "normalized_sequence",
     "pearson",
     "perturbed_frames",
@@ -538,3 +539,50 @@ def temporal_report(
         if smoothing > 0
         else 0.0,
     )
+
+
+def normalize_sequence(
+    maps: Iterable[np.ndarray],
+    scope: Scope | str = Scope.FRAME,
+    *,
+    smoothing: float = 0.0,
+    maximum: float | np.ndarray | None = None,
+    decay: float = DEFAULT_DECAY,
+    percentile: float = 100.0,
+    eps: float = EPS,
+) -> list[np.ndarray]:
+    """Smooth (EMA, ``smoothing`` alpha) then normalise a whole sequence of raw maps.
+
+    For the ``clip`` scope without ``maximum`` the clip maximum is computed over the smoothed
+    maps (with ``percentile``) before normalising: a two-pass convenience for whole clips.
+    """
+    scope = Scope.parse(scope)
+    smoother = TemporalSmoother(smoothing)
+    smoothed = [smoother(cam) for cam in maps]
+    if not smoothed:
+        return []
+    if scope is Scope.CLIP and maximum is None:
+        maximum = clip_maximum(smoothed, percentile)
+    normalizer = Normalizer(scope, maximum=maximum, decay=decay, eps=eps)
+    return [normalizer(cam) for cam in smoothed]
+
+
+def flicker(maps: Iterable[np.ndarray]) -> float:
+    """Mean absolute frame-to-frame change of a sequence of normalised maps.
+
+    The mean over consecutive pairs of ``mean(|m_t - m_(t-1)|)``; in [0, 1] for maps in [0, 1].
+    0 for fewer than two frames. Streams (keeps one previous map); a stacked ``(T, h, w)``
+    array works too. Raises ValueError if the map shape changes.
+    """
+    total = 0.0
+    pairs = 0
+    previous: np.ndarray | None = None
+    for cam in maps:
+        current = np.asarray(cam, dtype=np.float64)
+        if previous is not None:
+            if current.shape != previous.shape:
+                raise ValueError(f"map shape changed: {previous.shape} -> {current.shape}")
+            total += float(np.mean(np.abs(current - previous)))
+            pairs += 1
+        previous = current
+    return total / pairs if pairs else 0.0
