@@ -103,6 +103,12 @@ class CameraFeed:
             return self._run
 
     @property
+    def connected(self) -> bool:
+        """A camera is connected (its run going on, or refused)."""
+        with self._lock:
+            return self._live
+
+    @property
     def refused(self) -> bool:
         """The last start found every camera slot of the dashboard taken."""
         with self._lock:
@@ -233,11 +239,15 @@ def camera_ui(
         run_factory(config, folder, server, request) if request is not None else None
     )
     slots = camera_slots(config.max_cameras)
-    if request is None:
+    if request is None and not session_feed.connected:
         st.caption("The camera can start once the server answers and the settings are chosen.")
+        ended_ui_of(session_feed)
+        return
     st.caption(
-        "Start asks your browser for the camera; its frames go to this dashboard and come "
-        "back with the heat map. Frames that arrive while the server is busy are skipped."
+        "Start camera asks your browser for the camera (refused, it says NotAllowedError: "
+        "allow this page to use the camera in the address bar, then start again). Its frames "
+        "go to this dashboard and come back with the heat map; frames that arrive while the "
+        "server is busy are skipped."
     )
     context = webrtc_streamer(
         key="camera",
@@ -248,20 +258,25 @@ def camera_ui(
         on_video_ended=session_feed.on_ended,
         async_processing=True,
         sendback_audio=False,
-        desired_playing_state=None if request is not None else False,
         video_html_attrs={"autoPlay": True, "muted": True, "style": {"width": "100%"}},
         translations={"start": "Start camera", "stop": "Stop"},
     )
     if context.state.playing:
         status_fragment(config.max_cameras, touch)
         return
-    run = session_feed.run
-    if run is not None:
-        session_feed.stop()
-        run.wait(FINISH_WAIT_S)
-        ended_ui(run)
-    elif slots.running >= slots.limit:
+    if not ended_ui_of(session_feed) and slots.running >= slots.limit:
         cap_warning(config.max_cameras)
+
+
+def ended_ui_of(session_feed: CameraFeed) -> bool:
+    """The last run's end and files, once it has closed them; whether there was one."""
+    run = session_feed.run
+    if run is None:
+        return False
+    session_feed.stop()
+    run.wait(FINISH_WAIT_S)
+    ended_ui(run)
+    return True
 
 
 def cap_warning(limit: int) -> None:
@@ -301,7 +316,11 @@ def status_ui(view: CameraView) -> None:
     """One line: starting, what the camera shows, the server not answering, or the end."""
     with st.container(key="camera-status"):
         if view.phase == "failed":
-            st.error(f"**The camera run stopped:** {view.error}", icon=":material/error:")
+            st.error(
+                f"**The camera run stopped:** {view.error}. Stop the camera for what was "
+                "recorded so far.",
+                icon=":material/error:",
+            )
         elif view.outage is not None:
             st.warning(f"**Not explained:** {view.outage}", icon=":material/cloud_off:")
         elif view.phase == "ended":
