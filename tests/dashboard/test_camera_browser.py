@@ -354,6 +354,13 @@ def test_two_cameras_over_the_cap_and_a_closed_tab_cleans_up(browser, camera_das
         refused.wait_for()
         assert "already explains 1 camera(s)" in refused.inner_text()
         screenshot(other, "22-camera-refused")
+        # started anyway: the camera connects, but no run is made for it and the line stays
+        start_camera(other)
+        other.get_by_text("Waiting for the camera...").or_(refused).first.wait_for()
+        other.wait_for_timeout(3000)
+        assert "already explains 1 camera(s)" in refused.inner_text()
+        assert other.locator(".st-key-camera-stats").count() == 0
+        stop_camera(other)
         # the first tab closes mid-run: the dashboard ends its run and keeps its files
         before = set(sessions.glob("*/camera-*"))
         first.close()
