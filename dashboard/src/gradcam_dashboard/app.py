@@ -22,7 +22,7 @@ import streamlit as st
 from gradcam_client.compose import COLORMAPS
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
-from gradcam_dashboard import charts, jobs, live_view, media, metrics, servers
+from gradcam_dashboard import camera_view, charts, jobs, live_view, media, metrics, servers
 from gradcam_dashboard.config import DashboardConfig, LiveSourceChoice, ServerChoice
 from gradcam_dashboard.jobs import RunOutput, RunRequest
 from gradcam_dashboard.preview import Preview
@@ -117,6 +117,7 @@ def forget_files(folder: Path) -> None:
     if run is not None:
         run.stop()
     live_view.discard()
+    camera_view.discard()
     current: InputFile | None = state.get("input")
     if current is not None and current.preview is not None:
         current.preview.cancel()
@@ -399,25 +400,38 @@ def sample_input(config: DashboardConfig, folder: Path) -> InputFile:
     return checked(config, key, f"{name}.mp4", path)
 
 
-SOURCE_KINDS = {"upload": "Upload a file", "sample": "Sample clip", "live": "Live"}
+SOURCE_KINDS = {
+    "upload": "Upload a file",
+    "sample": "Sample clip",
+    "live": "Live",
+    "camera": "Camera",
+}
+LIVE_KINDS = ("live", "camera")  # sources that play as they come (no whole clip)
 
 
 def input_ui(config: DashboardConfig, folder: Path) -> InputFile | LiveSourceChoice | None:
     """Choose the input: an upload, a sample clip or a live source; shows it, or why it
     cannot be used. Changing between files and live drops what the other made."""
     st.subheader("1 · Input")
+    kinds = [kind for kind in SOURCE_KINDS if config.camera or kind != "camera"]
     kind = st.radio(
         "Source",
-        list(SOURCE_KINDS),
+        kinds,
         format_func=SOURCE_KINDS.get,
         horizontal=True,
         key="source",
         label_visibility="collapsed",
     )
-    if kind == "live":
+    if kind in LIVE_KINDS:
         state = st.session_state
         if state.get("input") is not None or {"active_run", "result", "failed"} & set(state):
             new_input(config, folder)
+    if kind != "camera":
+        camera_view.discard()
+    if kind == "camera":
+        live_view.discard()
+        return None
+    if kind == "live":
         return live_view.source_ui(config)
     live_view.discard()
     chosen = upload_input(config, folder) if kind == "upload" else sample_input(config, folder)
@@ -775,7 +789,12 @@ def main() -> None:
     st.caption("Where does the model look? Heat maps over every frame of a video or an image.")
     choice, status = server_ui(config)
     source = input_ui(config, folder)
-    if isinstance(source, LiveSourceChoice) or st.session_state.get("source") == "live":
+    kind = st.session_state.get("source")
+    if kind == "camera":
+        request = settings_ui(status, live=True)
+        touch = functools.partial(folders(config).touch, folder)
+        camera_view.camera_ui(config, folder, choice, request, touch)
+    elif isinstance(source, LiveSourceChoice) or kind == "live":
         live_source = source if isinstance(source, LiveSourceChoice) else None
         request = settings_ui(status, live=True)
         touch = functools.partial(folders(config).touch, folder)

@@ -42,6 +42,16 @@ Live sources (the page's Live mode; without any, the mode says how to add them):
 - ``GRADCAM_MAX_LIVE_JOBS``: live runs this dashboard keeps going at once (default 2);
 - ``GRADCAM_LIVE_RECORDING_MB``: a live run stops once its recording and predictions hold
   this many MB (default 200; the files are kept).
+
+The visitor's own camera (the page's Camera mode, over WebRTC; also within the limits above):
+
+- ``GRADCAM_CAMERA``: ``0`` turns the Camera mode off (default on);
+- ``GRADCAM_MAX_CAMERAS``: cameras this dashboard explains at once, over all visitors
+  (default 2);
+- ``GRADCAM_CAMERA_ICE_SERVERS``: the STUN/TURN servers of both ends, as the JSON list of
+  WebRTC's ``iceServers`` (default none: browser and dashboard must reach each other directly);
+- ``GRADCAM_CAMERA_ADDRESSES``: the addresses of this machine the dashboard offers browsers for
+  the camera's media (separated by spaces, ``,`` or ``;``; default all but loopback).
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from gradcam_client.live_source import is_live_address
 from gradcam_client.source_guard import Network, SourceGuard, parse_networks
 from gradcam_client.triton import Connection
 from gradcam_client.wire import WIRE_CHOICES
+from gradcam_dashboard.webrtc_network import IceServer, parse_addresses, parse_ice_servers
 
 ENV_URL = "GRADCAM_URL"
 ENV_METRICS_URL = "GRADCAM_METRICS_URL"
@@ -81,6 +92,10 @@ ENV_MAX_LIVE_JOBS = "GRADCAM_MAX_LIVE_JOBS"
 ENV_ALLOW_SOURCE_NETWORKS = "GRADCAM_ALLOW_SOURCE_NETWORKS"
 ENV_MAX_FPS = "GRADCAM_MAX_FPS"
 ENV_LIVE_RECORDING_MB = "GRADCAM_LIVE_RECORDING_MB"
+ENV_CAMERA = "GRADCAM_CAMERA"
+ENV_MAX_CAMERAS = "GRADCAM_MAX_CAMERAS"
+ENV_CAMERA_ICE_SERVERS = "GRADCAM_CAMERA_ICE_SERVERS"
+ENV_CAMERA_ADDRESSES = "GRADCAM_CAMERA_ADDRESSES"
 
 DEFAULT_URL = "localhost:8001"
 DEFAULT_WIRE = "auto"
@@ -97,6 +112,7 @@ DEFAULT_RETRY_S = 20.0
 DEFAULT_MAX_LIVE_JOBS = 2
 DEFAULT_MAX_FPS = 60.0
 DEFAULT_LIVE_RECORDING_MB = 200.0
+DEFAULT_MAX_CAMERAS = 2
 ANY_SOURCE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
 """What a visitor may type when the operator allows any source: streams the page pulls from a
 server (never files, cameras, or addresses that make the dashboard listen, like udp://)."""
@@ -105,9 +121,10 @@ CAMERA_NAME = re.compile(r"/dev/video\d+")
 """An operator's camera, accepted by name although it may be plugged in only later."""
 
 
-def env_flag(env: Mapping[str, str], name: str) -> bool:
-    """Whether an on/off environment setting is on (1, true, yes or on)."""
-    return env.get(name, "").strip().lower() in TRUE_WORDS
+def env_flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """Whether an on/off environment setting is on (1, true, yes or on; `default` unset)."""
+    text = env.get(name, "").strip().lower()
+    return text in TRUE_WORDS if text else default
 
 
 def split_host_port(url: str) -> tuple[str, int | None]:
@@ -288,6 +305,20 @@ def _networks(env: Mapping[str, str]) -> tuple[Network, ...]:
         raise ValueError(f"{ENV_ALLOW_SOURCE_NETWORKS}: {error}") from None
 
 
+def _ice_servers(env: Mapping[str, str]) -> tuple[IceServer, ...]:
+    try:
+        return parse_ice_servers(env.get(ENV_CAMERA_ICE_SERVERS, ""))
+    except ValueError as error:
+        raise ValueError(f"{ENV_CAMERA_ICE_SERVERS}: {error}") from None
+
+
+def _addresses(env: Mapping[str, str]) -> tuple[str, ...]:
+    try:
+        return parse_addresses(env.get(ENV_CAMERA_ADDRESSES, ""))
+    except ValueError as error:
+        raise ValueError(f"{ENV_CAMERA_ADDRESSES}: {error}") from None
+
+
 def _wire(env: Mapping[str, str]) -> str:
     text = env.get(ENV_WIRE, "").strip().lower() or DEFAULT_WIRE
     if text not in WIRE_CHOICES:
@@ -324,6 +355,10 @@ class DashboardConfig:
     allowed_source_networks: tuple[Network, ...] = ()
     max_live_jobs: int = DEFAULT_MAX_LIVE_JOBS
     live_recording_mb: float = DEFAULT_LIVE_RECORDING_MB
+    camera: bool = True
+    max_cameras: int = DEFAULT_MAX_CAMERAS
+    camera_ice_servers: tuple[IceServer, ...] = ()
+    camera_addresses: tuple[str, ...] = ()  # empty: all of this machine's but loopback
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardConfig:
@@ -354,6 +389,10 @@ class DashboardConfig:
             allowed_source_networks=_networks(env),
             max_live_jobs=int(_number(env, ENV_MAX_LIVE_JOBS, DEFAULT_MAX_LIVE_JOBS)),
             live_recording_mb=_number(env, ENV_LIVE_RECORDING_MB, DEFAULT_LIVE_RECORDING_MB),
+            camera=env_flag(env, ENV_CAMERA, default=True),
+            max_cameras=int(_number(env, ENV_MAX_CAMERAS, DEFAULT_MAX_CAMERAS)),
+            camera_ice_servers=_ice_servers(env),
+            camera_addresses=_addresses(env),
         )
 
     @property

@@ -123,6 +123,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(env.get(config.ENV_MAX_LIVE_JOBS) or config.DEFAULT_MAX_LIVE_JOBS),
         help=f"live runs going at once, over all visitors (env {config.ENV_MAX_LIVE_JOBS})",
     )
+    camera = parser.add_argument_group(
+        "camera", "the page's Camera mode: each visitor's own camera over WebRTC"
+    )
+    camera.add_argument(
+        "--no-camera",
+        dest="camera",
+        action="store_false",
+        default=config.env_flag(env, config.ENV_CAMERA, default=True),
+        help=f"turn the Camera mode off (env {config.ENV_CAMERA}=0)",
+    )
+    camera.add_argument(
+        "--max-cameras",
+        type=int,
+        default=int(env.get(config.ENV_MAX_CAMERAS) or config.DEFAULT_MAX_CAMERAS),
+        help=f"cameras explained at once, over all visitors (env {config.ENV_MAX_CAMERAS})",
+    )
+    camera.add_argument(
+        "--camera-ice-servers",
+        default=env.get(config.ENV_CAMERA_ICE_SERVERS, ""),
+        metavar="JSON",
+        help="STUN/TURN servers for browsers behind NAT, as WebRTC's iceServers list, e.g. "
+        '\'[{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}]\' '
+        f"(env {config.ENV_CAMERA_ICE_SERVERS}; default none)",
+    )
+    camera.add_argument(
+        "--camera-address",
+        action="append",
+        default=None,
+        metavar="IP",
+        help="an address of this machine offered to browsers for the camera's media; repeat "
+        f"for several (env {config.ENV_CAMERA_ADDRESSES}; default all but loopback)",
+    )
     limits = parser.add_argument_group("limits", "what a run accepts")
     limits.add_argument(
         "--max-seconds",
@@ -209,6 +241,11 @@ def build_environment(args: argparse.Namespace, base: dict[str, str] | None = No
     env[config.ENV_MAX_LIVE_JOBS] = str(args.max_live_jobs)
     env[config.ENV_MAX_FPS] = f"{args.max_fps:g}"
     env[config.ENV_LIVE_RECORDING_MB] = f"{args.live_recording_mb:g}"
+    env[config.ENV_CAMERA] = "1" if args.camera else "0"
+    env[config.ENV_MAX_CAMERAS] = str(args.max_cameras)
+    env[config.ENV_CAMERA_ICE_SERVERS] = args.camera_ice_servers
+    if args.camera_address:
+        env[config.ENV_CAMERA_ADDRESSES] = " ".join(args.camera_address)
     width, height = args.max_resolution
     env[config.ENV_MAX_SECONDS] = f"{args.max_seconds:g}"
     env[config.ENV_MAX_FRAMES] = str(args.max_frames)
@@ -225,10 +262,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     positive = (args.max_upload_mb, args.session_max_age_hours, args.max_seconds, args.max_fps)
-    if min(*positive, args.max_frames, args.max_live_jobs, args.live_recording_mb) <= 0:
+    counts = (args.max_frames, args.max_live_jobs, args.max_cameras)
+    if min(*positive, *counts, args.live_recording_mb) <= 0:
         parser.error(
             "--max-upload-mb, --session-max-age-hours, --max-seconds, --max-frames, "
-            "--max-fps, --max-live-jobs and --live-recording-mb must be positive"
+            "--max-fps, --max-live-jobs, --max-cameras and --live-recording-mb must be positive"
         )
     environment = build_environment(args)
     try:  # the page would fail for every visitor: say so now (TLS files, live sources, networks)
