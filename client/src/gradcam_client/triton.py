@@ -45,6 +45,7 @@ from gradcam_client.errors import (
     ServerUnavailable,
     TlsError,
 )
+from gradcam_client.model_ref import ModelRef
 from gradcam_client.wire import Wire
 
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
@@ -264,7 +265,7 @@ class GradcamServer:
     def __init__(
         self,
         urls: str | list[str],
-        model: str,
+        model: str | ModelRef,
         connection: Connection | None = None,
         retry: RetryPolicy | None = None,
         priority: int = 0,
@@ -273,7 +274,9 @@ class GradcamServer:
         top_k: int | None = None,
         on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> None:
-        """`max_in_flight` caps the inference requests this client has outstanding at once,
+        """`model` is ``NAME`` (its newest loaded version) or ``NAME:VERSION`` (`ModelRef`).
+
+        `max_in_flight` caps the inference requests this client has outstanding at once,
         over all the threads that share it (None: no cap beyond the adaptive window).
 
         `wire` is the form of the frames on the wire (default raw). With `top_k`, answers carry
@@ -284,7 +287,11 @@ class GradcamServer:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("give at least one server URL")
-        self.model = model
+        if isinstance(model, str):
+            model = ModelRef.parse(model) if model.strip() else ModelRef("")
+        self.ref = model
+        self.model = model.name
+        self.version = model.triton_version  # "" for the newest
         self.connection = connection or Connection()
         self.retry = retry or RetryPolicy()
         self.priority = priority
@@ -444,7 +451,7 @@ class GradcamServer:
             try:
                 config = self._with_retry(
                     f"reading model {self.model!r}",
-                    lambda client: client.get_model_config(self.model, as_json=True),
+                    lambda client: client.get_model_config(self.model, self.version, as_json=True),
                     model_call=True,
                 )
             except RequestRejected as error:
@@ -501,7 +508,7 @@ class GradcamServer:
     def is_ready(self) -> bool:
         """Whether every server answers and has the model ready (no retries)."""
         try:
-            return all(client.is_model_ready(self.model) for client in self._clients)
+            return all(client.is_model_ready(self.model, self.version) for client in self._clients)
         except InferenceServerException:
             return False
 
@@ -542,6 +549,7 @@ class GradcamServer:
             lambda client: client.infer(
                 self.model,
                 inputs,
+                model_version=self.version,
                 outputs=outputs,
                 priority=self.priority,
                 client_timeout=self.connection.request_timeout_s,
@@ -576,7 +584,8 @@ class GradcamServer:
     def statistics(self) -> list[dict[str, Any]]:
         """The model's inference statistics on each server (counts, queue and compute time)."""
         return [
-            client.get_inference_statistics(self.model, as_json=True) for client in self._clients
+            client.get_inference_statistics(self.model, self.version, as_json=True)
+            for client in self._clients
         ]
 
     def close(self) -> None:
