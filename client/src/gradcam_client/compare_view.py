@@ -2,11 +2,12 @@
 
 Each half is the frame with its side's heat map (smoothed and normalised like any heat-map
 video, `MapRenderer`), titled with the model (top-left) and labelled with its explained
-class (bottom-left); the right half also shows the frame's measures (top-right: map
-correlation, hottest-20 % IoU, distance). Below both runs the strip: one cell per frame of
-the clip, filled as the video plays, green where the models agree, amber where their hot
-regions overlap less than `DIFFER_IOU`, red where their top classes differ, with a white
-cursor at the current frame. Halves wider than `MAX_WIDTH` / 2 are scaled down.
+class (bottom-left). Below both, a caption line says whether the top classes agree and
+gives the frame's map measures (correlation, hottest-20 % IoU, distance), and under it runs
+the strip: one cell per frame of the clip, filled as the video plays, green where the models
+agree, amber where their hot regions overlap less than `DIFFER_IOU`, red where their top
+classes differ, with a white cursor at the current frame. Halves wider than `MAX_WIDTH` / 2
+are scaled down.
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ import cv2
 import numpy as np
 
 from gradcam_client.compare_results import FrameComparison
-from gradcam_client.compose import draw_label, pad_to_even
+from gradcam_client.compose import FONT, pad_to_even
 from gradcam_client.media_types import Frame
 from gradcam_client.pipeline import MapRenderer
 
 MAX_WIDTH = 3840
 """The widest comparison frame (both halves)."""
 
-STRIP_FRACTION = 0.05
+STRIP_FRACTION = 0.04
 """The strip's height relative to the frame's."""
+
+CAPTION_FRACTION = 0.07
+"""The caption line's height relative to the frame's."""
 
 AGREE = (40, 160, 70)
 MAPS_DIFFER = (240, 170, 0)
@@ -46,6 +50,10 @@ def strip_height(height: int) -> int:
     return max(6, round(height * STRIP_FRACTION))
 
 
+def caption_height(height: int) -> int:
+    return max(14, round(height * CAPTION_FRACTION))
+
+
 def state_colour(comparison: FrameComparison) -> tuple[int, int, int]:
     """The strip's colour for one frame."""
     if comparison.top1_agree is False:
@@ -53,9 +61,33 @@ def state_colour(comparison: FrameComparison) -> tuple[int, int, int]:
     return MAPS_DIFFER if comparison.differ else AGREE
 
 
-def measures_text(comparison: FrameComparison) -> str:
+def caption_text(comparison: FrameComparison) -> str:
+    """The caption of one frame: top-1 agreement and the map measures."""
+    top1 = {True: "same top class", False: "other top class", None: "no shared classes"}
     m = comparison.agreement
-    return f"r {m.correlation:.2f}  IoU {m.hot_iou:.2f}  d {m.distance:.3f}"
+    return (
+        f"{top1[comparison.top1_agree]}  |  maps: r {m.correlation:.2f}  "
+        f"IoU {m.hot_iou:.2f}  d {m.distance:.3f}"
+    )
+
+
+def caption(width: int, height: int, comparison: FrameComparison) -> np.ndarray:
+    """The caption line: a square in the frame's strip colour, then `caption_text`."""
+    band = np.zeros((height, width, 3), np.uint8)
+    pad = max(2, height // 5)
+    band[pad : height - pad, pad : height - pad] = state_colour(comparison)
+    text = caption_text(comparison)
+    scale = (height - 2 * pad) / 22.0
+    thickness = max(1, round(scale * 1.5))
+    room = width - height - pad
+    text_width = cv2.getTextSize(text, FONT, scale, thickness)[0][0]
+    if text_width > room:
+        scale *= room / text_width
+        thickness = max(1, round(scale * 1.5))
+    cv2.putText(
+        band, text, (height, height - pad), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA
+    )
+    return band
 
 
 class Timeline:
@@ -108,10 +140,10 @@ class PairRenderer:
         if image.shape[1::-1] != self.half:
             image = cv2.resize(image, self.half, interpolation=cv2.INTER_AREA)
         left = self.a.render(image, *explained_a)
-        right = draw_label(
-            self.b.render(image, *explained_b), measures_text(comparison), "top-right"
-        )
-        return pad_to_even(np.vstack([np.hstack([left, right]), self.timeline.mark(comparison)]))
+        right = self.b.render(image, *explained_b)
+        band = caption(2 * self.half[0], caption_height(self.half[1]), comparison)
+        strip = self.timeline.mark(comparison)
+        return pad_to_even(np.vstack([np.hstack([left, right]), band, strip]))
 
     def compose(
         self,

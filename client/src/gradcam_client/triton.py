@@ -438,19 +438,23 @@ class GradcamServer:
                 self.retried.unavailable += 1
 
     def _lists_model(self, client: grpcclient.InferenceServerClient) -> bool:
-        """Whether the server's repository has the model in any state (True if unsure)."""
+        """Whether the server's repository has the model (and the version asked for) in any
+        state (True if unsure)."""
         try:
             index = client.get_model_repository_index(as_json=True)
         except InferenceServerException:
             return True
-        return any(m.get("name") == self.model for m in index.get("models", []))
+        return any(
+            m.get("name") == self.model and self.version in ("", m.get("version"))
+            for m in index.get("models", [])
+        )
 
     def model_info(self) -> ModelInfo:
         """The model's metadata, read from the server's model config (cached)."""
         if self._info is None:
             try:
                 config = self._with_retry(
-                    f"reading model {self.model!r}",
+                    f"reading model {str(self.ref)!r}",
                     lambda client: client.get_model_config(self.model, self.version, as_json=True),
                     model_call=True,
                 )
@@ -490,20 +494,45 @@ class GradcamServer:
 
     def _unknown_model_message(self) -> str:
         try:
-            names = self.list_models()
+            index = self._with_retry(
+                "listing models", lambda client: client.get_model_repository_index(as_json=True)
+            )
         except ServerUnavailable:
-            names = []
+            index = {}
+        entries = index.get("models", [])
+        versions = sorted(
+            int(m["version"])
+            for m in entries
+            if m.get("name") == self.model and str(m.get("version", "")).isdigit()
+        )
+        if self.version and versions:
+            served = ", ".join(map(str, versions))
+            return (
+                f"the server has model {self.model!r} but not its version {self.version}; it "
+                f"serves version{'s' if len(versions) > 1 else ''} {served} (Triton loads the "
+                "versions its version policy names: gradcam-server export --version-policy all)"
+            )
+        names = sorted({m["name"] for m in entries if m.get("state", "READY") == "READY"})
         hosted = ", ".join(names) if names else "none"
-        return f"the server has no Grad-CAM model {self.model!r}; it hosts: {hosted}"
+        return f"the server has no Grad-CAM model {str(self.ref)!r}; it hosts: {hosted}"
 
     def list_models(self) -> list[str]:
         """Names of the ready models on the first server."""
+        return sorted(self.list_versions())
+
+    def list_versions(self) -> dict[str, list[int]]:
+        """The ready models on the first server, each with its ready versions (ascending)."""
         index = self._with_retry(
             "listing models", lambda client: client.get_model_repository_index(as_json=True)
         )
-        return sorted(
-            m["name"] for m in index.get("models", []) if m.get("state", "READY") == "READY"
-        )
+        versions: dict[str, list[int]] = {}
+        for m in index.get("models", []):
+            if m.get("state", "READY") == "READY":
+                number = str(m.get("version", ""))
+                versions.setdefault(m["name"], [])
+                if number.isdigit():
+                    versions[m["name"]].append(int(number))
+        return {name: sorted(numbers) for name, numbers in versions.items()}
 
     def is_ready(self) -> bool:
         """Whether every server answers and has the model ready (no retries)."""
