@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gradcam_client.errors import InputError
 
-_VERSIONED = re.compile(r"^(?P<name>.+):(?P<version>[^:]*)$")
+_VERSIONED = re.compile(r"^(?P<name>.*):(?P<version>[^:]*)$")
 
 
 @dataclass(frozen=True)
