@@ -455,7 +455,9 @@ class GradcamServer:
             try:
                 config = self._with_retry(
                     f"reading model {str(self.ref)!r}",
-                    lambda client: client.get_model_config(self.model, self.version, as_json=True),
+                    lambda client: client.get_model_config(
+                        self.model, model_version=self.version, as_json=True
+                    ),
                     model_call=True,
                 )
             except RequestRejected as error:
@@ -537,7 +539,10 @@ class GradcamServer:
     def is_ready(self) -> bool:
         """Whether every server answers and has the model ready (no retries)."""
         try:
-            return all(client.is_model_ready(self.model, self.version) for client in self._clients)
+            return all(
+                client.is_model_ready(self.model, model_version=self.version)
+                for client in self._clients
+            )
         except InferenceServerException:
             return False
 
@@ -613,7 +618,7 @@ class GradcamServer:
     def statistics(self) -> list[dict[str, Any]]:
         """The model's inference statistics on each server (counts, queue and compute time)."""
         return [
-            client.get_inference_statistics(self.model, self.version, as_json=True)
+            client.get_inference_statistics(self.model, model_version=self.version, as_json=True)
             for client in self._clients
         ]
 
