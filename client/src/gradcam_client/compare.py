@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -118,13 +119,22 @@ class PairedStream(InferenceStream):
         self.batch_size = min(self.batch_size, info_b.max_batch_size)
         self.other, self.other_info = b, info_b
 
+    def thumbnail_size(self) -> tuple[int, int]:
+        """(width, height) of the one thumbnail the decoder makes for both models: their
+        input size, or the larger of each side when they differ (each is then resized)."""
+        a, b = self.info, self.other_info
+        return max(a.input_width, b.input_width), max(a.input_height, b.input_height)
+
     def model_input(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
-        small_a = resize_for_model(frame.image, self.info)
+        """A's and B's input for `frame`: from the decoder's thumbnail if it made one, else
+        from the frame; one array for both when the models share their input size."""
+        image = frame.thumbnail if frame.thumbnail is not None else frame.image
+        small_a = _fit(image, self.info)
         same = (self.info.input_height, self.info.input_width) == (
             self.other_info.input_height,
             self.other_info.input_width,
         )
-        return small_a, small_a if same else resize_for_model(frame.image, self.other_info)
+        return small_a, small_a if same else _fit(image, self.other_info)
 
     def send(
         self,
@@ -146,6 +156,13 @@ class PairedStream(InferenceStream):
         return list(
             zip(frame_outputs(future_a.result()), frame_outputs(future_b.result()), strict=True)
         )
+
+
+def _fit(image: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """`image` at the model's input size (itself when it has that size)."""
+    if image.shape[:2] == (info.input_height, info.input_width):
+        return image
+    return resize_for_model(image, info)
 
 
 def _side_renderer(side: Side, settings: JobSettings) -> MapRenderer:
@@ -215,6 +232,14 @@ class _CompareJob:
         self.total = self.reader.info.estimated_frames
         self.done = 0
         self.log: PredictionLog | None = None
+        self.yuv = settings.yuv and self.reader.yuv_ready and not settings.composition.heat_weighted
+
+    def frames(self) -> Iterable[Frame]:
+        """The input's frames: yuv420p pictures with the models' thumbnail when composing in
+        yuv420p (see `compose_yuv`), else RGB images."""
+        if self.yuv:
+            return self.reader.pictures(self.stream.thumbnail_size())
+        return self.reader
 
     def advance(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -268,7 +293,9 @@ class _CompareJob:
         sink = None if self.reader.is_image else EncoderThread(self.writer(), renderer)
         try:
             targets = (plan.a.target, plan.b.target)
-            for frame, (out_a, out_b) in self.stream.run(self.reader, targets, cancel=self.cancel):
+            for frame, (out_a, out_b) in self.stream.run(
+                self.frames(), targets, cancel=self.cancel
+            ):
                 comparison = self.compare(frame, out_a, out_b)
                 self.log.write(comparison.record())
                 kept.append(replace(comparison, a={}, b={}))

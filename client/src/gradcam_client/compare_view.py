@@ -19,6 +19,7 @@ import numpy as np
 
 from gradcam_client.compare_results import FrameComparison
 from gradcam_client.compose import FONT, pad_to_even
+from gradcam_client.compose_yuv import picture_size, resize_picture, rgb_to_picture, tile_pictures
 from gradcam_client.media_types import Frame
 from gradcam_client.pipeline import MapRenderer
 
@@ -39,11 +40,12 @@ CURSOR = (255, 255, 255)
 
 
 def half_size(width: int, height: int) -> tuple[int, int]:
-    """(width, height) of one half for a frame of that size (scaled to fit `MAX_WIDTH`)."""
+    """(width, height) of one half for a frame of that size (scaled to fit `MAX_WIDTH`, then
+    to an even height)."""
     if 2 * width <= MAX_WIDTH:
         return width, height
     new_width = MAX_WIDTH // 2
-    return new_width, max(1, round(height * new_width / width))
+    return new_width, max(2, round(height * new_width / width / 2) * 2)
 
 
 def strip_height(height: int) -> int:
@@ -115,7 +117,8 @@ class Timeline:
 
 
 class PairRenderer:
-    """Composes comparison frames (RGB) in frame order; see the module docstring.
+    """Composes comparison frames (RGB or yuv420p, as decoded) in frame order; see the module
+    docstring.
 
     `compose` has the signature `EncoderThread` calls; the explanations are what
     `pipeline.explanation` gives for each side's answer.
@@ -141,9 +144,28 @@ class PairRenderer:
             image = cv2.resize(image, self.half, interpolation=cv2.INTER_AREA)
         left = self.a.render(image, *explained_a)
         right = self.b.render(image, *explained_b)
-        band = caption(2 * self.half[0], caption_height(self.half[1]), comparison)
-        strip = self.timeline.mark(comparison)
-        return pad_to_even(np.vstack([np.hstack([left, right]), band, strip]))
+        return pad_to_even(np.vstack([np.hstack([left, right]), self.band(comparison)]))
+
+    def band(self, comparison: FrameComparison) -> np.ndarray:
+        """The caption line over the strip (RGB), for one frame."""
+        text = caption(2 * self.half[0], caption_height(self.half[1]), comparison)
+        return np.vstack([text, self.timeline.mark(comparison)])
+
+    def render_picture(
+        self,
+        picture: np.ndarray,
+        explained_a: tuple[dict[str, np.ndarray], int, float],
+        explained_b: tuple[dict[str, np.ndarray], int, float],
+        comparison: FrameComparison,
+    ) -> np.ndarray:
+        """`render` for a yuv420p picture of even size: a yuv420p comparison picture (the
+        picture itself becomes A's half)."""
+        if picture_size(picture)[::-1] != self.half:
+            picture = resize_picture(picture, self.half)
+        right = self.b.render_picture(picture.copy(), *explained_b)
+        left = self.a.render_picture(picture, *explained_a)
+        band = rgb_to_picture(pad_to_even(self.band(comparison)))
+        return tile_pictures([[left, right], [band]])
 
     def compose(
         self,
@@ -152,5 +174,8 @@ class PairRenderer:
         explained_b: tuple[dict[str, np.ndarray], int, float],
         comparison: FrameComparison,
     ) -> Frame:
-        """`render` with the frame's timing."""
-        return replace(frame, image=self.render(frame.image, explained_a, explained_b, comparison))
+        """`render` (or `render_picture` for a yuv420p frame) with the frame's timing."""
+        explained = (explained_a, explained_b, comparison)
+        if frame.pixel_format == "yuv420p":
+            return replace(frame, image=self.render_picture(frame.image, *explained))
+        return replace(frame, image=self.render(frame.image, *explained))
