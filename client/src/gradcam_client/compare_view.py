@@ -19,7 +19,7 @@ import numpy as np
 
 from gradcam_client.compare_results import FrameComparison
 from gradcam_client.compose import FONT, pad_to_even
-from gradcam_client.compose_yuv import picture_size, resize_picture, rgb_to_picture, tile_pictures
+from gradcam_client.compose_yuv import RgbToPicture, picture_size, resize_picture, tile_pictures
 from gradcam_client.media_types import Frame
 from gradcam_client.pipeline import MapRenderer
 
@@ -131,6 +131,7 @@ class PairRenderer:
         width, height = half_size(*size)
         self.half = (width, height)
         self.timeline = Timeline(2 * width, strip_height(height), total)
+        self.to_picture = RgbToPicture()
 
     def render(
         self,
@@ -164,7 +165,7 @@ class PairRenderer:
             picture = resize_picture(picture, self.half)
         right = self.b.render_picture(picture.copy(), *explained_b)
         left = self.a.render_picture(picture, *explained_a)
-        band = rgb_to_picture(pad_to_even(self.band(comparison)))
+        band = self.to_picture(pad_to_even(self.band(comparison)))
         return tile_pictures([[left, right], [band]])
 
     def compose(

@@ -26,6 +26,7 @@ from functools import lru_cache
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .compose import (
     BOX_SHADE,
@@ -79,13 +80,19 @@ def resize_picture(picture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def rgb_to_picture(rgb: np.ndarray) -> np.ndarray:
-    """An RGB image of even size as a yuv420p BT.709 limited-range picture, converted by
-    FFmpeg's scaler as `VideoWriter.write` converts RGB frames."""
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    return frame.reformat(
-        format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
-    ).to_ndarray()
+class RgbToPicture:
+    """Converts RGB images of even size to yuv420p BT.709 limited-range pictures with FFmpeg's
+    scaler, as `VideoWriter.write` converts RGB frames. It keeps its scaler between calls
+    (setting one up costs more than converting a small image): one per thread."""
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        return self._reformatter.reformat(
+            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+        ).to_ndarray()
 
 
 def tile_pictures(rows: list[list[np.ndarray]]) -> np.ndarray:
