@@ -20,6 +20,7 @@ from served_models import make_tiny_classifier
 
 from gradcam_client.compare import compare_media
 from gradcam_client.compare_results import read_comparisons, read_summary
+from gradcam_client.map_agreement import compare_maps
 from gradcam_client.pipeline import JobSettings
 from gradcam_client.triton import GradcamServer
 
@@ -83,10 +84,11 @@ def test_two_versions_side_by_side(server, clip, tmp_path, capsys):
     out = tmp_path / "cmp.mp4"
     run = run_cli(
         capsys, clip, "-o", out, "--url", server.urls.grpc, "--model", "tiny:1",
-        "--compare", ":2", "--layers", "conv2",
+        "--compare", ":2", "--layers", "conv2", "--maps", tmp_path / "maps.npz",
     )  # fmt: skip
     assert run.code == 0, run.err
     assert "compared tiny:1 | tiny:2 on 12 frames" in run.out
+    assert f"wrote {tmp_path / 'maps-a.npz'}" in run.out
     assert "top-1 agreement:" in run.out
 
     frames = decoded(out)
@@ -117,6 +119,13 @@ def test_two_versions_side_by_side(server, clip, tmp_path, capsys):
     assert summary.agreement_rate == pytest.approx(sum(agree) / FRAMES)
     worst = max(lines, key=lambda line: line["map_distance"])
     assert summary.worst_frames[0] == worst["frame"]
+
+    # --maps: each side's raw maps, the ones the per-frame measures were taken on
+    with np.load(tmp_path / "maps-a.npz") as a_maps, np.load(tmp_path / "maps-b.npz") as b_maps:
+        assert a_maps["conv2"].shape[0] == b_maps["conv2"].shape[0] == FRAMES
+        for line, map_a, map_b in zip(lines, a_maps["conv2"], b_maps["conv2"], strict=True):
+            measured = compare_maps(map_a[0], map_b[0])
+            assert line["map_correlation"] == pytest.approx(measured.correlation, abs=1e-5)
 
     # A's side says what a run of A alone says
     alone = tmp_path / "alone.jsonl"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import av
+import cv2
 import numpy as np
 import pytest
 
@@ -20,6 +22,7 @@ from gradcam_client.compare_results import (
 )
 from gradcam_client.compare_view import AGREE, MAPS_DIFFER, TOP1_DIFFERS, PairRenderer
 from gradcam_client.compose import CompositionSettings
+from gradcam_client.compose_yuv import RgbToPicture
 from gradcam_client.contract import LayerInfo, ModelInfo
 from gradcam_client.errors import InputError
 from gradcam_client.map_agreement import MapAgreement
@@ -211,3 +214,47 @@ def test_pair_renderer_frame_layout():
     assert [tuple(c) for c in cells[:3]] == [AGREE, MAPS_DIFFER, TOP1_DIFFERS]
     first = frames[0][-2]
     assert tuple(first[45]) != MAPS_DIFFER  # frame 1 not yet shown at frame 0
+
+
+def test_pair_renderer_composes_yuv420p_pictures_as_rgb_frames():
+    """A yuv420p frame gives the picture of the RGB path (up to 4:2:0 and rounding), with the
+    same size, and never passes through RGB."""
+    settings = JobSettings(composition=CompositionSettings(even_dimensions=False))
+    classes = ("cat", "dog", "fox")
+
+    def renderer() -> PairRenderer:
+        def side(title: str) -> MapRenderer:
+            return MapRenderer([Panel("conv1", 0, title)], settings, classes)
+
+        return PairRenderer(side("A"), side("B"), (80, 60), total=4)
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (9, 9), 3)
+    picture = RgbToPicture()(image)
+    hot_left, hot_right = np.zeros((1, 7, 7)), np.zeros((1, 7, 7))
+    hot_left[0, :, :2], hot_right[0, :, 5:] = 1.0, 1.0
+    explained = (({"conv1": hot_left}, 0, 0.9), ({"conv1": hot_right}, 1, 0.8))
+    frame = comparison(0, False, 0.1, 0.3)
+    rgb = renderer().render(image, *explained, frame)
+    yuv = renderer().render_picture(picture, *explained, frame)
+    assert yuv.shape == (rgb.shape[0] * 3 // 2, rgb.shape[1])
+    back = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    back.colorspace, back.color_range = 1, 1
+    shown = back.to_ndarray(format="rgb24", src_colorspace="ITU709", src_color_range="MPEG")
+    difference = np.abs(shown.astype(int) - rgb.astype(int))
+    assert difference.mean() < 6  # chroma shared by 2x2 pixels, rounding
+    assert np.median(difference) <= 3
+    assert tuple(shown[-2, 5]) == pytest.approx(TOP1_DIFFERS, abs=12)  # the strip's first cell
+
+
+def test_pair_renderer_scales_wide_yuv420p_pictures_to_even_halves():
+    settings = JobSettings(composition=CompositionSettings(even_dimensions=False))
+    side = MapRenderer([Panel("conv1", 0, "A")], settings, ("cat",))
+    renderer = PairRenderer(side, side, (3000, 1000), total=1)
+    assert renderer.half == (1920, 640)
+    picture = np.full((1500, 3000), 128, np.uint8)
+    out = renderer.render_picture(
+        picture, ({"conv1": np.ones((1, 7, 7))}, 0, 0.5), ({"conv1": np.ones((1, 7, 7))}, 0, 0.5),
+        comparison(0, True, 1.0, 0.0),
+    )  # fmt: skip
+    assert out.shape[1] == 3840 and out.shape[0] % 3 == 0 and (out.shape[0] * 2 // 3) % 2 == 0

@@ -163,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     out = parser.add_argument_group("outputs")
     out.add_argument("--predictions", help="write per-frame predictions as JSON lines")
-    out.add_argument("--maps", help="write the raw maps as a compressed .npz")
+    out.add_argument(
+        "--maps",
+        help="write the raw maps as a compressed .npz (with --compare: OUT.npz gives "
+        "OUT-a.npz and OUT-b.npz, each side's maps)",
+    )
     out.add_argument(
         "--summary",
         help="with --compare: where the summary JSON goes (default: OUTPUT stem + .compare.json; "
@@ -407,12 +411,17 @@ def compared_model(args: argparse.Namespace) -> str:
     return args.compare
 
 
+def side_maps_paths(maps: str) -> tuple[Path, Path]:
+    """--maps OUT.npz with --compare: OUT-a.npz and OUT-b.npz, each side's raw maps."""
+    path = Path(maps)
+    suffix = path.suffix or ".npz"
+    return (path.with_name(f"{path.stem}-a{suffix}"), path.with_name(f"{path.stem}-b{suffix}"))
+
+
 def run_compare(
     args: argparse.Namespace, a: GradcamServer, b: GradcamServer, settings: JobSettings
 ) -> int:
     """Compare two models on a file: the A | B video, the per-frame lines, the summary."""
-    if args.maps:
-        raise InputError("--maps is for one model; --compare writes both models' measures")
     from tqdm import tqdm
 
     quiet = args.quiet or not sys.stderr.isatty()
@@ -431,6 +440,7 @@ def run_compare(
             settings,
             predictions=args.predictions,
             summary=args.summary,
+            maps=side_maps_paths(args.maps) if args.maps else None,
             progress=progress,
         )
     if result.skipped:
@@ -441,6 +451,8 @@ def run_compare(
             print(line)
         print(f"wrote {result.predictions}")
         print(f"wrote {result.summary_path}")
+        for path in result.maps or ():
+            print(f"wrote {path}")
         for server in (a, b):
             if retry_summary(server):
                 print(f"{server.ref}: {retry_summary(server)}")
