@@ -27,8 +27,9 @@ Every frame is decoded once, with one model-size thumbnail made by the decoder's
 both models; the two models' requests for a batch go out together (each side with its own
 bound on requests in flight, both in flight at once); the two halves are composed, in yuv420p
 on the decoded pictures as a single model's video is (`compare_view`), and encoded into one
-video on the composing and encoding threads of a heat-map job (`EncoderThread`). Per frame the JSON lines hold both predictions and how the maps agree
-(`map_agreement`: correlation, hottest-20 % IoU, earth mover's distance); the summary (also
+video on the composing and encoding threads of a heat-map job (`EncoderThread`). Per frame
+the JSON lines hold both predictions and how the maps agree (`map_agreement`: correlation,
+hottest-20 % IoU, earth mover's distance); the summary (also
 printed by the command line) holds the agreement rate, the mean and worst of each measure and
 the worst frames. See `compare_results` for the files and `compare_view` for the picture.
 
