@@ -128,7 +128,7 @@ class FakeClient:
         self.models = models
         self.calls = 0
 
-    def get_model_config(self, name, as_json=True):
+    def get_model_config(self, name, model_version="", as_json=True):
         self.calls += 1
         if self.statuses:
             status = self.statuses.pop(0)

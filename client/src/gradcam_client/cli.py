@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from gradcam_client.compare import compare_media
 from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
 from gradcam_client.errors import GradcamError, InputError
 from gradcam_client.live import LiveFrame, LiveJob, LiveSettings
 from gradcam_client.live_source import is_live_address
 from gradcam_client.media_writer import ENCODERS
+from gradcam_client.model_ref import ModelRef
 from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
 from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
 from gradcam_client.targets import PREDICTED
@@ -67,7 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="Triton gRPC address HOST:PORT; several, comma-separated, share the frames "
         "(env GRADCAM_URL)",
     )
-    server.add_argument("--model", default=DEFAULT_MODEL, help="model name (env GRADCAM_MODEL)")
+    server.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="model NAME (its newest version) or NAME:VERSION (env GRADCAM_MODEL)",
+    )
+    server.add_argument(
+        "--compare",
+        metavar="MODEL",
+        help="also run MODEL (NAME, NAME:VERSION, or :VERSION for another version of --model) "
+        "and write A | B side by side, with per-frame agreement and a summary",
+    )
     server.add_argument("--list-models", action="store_true", help="list the models and exit")
     server.add_argument("--ssl", action="store_true", help="use TLS")
     server.add_argument(
@@ -151,7 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     out = parser.add_argument_group("outputs")
     out.add_argument("--predictions", help="write per-frame predictions as JSON lines")
-    out.add_argument("--maps", help="write the raw maps as a compressed .npz")
+    out.add_argument(
+        "--maps",
+        help="write the raw maps as a compressed .npz (with --compare: OUT.npz gives "
+        "OUT-a.npz and OUT-b.npz, each side's maps)",
+    )
+    out.add_argument(
+        "--summary",
+        help="with --compare: where the summary JSON goes (default: OUTPUT stem + .compare.json; "
+        "the per-frame lines go to --predictions, default OUTPUT stem + .compare.jsonl)",
+    )
     out.add_argument(
         "--stop-on-corrupt", action="store_true", help="stop at a corrupt frame (default: skip)"
     )
@@ -276,7 +297,9 @@ def announce_waits(notice: RetryNotice) -> None:
     )
 
 
-def connect(args: argparse.Namespace, settings: JobSettings | None = None) -> GradcamServer:
+def connect(
+    args: argparse.Namespace, settings: JobSettings | None = None, model: str | None = None
+) -> GradcamServer:
     urls = list(_csv(args.url))
     connection = Connection(
         ssl=args.ssl,
@@ -287,7 +310,7 @@ def connect(args: argparse.Namespace, settings: JobSettings | None = None) -> Gr
     )
     return GradcamServer(
         urls,
-        args.model,
+        model or args.model,
         connection,
         RetryPolicy(deadline_s=args.retry_deadline),
         priority=args.priority,
@@ -336,11 +359,17 @@ def run(args: argparse.Namespace) -> int:
     settings = None if args.list_models else settings_from(args)  # checked before connecting
     server = connect(args, settings)
     if settings is None:
-        for name in server.list_models():
-            print(name)
+        for name, versions in sorted(server.list_versions().items()):
+            print(name)  # its newest version; each version too when several are loaded
+            for version in versions if len(versions) > 1 else ():
+                print(f"{name}:{version}")
         return 0
     if is_live_address(args.input):
+        if args.compare:
+            raise InputError("--compare is for files; a live source runs one model")
         return run_live(args, server, settings)
+    if args.compare:
+        return run_compare(args, server, connect(args, settings, compared_model(args)), settings)
     from tqdm import tqdm
 
     quiet = args.quiet or not sys.stderr.isatty()  # no bar in logs
@@ -372,6 +401,61 @@ def run(args: argparse.Namespace) -> int:
                 print(f"wrote {extra}")
         if retry_summary(server):
             print(retry_summary(server))
+    return 0
+
+
+def compared_model(args: argparse.Namespace) -> str:
+    """--compare's model; ":VERSION" is another version of --model."""
+    if args.compare.strip().startswith(":"):
+        return ModelRef.parse(args.model).name + args.compare.strip()
+    return args.compare
+
+
+def side_maps_paths(maps: str) -> tuple[Path, Path]:
+    """--maps OUT.npz with --compare: OUT-a.npz and OUT-b.npz, each side's raw maps."""
+    path = Path(maps)
+    suffix = path.suffix or ".npz"
+    return (path.with_name(f"{path.stem}-a{suffix}"), path.with_name(f"{path.stem}-b{suffix}"))
+
+
+def run_compare(
+    args: argparse.Namespace, a: GradcamServer, b: GradcamServer, settings: JobSettings
+) -> int:
+    """Compare two models on a file: the A | B video, the per-frame lines, the summary."""
+    from tqdm import tqdm
+
+    quiet = args.quiet or not sys.stderr.isatty()
+    with tqdm(unit="frame", disable=quiet, dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int | None) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        result = compare_media(
+            a,
+            b,
+            args.input,
+            args.output,
+            settings,
+            predictions=args.predictions,
+            summary=args.summary,
+            maps=side_maps_paths(args.maps) if args.maps else None,
+            progress=progress,
+        )
+    if result.skipped:
+        print(f"gradcam-video: warning: {result.skipped}", file=sys.stderr)
+    if not args.quiet:
+        print(f"wrote {result.output} ({result.frames} frames, {result.fps:.1f} frames/s)")
+        for line in result.summary.lines():
+            print(line)
+        print(f"wrote {result.predictions}")
+        print(f"wrote {result.summary_path}")
+        for path in result.maps or ():
+            print(f"wrote {path}")
+        for server in (a, b):
+            if retry_summary(server):
+                print(f"{server.ref}: {retry_summary(server)}")
     return 0
 
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .compose import (
     BOX_SHADE,
@@ -59,6 +61,60 @@ def planes(picture: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def picture_size(picture: np.ndarray) -> tuple[int, int]:
     """(height, width) of the frame a yuv420p picture holds."""
     return picture.shape[0] * 2 // 3, picture.shape[1]
+
+
+def empty_picture(height: int, width: int) -> np.ndarray:
+    """An uninitialised yuv420p picture of an even (height, width)."""
+    return np.empty((height * 3 // 2, width), np.uint8)
+
+
+def resize_picture(picture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A yuv420p picture scaled to `size` (width, height, both even), plane by plane (area
+    interpolation when shrinking, linear when growing)."""
+    width, height = size
+    shrinking = picture.shape[1] >= width
+    code = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    out = empty_picture(height, width)
+    for source, target in zip(planes(picture), planes(out), strict=True):
+        target[:] = cv2.resize(source, target.shape[::-1], interpolation=code)
+    return out
+
+
+class RgbToPicture:
+    """Converts RGB images of even size to yuv420p BT.709 limited-range pictures with FFmpeg's
+    scaler, as `VideoWriter.write` converts RGB frames. It keeps its scaler between calls
+    (setting one up costs more than converting a small image): one per thread."""
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        return self._reformatter.reformat(
+            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+        ).to_ndarray()
+
+
+def tile_pictures(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """One yuv420p picture of rows of pictures, placed left to right then top to bottom; the
+    pictures of a row share a height, the rows a width (all sizes even)."""
+    heights = [picture_size(row[0])[0] for row in rows]
+    width = sum(picture_size(picture)[1] for picture in rows[0])
+    out = empty_picture(sum(heights), width)
+    out_planes = planes(out)
+    top = 0
+    for row, height in zip(rows, heights, strict=True):
+        left = 0
+        for picture in row:
+            piece_width = picture_size(picture)[1]
+            for scale, source, target in zip((1, 2, 2), planes(picture), out_planes, strict=True):
+                target[
+                    top // scale : (top + height) // scale,
+                    left // scale : (left + piece_width) // scale,
+                ] = source
+            left += piece_width
+        top += height
+    return out
 
 
 @lru_cache(maxsize=32)

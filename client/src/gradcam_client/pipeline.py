@@ -244,10 +244,7 @@ class InferenceStream:
             for frame in frames:
                 if stop.is_set():
                     return
-                small = frame.thumbnail
-                if small is None:
-                    small = resize_for_model(frame.image, self.info)
-                out.put((replace(frame, thumbnail=None), small))
+                out.put((replace(frame, thumbnail=None), self.model_input(frame)))
             out.put(None)
         except av.error.FFmpegError as error:  # not anticipated by the reader: still one line
             path = getattr(frames, "path", None)
@@ -255,8 +252,29 @@ class InferenceStream:
         except BaseException as error:  # handed to the consumer thread
             out.put(error)
 
-    def _batches(self, items: queue.Queue) -> Iterator[list[tuple[Frame, np.ndarray]]]:
-        batch: list[tuple[Frame, np.ndarray]] = []
+    def model_input(self, frame: Frame) -> Any:
+        """What is sent for `frame`: the decoder's thumbnail, else the frame resized."""
+        if frame.thumbnail is not None:
+            return frame.thumbnail
+        return resize_for_model(frame.image, self.info)
+
+    requests_per_batch = 1
+    """Requests `send` makes for each batch (the thread pool holds that many per batch)."""
+
+    def send(
+        self, pool: ThreadPoolExecutor, inputs: list[Any], target: Any, stop: threading.Event
+    ) -> list[Future[BatchResult]]:
+        """Submit the requests of one batch (`model_input` of each frame)."""
+        targets = np.full(len(inputs), target, np.int32)
+        return [pool.submit(self.server.infer, np.stack(inputs), targets, stop)]
+
+    def outputs(self, futures: list[Future[BatchResult]]) -> list[Any]:
+        """The per-frame outputs of one batch's requests (waits for them)."""
+        (future,) = futures
+        return frame_outputs(future.result())
+
+    def _batches(self, items: queue.Queue) -> Iterator[list[tuple[Frame, Any]]]:
+        batch: list[tuple[Frame, Any]] = []
         while True:
             item = items.get()
             if isinstance(item, BaseException):
@@ -289,30 +307,37 @@ class InferenceStream:
         decoder.start()
         if cancel is not None:
             threading.Thread(target=_relay, args=(cancel, stop), daemon=True).start()
-        pending: deque[tuple[list[Frame], Future[BatchResult]]] = deque()
-        pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="infer")
+        pending: deque[tuple[list[Frame], list[Future[BatchResult]]]] = deque()
+        pool = ThreadPoolExecutor(
+            self.max_in_flight * self.requests_per_batch, thread_name_prefix="infer"
+        )
         try:
             for batch in self._batches(items):
-                small = np.stack([image for _, image in batch])
-                targets = np.full(len(batch), target, np.int32)
+                futures = self.send(pool, [small for _, small in batch], target, stop)
                 kept = [f if keep_images else _without_image(f) for f, _ in batch]
                 del batch
-                pending.append((kept, pool.submit(self.server.infer, small, targets, stop)))
+                pending.append((kept, futures))
                 if len(pending) >= self.max_in_flight:
-                    yield from _split(*pending.popleft())
+                    yield from self._split(*pending.popleft())
             while pending:
-                yield from _split(*pending.popleft())
+                yield from self._split(*pending.popleft())
         finally:
             # On failure: stop decoding, drop queued requests, end retries of running ones.
             stop.set()
-            for _, future in pending:
-                future.cancel()
+            for _, futures in pending:
+                for future in futures:
+                    future.cancel()
             while decoder.is_alive():  # unblock a decoder waiting on a full queue
                 try:
                     items.get_nowait()
                 except queue.Empty:
                     decoder.join(0.05)
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _split(
+        self, frames: list[Frame], futures: list[Future[BatchResult]]
+    ) -> Iterator[tuple[Frame, Any]]:
+        yield from zip(frames, self.outputs(futures), strict=True)
 
 
 def _relay(cancel: threading.Event, stop: threading.Event) -> None:
@@ -341,10 +366,6 @@ def frame_outputs(result: BatchResult) -> list[FrameOutput]:
         )
         for i in range(len(result.class_index))
     ]
-
-
-def _split(frames: list[Frame], future: Future[BatchResult]) -> Iterator[tuple[Frame, FrameOutput]]:
-    yield from zip(frames, frame_outputs(future.result()), strict=True)
 
 
 class MapRenderer:
@@ -755,8 +776,9 @@ class EncoderThread:
         for thread in self._threads:
             thread.join()
 
-    def put(self, frame: Frame, explained: tuple[dict[str, np.ndarray], int, float]) -> None:
-        """Queue one frame with its maps, explained class and probability."""
+    def put(self, frame: Frame, explained: tuple[Any, ...]) -> None:
+        """Queue one frame with what the renderer's `compose` takes besides it (for a
+        `MapRenderer`: its maps, explained class and probability)."""
         self._raise()
         self._queue.put((frame, explained))
 

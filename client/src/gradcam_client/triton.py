@@ -45,6 +45,7 @@ from gradcam_client.errors import (
     ServerUnavailable,
     TlsError,
 )
+from gradcam_client.model_ref import ModelRef
 from gradcam_client.wire import Wire
 
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
@@ -264,7 +265,7 @@ class GradcamServer:
     def __init__(
         self,
         urls: str | list[str],
-        model: str,
+        model: str | ModelRef,
         connection: Connection | None = None,
         retry: RetryPolicy | None = None,
         priority: int = 0,
@@ -273,7 +274,9 @@ class GradcamServer:
         top_k: int | None = None,
         on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> None:
-        """`max_in_flight` caps the inference requests this client has outstanding at once,
+        """`model` is ``NAME`` (its newest loaded version) or ``NAME:VERSION`` (`ModelRef`).
+
+        `max_in_flight` caps the inference requests this client has outstanding at once,
         over all the threads that share it (None: no cap beyond the adaptive window).
 
         `wire` is the form of the frames on the wire (default raw). With `top_k`, answers carry
@@ -284,7 +287,11 @@ class GradcamServer:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("give at least one server URL")
-        self.model = model
+        if isinstance(model, str):
+            model = ModelRef.parse(model) if model.strip() else ModelRef("")
+        self.ref = model
+        self.model = model.name
+        self.version = model.triton_version  # "" for the newest
         self.connection = connection or Connection()
         self.retry = retry or RetryPolicy()
         self.priority = priority
@@ -431,20 +438,26 @@ class GradcamServer:
                 self.retried.unavailable += 1
 
     def _lists_model(self, client: grpcclient.InferenceServerClient) -> bool:
-        """Whether the server's repository has the model in any state (True if unsure)."""
+        """Whether the server's repository has the model (and the version asked for) in any
+        state (True if unsure)."""
         try:
             index = client.get_model_repository_index(as_json=True)
         except InferenceServerException:
             return True
-        return any(m.get("name") == self.model for m in index.get("models", []))
+        return any(
+            m.get("name") == self.model and self.version in ("", m.get("version"))
+            for m in index.get("models", [])
+        )
 
     def model_info(self) -> ModelInfo:
         """The model's metadata, read from the server's model config (cached)."""
         if self._info is None:
             try:
                 config = self._with_retry(
-                    f"reading model {self.model!r}",
-                    lambda client: client.get_model_config(self.model, as_json=True),
+                    f"reading model {str(self.ref)!r}",
+                    lambda client: client.get_model_config(
+                        self.model, model_version=self.version, as_json=True
+                    ),
                     model_call=True,
                 )
             except RequestRejected as error:
@@ -483,25 +496,53 @@ class GradcamServer:
 
     def _unknown_model_message(self) -> str:
         try:
-            names = self.list_models()
+            index = self._with_retry(
+                "listing models", lambda client: client.get_model_repository_index(as_json=True)
+            )
         except ServerUnavailable:
-            names = []
+            index = {}
+        entries = index.get("models", [])
+        versions = sorted(
+            int(m["version"])
+            for m in entries
+            if m.get("name") == self.model and str(m.get("version", "")).isdigit()
+        )
+        if self.version and versions:
+            served = ", ".join(map(str, versions))
+            return (
+                f"the server has model {self.model!r} but not its version {self.version}; it "
+                f"serves version{'s' if len(versions) > 1 else ''} {served} (Triton loads the "
+                "versions its version policy names: gradcam-server export --version-policy all)"
+            )
+        names = sorted({m["name"] for m in entries if m.get("state", "READY") == "READY"})
         hosted = ", ".join(names) if names else "none"
-        return f"the server has no Grad-CAM model {self.model!r}; it hosts: {hosted}"
+        return f"the server has no Grad-CAM model {str(self.ref)!r}; it hosts: {hosted}"
 
     def list_models(self) -> list[str]:
         """Names of the ready models on the first server."""
+        return sorted(self.list_versions())
+
+    def list_versions(self) -> dict[str, list[int]]:
+        """The ready models on the first server, each with its ready versions (ascending)."""
         index = self._with_retry(
             "listing models", lambda client: client.get_model_repository_index(as_json=True)
         )
-        return sorted(
-            m["name"] for m in index.get("models", []) if m.get("state", "READY") == "READY"
-        )
+        versions: dict[str, list[int]] = {}
+        for m in index.get("models", []):
+            if m.get("state", "READY") == "READY":
+                number = str(m.get("version", ""))
+                versions.setdefault(m["name"], [])
+                if number.isdigit():
+                    versions[m["name"]].append(int(number))
+        return {name: sorted(numbers) for name, numbers in versions.items()}
 
     def is_ready(self) -> bool:
         """Whether every server answers and has the model ready (no retries)."""
         try:
-            return all(client.is_model_ready(self.model) for client in self._clients)
+            return all(
+                client.is_model_ready(self.model, model_version=self.version)
+                for client in self._clients
+            )
         except InferenceServerException:
             return False
 
@@ -542,6 +583,7 @@ class GradcamServer:
             lambda client: client.infer(
                 self.model,
                 inputs,
+                model_version=self.version,
                 outputs=outputs,
                 priority=self.priority,
                 client_timeout=self.connection.request_timeout_s,
@@ -576,7 +618,8 @@ class GradcamServer:
     def statistics(self) -> list[dict[str, Any]]:
         """The model's inference statistics on each server (counts, queue and compute time)."""
         return [
-            client.get_inference_statistics(self.model, as_json=True) for client in self._clients
+            client.get_inference_statistics(self.model, model_version=self.version, as_json=True)
+            for client in self._clients
         ]
 
     def close(self) -> None:

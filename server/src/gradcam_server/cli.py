@@ -18,6 +18,15 @@ def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _version(text: str) -> int | str:
+    """--version: a whole number from 1, or "next"."""
+    if text.strip().lower() == "next":
+        return "next"
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a version: give a number from 1, or next")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradcam-server", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,7 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-queue-size", type=int, default=64, help="bounded queue per priority level"
     )
     export.add_argument("--instances", type=int, default=1, help="model instances")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing model (with --version: that version)",
+    )
+    export.add_argument(
+        "--version",
+        type=_version,
+        help="add this version (a number, or 'next': one above the highest there) to the model, "
+        "keeping its other versions; they must take and return the same tensors (default: a "
+        "new model, version 1)",
+    )
+    export.add_argument(
+        "--version-policy",
+        metavar="POLICY",
+        help="which versions Triton loads: all, latest:K or specific:1,2 (default: the "
+        "model's current policy when adding a version, else Triton's: latest:1)",
+    )
     export.add_argument(
         "--if-outdated",
         action="store_true",
@@ -232,14 +258,18 @@ def run_export(args: argparse.Namespace) -> int:
             return 0
         args.overwrite = True
     from gradcam_server.exporter import export
-    from gradcam_server.triton_config import ServingOptions
+    from gradcam_server.triton_config import ServingOptions, VersionPolicy
 
+    if args.version is not None and args.if_outdated:
+        raise ValueError("--if-outdated replaces a whole model; it does not go with --version")
+    policy = VersionPolicy.parse(args.version_policy) if args.version_policy else None
     methods = list(METHODS) if args.methods == ["all"] else args.methods
     options = ServingOptions(
         max_batch_size=args.max_batch_size,
         max_queue_delay_us=args.max_queue_delay_us,
         max_queue_size=args.max_queue_size,
         instance_count=args.instances,
+        version_policy=policy,
     )
     source = source or load_source(args)
     folder = export(
@@ -250,6 +280,7 @@ def run_export(args: argparse.Namespace) -> int:
         methods=methods,
         options=options,
         overwrite=args.overwrite,
+        version=args.version,
     )
     print(f"exported {source.description} to {folder}")
     return 0

@@ -18,6 +18,74 @@ def _proto_dtype(name: str) -> int:
 
 
 @dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions of a model Triton loads: ``all``, the ``latest`` K (Triton's default
+    with K = 1), or ``specific`` ones. Text form: "all", "latest:2", "specific:1,3"."""
+
+    kind: str = "latest"
+    count: int = 1  # for latest
+    versions: tuple[int, ...] = ()  # for specific
+
+    @classmethod
+    def parse(cls, text: str) -> VersionPolicy:
+        """From its text form; ValueError naming the forms for anything else."""
+        kind, _, rest = text.strip().lower().partition(":")
+        try:
+            if kind == "all" and not rest:
+                return cls("all", 0)
+            if kind == "latest":
+                count = int(rest or "1")
+                if count >= 1:
+                    return cls("latest", count)
+            if kind == "specific":
+                versions = tuple(sorted({int(v) for v in rest.split(",") if v.strip()}))
+                if versions and versions[0] >= 1:
+                    return cls("specific", 0, versions)
+        except ValueError:
+            pass
+        raise ValueError(
+            f"unknown version policy {text!r}: use all, latest:K (K >= 1) or specific:1,2,..."
+        )
+
+    @classmethod
+    def from_config(cls, config: mc.ModelConfig) -> VersionPolicy:
+        """The policy a config states (Triton's default when it states none)."""
+        which = config.version_policy.WhichOneof("policy_choice")
+        if which == "all":
+            return cls("all", 0)
+        if which == "specific":
+            return cls("specific", 0, tuple(sorted(config.version_policy.specific.versions)))
+        if which == "latest":
+            return cls("latest", config.version_policy.latest.num_versions)
+        return cls()
+
+    def apply(self, config: mc.ModelConfig) -> None:
+        """Write the policy into a config."""
+        policy = config.version_policy
+        if self.kind == "all":
+            policy.all.SetInParent()
+        elif self.kind == "specific":
+            policy.specific.versions[:] = list(self.versions)
+        else:
+            policy.latest.num_versions = self.count
+
+    def loads(self, versions: list[int]) -> list[int]:
+        """Which of a model's version numbers Triton loads under this policy."""
+        if self.kind == "all":
+            return sorted(versions)
+        if self.kind == "specific":
+            return sorted(set(versions) & set(self.versions))
+        return sorted(versions)[-self.count :]
+
+    def __str__(self) -> str:
+        if self.kind == "all":
+            return "all"
+        if self.kind == "specific":
+            return "specific:" + ",".join(map(str, self.versions))
+        return f"latest:{self.count}"
+
+
+@dataclass(frozen=True)
 class ServingOptions:
     """How Triton batches and queues requests for the model.
 
@@ -31,6 +99,8 @@ class ServingOptions:
     default_priority: int = 2
     max_queue_size: int = 64
     instance_count: int = 1
+    version_policy: VersionPolicy | None = None  # None: Triton's default (adding a version
+    # to a model with `export`: the policy its config states)
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -61,6 +131,9 @@ def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
     batching.priority_levels = options.priority_levels
     batching.default_priority_level = options.default_priority
     batching.default_queue_policy.max_queue_size = options.max_queue_size
+
+    if options.version_policy not in (None, VersionPolicy()):  # the default stays implicit
+        options.version_policy.apply(config)
 
     # No kind: Triton puts the instances on the GPUs when there are any, else on the CPU.
     config.instance_group.add(count=options.instance_count)
