@@ -22,7 +22,7 @@ import streamlit as st
 from gradcam_client.compose import COLORMAPS
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
-from gradcam_dashboard import charts, jobs, live_view, media, metrics, servers
+from gradcam_dashboard import charts, compare_mode, jobs, live_view, media, metrics, servers
 from gradcam_dashboard.config import DashboardConfig, LiveSourceChoice, ServerChoice
 from gradcam_dashboard.jobs import RunOutput, RunRequest
 from gradcam_dashboard.preview import Preview
@@ -117,6 +117,7 @@ def forget_files(folder: Path) -> None:
     if run is not None:
         run.stop()
     live_view.discard()
+    compare_mode.discard()
     current: InputFile | None = state.get("input")
     if current is not None and current.preview is not None:
         current.preview.cancel()
@@ -774,8 +775,12 @@ def main() -> None:
     st.title("Grad-CAM video")
     st.caption("Where does the model look? Heat maps over every frame of a video or an image.")
     choice, status = server_ui(config)
+    mode = compare_mode.mode_ui()
     source = input_ui(config, folder)
-    if isinstance(source, LiveSourceChoice) or st.session_state.get("source") == "live":
+    if mode == "compare":
+        file_source = source if isinstance(source, InputFile) else None
+        compare_mode.compare_ui(config, folder, choice, status, file_source)
+    elif isinstance(source, LiveSourceChoice) or st.session_state.get("source") == "live":
         live_source = source if isinstance(source, LiveSourceChoice) else None
         request = settings_ui(status, live=True)
         touch = functools.partial(folders(config).touch, folder)
