@@ -18,6 +18,7 @@ NO_MAPS = "tiny-nomaps"
 OTHER_CLASSES = "tiny-other"
 """Maps and five classes, none of whose names the others know."""
 
+
 def _export(repository: Path, name: str, seed: int, **options) -> Path:
     from gradcam_server import model_sources
     from gradcam_server.exporter import export

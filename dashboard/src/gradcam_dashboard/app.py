@@ -778,7 +778,7 @@ def main() -> None:
     mode = compare_mode.mode_ui()
     source = input_ui(config, folder)
     if mode == "compare":
-        file_source = source if isinstance(source, InputFile) else None
+        file_source = None if isinstance(source, LiveSourceChoice) else source
         compare_mode.compare_ui(config, folder, choice, status, file_source)
     elif isinstance(source, LiveSourceChoice) or st.session_state.get("source") == "live":
         live_source = source if isinstance(source, LiveSourceChoice) else None

@@ -118,11 +118,12 @@ def models_ui(
         return None
     labels = {v.ref: compare_models.version_label(v) for v in offered}
     options = [*labels, OTHER]
+    first_a, first_b = compare_models.default_pair(offered, status)
     left, right, looks = st.columns(3, gap="large")
     with left:
-        ref_a = _pick("Model A", "compare_a", options, labels, 0)
+        ref_a = _pick("Model A", "compare_a", options, labels, first_a)
     with right:
-        ref_b = _pick("Model B", "compare_b", options, labels, 1)
+        ref_b = _pick("Model B", "compare_b", options, labels, first_b)
     infos = {m.name: m.info for m in status.models if m.info is not None}
     try:
         parsed = [compare_models.check_loaded(ref, versions) for ref in (ref_a, ref_b)]

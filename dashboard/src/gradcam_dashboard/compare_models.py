@@ -91,6 +91,19 @@ def grad_cam_versions(versions: list[ModelVersion], status: ServerStatus) -> lis
     return [v for v in versions if v.name in grad_cam]
 
 
+def default_pair(versions: list[ModelVersion], status: ServerStatus) -> tuple[int, int]:
+    """Indices of the picker's first choices: a model's two newest loaded versions (the older
+    as A), else the first two loaded models with maps."""
+    with_maps = {m.name for m in status.models if m.info is not None and m.info.layers}
+    usable = [i for i, v in enumerate(versions) if v.ready and v.name in with_maps]
+    for name in dict.fromkeys(versions[i].name for i in reversed(usable)):
+        same = [i for i in usable if versions[i].name == name]
+        if len(same) >= 2:
+            return same[-2], same[-1]
+    picks = [*usable, 0, 1][:2]
+    return picks[0], picks[1]
+
+
 def check_loaded(ref: str, versions: list[ModelVersion]) -> ModelRef:
     """The parsed `ref`, or `GradcamError` saying it is not a loaded version on this server."""
     parsed = ModelRef.parse(ref)
