@@ -4,6 +4,7 @@ versions of a tiny CNN (`versioned_models`)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from app_page import no_exception, page, texts
@@ -147,9 +148,16 @@ def test_stop_ends_the_comparison_and_drops_its_files(compare_page, monkeypatch)
     at = compare_mode(page())
     at.button(key="compare_start").click().run()
     run = at.session_state["compare_run"]
+    deadline = time.monotonic() + 120
+    while run.snapshot().done < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    at.run()
+    assert "Both models · Frame" in texts(at.get("progress")) or run.snapshot().done >= 5
     at.button(key="compare_stop").click().run()
     no_exception(at)
-    assert run.wait(30)
+    assert "compare_run" not in at.session_state
+    assert run.cancel.is_set()
+    assert run.wait(30), run.snapshot()
     assert "The comparison was stopped." in texts(at.info)
     assert not run.folder.exists()
     assert "compare_result" not in at.session_state
