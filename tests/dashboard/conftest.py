@@ -26,3 +26,23 @@ def served_page(page_env, monkeypatch, triton) -> Path:
     monkeypatch.setenv("GRADCAM_URL", triton.urls.grpc)
     monkeypatch.setenv("GRADCAM_METRICS_URL", triton.urls.metrics)
     return page_env
+
+
+@pytest.fixture(scope="session")
+def compare_triton(tmp_path_factory):
+    """A Triton serving two versions of a tiny CNN, a model without maps and one with other
+    class names (`versioned_models`)."""
+    from triton_server import running_triton
+    from versioned_models import export_compare_models
+
+    repository = export_compare_models(tmp_path_factory.mktemp("compare") / "repository")
+    with running_triton(repository, log_dir=tmp_path_factory.mktemp("compare-logs")) as server:
+        yield server
+
+
+@pytest.fixture
+def compare_page(page_env, monkeypatch, compare_triton) -> Path:
+    """Environment of a page pointed at the comparison's Triton."""
+    monkeypatch.setenv("GRADCAM_URL", compare_triton.urls.grpc)
+    monkeypatch.setenv("GRADCAM_METRICS_URL", compare_triton.urls.metrics)
+    return page_env

@@ -22,7 +22,16 @@ import streamlit as st
 from gradcam_client.compose import COLORMAPS
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
-from gradcam_dashboard import camera_view, charts, jobs, live_view, media, metrics, servers
+from gradcam_dashboard import (
+    camera_view,
+    charts,
+    compare_mode,
+    jobs,
+    live_view,
+    media,
+    metrics,
+    servers,
+)
 from gradcam_dashboard.config import DashboardConfig, LiveSourceChoice, ServerChoice
 from gradcam_dashboard.jobs import RunOutput, RunRequest
 from gradcam_dashboard.preview import Preview
@@ -118,6 +127,7 @@ def forget_files(folder: Path) -> None:
         run.stop()
     live_view.discard()
     camera_view.discard()
+    compare_mode.discard()
     current: InputFile | None = state.get("input")
     if current is not None and current.preview is not None:
         current.preview.cancel()
@@ -788,9 +798,13 @@ def main() -> None:
     st.title("Grad-CAM video")
     st.caption("Where does the model look? Heat maps over every frame of a video or an image.")
     choice, status = server_ui(config)
+    mode = compare_mode.mode_ui()
     source = input_ui(config, folder)
     kind = st.session_state.get("source")
-    if kind == "camera":
+    if mode == "compare":
+        file_source = None if isinstance(source, LiveSourceChoice) else source
+        compare_mode.compare_ui(config, folder, choice, status, file_source)
+    elif kind == "camera":
         request = settings_ui(status, live=True)
         touch = functools.partial(folders(config).touch, folder)
         camera_view.camera_ui(config, folder, choice, request, touch)

@@ -1,0 +1,150 @@
+"""A comparison in a background thread (`compare_media`), with the file mode's progress,
+outage notice and stop (`runner.BackgroundRun`), and the files it made."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gradcam_client.compare import compare_media
+from gradcam_client.compare_plan import ComparePlan
+from gradcam_client.compare_results import CompareSummary
+from gradcam_client.errors import Cancelled, GradcamError, ServerUnavailable
+from gradcam_client.triton import GradcamServer, RetryNotice
+from gradcam_dashboard.compare_models import CompareRequest
+from gradcam_dashboard.runner import BackgroundRun, Failure
+
+PairFactory = Callable[[Callable[[RetryNotice], None]], tuple[GradcamServer, GradcamServer]]
+"""Makes the clients of models A and B, given the function that hears of failed requests."""
+
+
+@dataclass
+class CompareOutput:
+    """The files and figures of a finished comparison."""
+
+    request: CompareRequest
+    plan: ComparePlan
+    source: Path
+    folder: Path
+    output: Path  # A | B side by side (MP4, or PNG for an image)
+    predictions: Path  # JSON lines: both predictions and the agreement, per frame
+    summary_path: Path
+    maps: tuple[Path, Path]  # each side's raw maps (NPZ)
+    summary: CompareSummary
+    is_image: bool
+    frames: int
+    seconds: float
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def output_name(is_image: bool) -> str:
+    return "compare.png" if is_image else "compare.mp4"
+
+
+def run_comparison(
+    servers: tuple[GradcamServer, GradcamServer],
+    request: CompareRequest,
+    plan: ComparePlan,
+    source: Path,
+    folder: Path,
+    is_image: bool,
+    progress: Callable[[int, int | None], None],
+    cancel,
+) -> CompareOutput:
+    """Compare `source` into `folder` (compare.mp4, compare.jsonl, compare.json, a.npz, b.npz)."""
+    maps = (folder / "a.npz", folder / "b.npz")
+    result = compare_media(
+        *servers,
+        source,
+        folder / output_name(is_image),
+        request.job_settings(),
+        predictions=folder / "compare.jsonl",
+        summary=folder / "compare.json",
+        maps=maps,
+        progress=progress,
+        cancel=cancel,
+    )
+    return CompareOutput(
+        request=request,
+        plan=plan,
+        source=source,
+        folder=folder,
+        output=result.output,
+        predictions=result.predictions,
+        summary_path=result.summary_path,
+        maps=result.maps or maps,
+        summary=result.summary,
+        is_image=is_image,
+        frames=result.frames,
+        seconds=result.seconds,
+    )
+
+
+class CompareRun(BackgroundRun):
+    """One comparison in a daemon thread; `result` is a `CompareOutput` once done."""
+
+    def __init__(
+        self,
+        make_servers: PairFactory,
+        request: CompareRequest,
+        plan: ComparePlan,
+        source: Path,
+        folder: Path,
+        is_image: bool,
+        max_frames: int | None = None,
+        finish: Callable[[CompareOutput], None] | None = None,
+    ) -> None:
+        super().__init__(None, None, source, folder, is_image, max_frames)  # type: ignore[arg-type]
+        self.make_servers = make_servers
+        self.compare_request = request
+        self.plan = plan
+        self.finish_compare = finish
+        self.result: CompareOutput | None = None  # type: ignore[assignment]
+
+    def _work(self) -> None:
+        pair: tuple[GradcamServer, GradcamServer] | None = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            pair = self.make_servers(self._on_retry)
+            result = run_comparison(
+                pair,
+                self.compare_request,
+                self.plan,
+                self.source,
+                self.folder,
+                self.is_image,
+                self._progress("frames"),
+                self.cancel,
+            )
+            self._set_phase("finishing")
+            if self.finish_compare is not None:
+                self.finish_compare(result)
+            self.result = result
+            self._set_phase("done")
+        except Cancelled:
+            if self._over_limit:
+                self._fail(
+                    f"The video has more than {self.max_frames} frames, the most this page "
+                    "runs; the comparison was stopped.",
+                    server_lost=False,
+                )
+            else:
+                self._set_phase("stopped")
+        except GradcamError as error:
+            self._fail(str(error), server_lost=isinstance(error, ServerUnavailable))
+        except Exception as error:  # unforeseen: still one line for the page
+            self._fail(f"unexpected {type(error).__name__}: {error}", server_lost=False)
+        finally:
+            for server in pair or ():
+                server.close()
+
+    def _fail(self, message: str, server_lost: bool) -> None:
+        with self._lock:
+            done, total = self._done, self._total
+        self.failure = Failure(message, done, total, server_lost)
+        self._set_phase("failed")
