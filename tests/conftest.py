@@ -14,6 +14,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+# pylibsrtp (under the camera mode's aiortc) crashes the interpreter when it is first imported
+# after TensorFlow, as happens when a test exports a model and then runs the dashboard page in
+# the same process; imported first, both load.
+import pylibsrtp  # noqa: F401
 import pytest
 import skip_policy
 from served_models import export_test_models, make_tiny_classifier
