@@ -8,6 +8,8 @@ loaded) and `nomaps` (predictions only).
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import av
@@ -20,8 +22,9 @@ from served_models import make_tiny_classifier
 
 from gradcam_client.compare import compare_media
 from gradcam_client.compare_results import read_comparisons, read_summary
+from gradcam_client.errors import Cancelled
 from gradcam_client.map_agreement import compare_maps
-from gradcam_client.pipeline import JobSettings
+from gradcam_client.pipeline import JobSettings, process_media
 from gradcam_client.triton import GradcamServer
 
 pytestmark = pytest.mark.integration
@@ -171,6 +174,74 @@ def test_models_without_a_shared_class_compare_maps_only(server, clip, tmp_path,
     summary = read_summary(tmp_path / "s.json")
     assert summary.agreement_rate is None and summary.shared_classes == 0
     assert decoded(out)[0].shape[1] == 2 * SIZE[0]
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """Long enough that a run stopped after a few frames is far from its end."""
+    return media.write_clip(
+        tmp_path_factory.mktemp("long") / "long.mp4", size=SIZE, n_frames=600, fps=30
+    )
+
+
+def run_cancelled(job, after: int) -> tuple[Cancelled, float]:
+    """Run `job(progress, cancel)`, its cancel set from another thread once `after` frames
+    are done (at once for 0); the error it ends with and the seconds from cancel to there."""
+    cancel, done = threading.Event(), []
+    set_at: list[float] = []
+
+    def stop_later() -> None:
+        while len(done) < after:
+            time.sleep(0.001)
+        set_at.append(time.monotonic())
+        cancel.set()
+
+    stopper = threading.Thread(target=stop_later, daemon=True)
+    stopper.start()
+    if after == 0:
+        stopper.join()
+    with pytest.raises(Cancelled, match="the job was stopped") as caught:
+        job(lambda count, total: done.append(count), cancel)
+    return caught.value, time.monotonic() - set_at[0]
+
+
+@pytest.mark.parametrize("after", [0, 5])
+def test_a_cancelled_comparison_ends_at_once_keeping_only_its_lines(
+    server, long_clip, tmp_path, after
+):
+    out = tmp_path / "stopped.mp4"
+    a, b = GradcamServer(server.urls.grpc, "tiny:1"), GradcamServer(server.urls.grpc, "tiny:2")
+    error, seconds = run_cancelled(
+        lambda progress, cancel: compare_media(
+            a, b, long_clip, out, JobSettings(batch_size=4), progress=progress, cancel=cancel
+        ),
+        after,
+    )
+    assert seconds < 5  # the whole clip takes far longer
+    assert not out.exists() and not (tmp_path / "stopped.compare.json").exists()
+    partial = tmp_path / "stopped.compare.jsonl.partial"
+    notes = " ".join(getattr(error, "__notes__", []))
+    if after:  # the frames compared before the stop keep their lines, in the partial file
+        lines = read_jsonl(partial)
+        assert after <= len(lines) < 600
+        assert f"{len(lines)} of 600 frames were done" in notes and str(partial) in notes
+    else:
+        assert not partial.exists() or not partial.read_text()
+        assert "frames were done" not in notes
+
+
+@pytest.mark.parametrize("after", [0, 5])
+def test_a_cancelled_single_model_run_ends_at_once(server, long_clip, tmp_path, after):
+    out = tmp_path / "stopped.mp4"
+    with GradcamServer(server.urls.grpc, "tiny:1") as tiny:
+        _, seconds = run_cancelled(
+            lambda progress, cancel: process_media(
+                tiny, long_clip, out, JobSettings(batch_size=4), progress=progress, cancel=cancel
+            ),
+            after,
+        )
+    assert seconds < 5
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from gradcam_client.contract import LayerInfo, ModelInfo
-from gradcam_client.errors import InvalidResponse, ModelNotFound, ServerUnavailable
+from gradcam_client.errors import Cancelled, InvalidResponse, ModelNotFound, ServerUnavailable
 from gradcam_client.pipeline import InferenceStream, JobSettings
 from gradcam_client.triton import (
     BatchResult,
@@ -118,6 +118,37 @@ def test_a_failure_cancels_requests_that_are_still_retrying():
         list(stream.run(frames(20), -1))
     assert time.monotonic() - started < 20  # far below the 30 s a stuck request would wait
     assert len(cancelled) == 3
+
+
+def slow_frames(count: int, seconds: float):
+    """`frames`, each after `seconds` of decoding."""
+    for frame in frames(count):
+        time.sleep(seconds)
+        yield frame
+
+
+@pytest.mark.parametrize("after", [0, 5])
+def test_cancelling_ends_the_stream_at_once_before_or_between_frames(after):
+    """Set before the first frame, or from elsewhere while the stream waits for frames (not
+    from the consumer's own loop), the cancel ends the stream in `Cancelled` promptly."""
+    cancel = threading.Event()
+    stream = InferenceStream(EchoServer(), INFO, JobSettings(batch_size=2, max_in_flight=2))
+    seen = []
+
+    def cancel_after_frames() -> None:
+        while len(seen) < after:
+            time.sleep(0.001)
+        cancel.set()
+
+    threading.Thread(target=cancel_after_frames, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="stopped"):
+        for frame, _ in stream.run(slow_frames(10_000, 0.002), -1, cancel=cancel):
+            seen.append(frame.index)
+    assert time.monotonic() - started < 5  # the 10,000 frames would take 20 s
+    assert seen == list(range(len(seen))) and after <= len(seen) < 100
+    time.sleep(0.2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("infer")]
 
 
 class FakeClient:

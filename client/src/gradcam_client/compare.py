@@ -342,12 +342,13 @@ class _CompareJob:
     def failure_notes(self) -> list[str]:
         """What the user should know after a failure: frames done, where they are kept."""
         notes = []
-        if self.done:
+        compared = self.log.count if self.log is not None else 0
+        if compared:
             of = f" of {self.total}" if self.total else ""
-            notes.append(f"{self.done}{of} frames were done")
-        if self.log is not None and self.log.count and self.log.partial.exists():
+            notes.append(f"{compared}{of} frames were done")
+        if compared and self.log is not None and self.log.partial.exists():
             notes.append(f"their comparison is in {self.log.partial}")
-        if self.done:
+        if compared:
             notes.append(f"no output was written to {self.output}")
         return notes
 
@@ -376,6 +377,10 @@ def compare_media(
     .npz files for each side's raw maps (the format of `process_media`'s). Raises a
     `GradcamError` with a one-line message for every expected failure, before any frame is
     sent for everything that can be checked first; the output appears only when complete.
+
+    Setting `cancel` (before or during the run) ends it within a batch or a retry with
+    `Cancelled`; as after a failure, the lines of the frames compared so far stay in
+    ``<predictions>.partial`` and the error's notes say how many there are and where.
     """
     job = _CompareJob(a, b, source, output, settings or JobSettings(), progress, cancel)
     try:

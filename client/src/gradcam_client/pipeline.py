@@ -205,6 +205,11 @@ def resize_for_model(image: np.ndarray, info: ModelInfo) -> np.ndarray:
 FRAME_MEMORY_BUDGET = 1 << 30
 """Bytes of full-resolution frames the stream may hold while they wait for the server."""
 
+STOP_POLL_S = 0.05
+"""How often a stream waiting for decoded frames looks whether it was cancelled."""
+
+_NOTHING = object()
+
 
 class InferenceStream:
     """Frames in, (frame, server output) out, in order, with bounded requests in flight.
@@ -273,10 +278,21 @@ class InferenceStream:
         (future,) = futures
         return frame_outputs(future.result())
 
-    def _batches(self, items: queue.Queue) -> Iterator[list[tuple[Frame, Any]]]:
+    def _batches(
+        self, items: queue.Queue, stop: threading.Event
+    ) -> Iterator[list[tuple[Frame, Any]]]:
+        """The decoded frames in batches; `Cancelled` once `stop` is set (the decoder then
+        ends without a last item)."""
         batch: list[tuple[Frame, Any]] = []
         while True:
-            item = items.get()
+            try:
+                item = items.get(timeout=STOP_POLL_S)
+            except queue.Empty:
+                item = _NOTHING
+            if stop.is_set():
+                raise Cancelled("the job was stopped")
+            if item is _NOTHING:
+                continue
             if isinstance(item, BaseException):
                 raise item
             if item is None:
@@ -299,7 +315,8 @@ class InferenceStream:
 
         Without ``keep_images`` the full-resolution pixels are dropped as soon as the frame is
         resized, for passes that only need the server's answers. Setting `cancel` ends the
-        retries of requests in flight at once (they fail with `RequestCancelled`).
+        stream within a batch: decoding stops, requests not yet answered are dropped or end
+        their retries (`RequestCancelled`), and waiting for the next frames raises `Cancelled`.
         """
         items: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
@@ -312,7 +329,7 @@ class InferenceStream:
             self.max_in_flight * self.requests_per_batch, thread_name_prefix="infer"
         )
         try:
-            for batch in self._batches(items):
+            for batch in self._batches(items, stop):
                 futures = self.send(pool, [small for _, small in batch], target, stop)
                 kept = [f if keep_images else _without_image(f) for f, _ in batch]
                 del batch
