@@ -7,7 +7,6 @@ loaded) and `nomaps` (predictions only).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import media
 import numpy as np
 import pytest
 from client_runs import read_jsonl, run_cli
-from served_models import make_tiny_classifier
+from versioned_models import export_versions, tiny_source
 
 from gradcam_client.compare import compare_media
 from gradcam_client.compare_results import read_comparisons, read_summary
@@ -32,36 +31,19 @@ pytestmark = pytest.mark.integration
 SIZE = (96, 64)  # width, height
 FRAMES = 12
 OTHER_CLASSES = ["fox", "owl", "heron"]
+LAYERS = ("conv1", "conv2")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from triton_server import running_triton
 
-    from gradcam_server import model_sources
-    from gradcam_server.exporter import export
-    from gradcam_server.triton_config import ServingOptions, VersionPolicy
-
     folder = tmp_path_factory.mktemp("compare")
-    repo = folder / "repo"
-    names = folder / "names.json"
-    names.write_text(json.dumps(OTHER_CLASSES))
-
-    def source(seed: int, size: int = 32, classes: int = 5, class_names: Path | None = None):
-        path = folder / f"tiny-{seed}-{size}.keras"
-        make_tiny_classifier(size=size, classes=classes, seed=seed).save(path)
-        return model_sources.keras_file(path, "caffe", class_names)
-
-    def options(policy: str) -> ServingOptions:
-        return ServingOptions(max_batch_size=8, version_policy=VersionPolicy.parse(policy))
-
-    layers = ["conv1", "conv2"]
-    export(source(0), repo, name="tiny", layers=layers, options=options("all"))
-    export(source(1), repo, name="tiny", layers=layers, version="next")
-    other = source(2, size=48, classes=3, class_names=names)
-    export(other, repo, name="other", layers=["conv2"], options=options("latest:1"))
-    export(other, repo, name="other", layers=["conv2"], version=2)
-    export(source(0), repo, name="nomaps", layers=[])
+    repo, keras = folder / "repo", folder / "keras"
+    export_versions(repo, "tiny", [tiny_source(keras, 0), tiny_source(keras, 1)], layers=LAYERS)
+    other = tiny_source(keras, 2, size=48, classes=3, class_names=OTHER_CLASSES)
+    export_versions(repo, "other", [other, other], policy="latest:1")
+    export_versions(repo, "nomaps", [tiny_source(keras, 0)], layers=())
     with running_triton(repo, log_dir=folder / "logs") as triton:
         yield triton
 
