@@ -27,6 +27,9 @@ def compare_mode(at: AppTest) -> AppTest:
 
 def test_the_picker_lists_every_version_and_starts_with_two_versions_of_one_model(compare_page):
     at = compare_mode(page())
+    sidebar = [e.label for e in at.sidebar.get("expander")]
+    assert sidebar == [NO_MAPS, OTHER_CLASSES, VERSIONED]  # each model once, its versions inside
+    assert "**ready** · versions 1, 2 · input 32x32" in texts(at.sidebar.markdown)
     picker = at.selectbox(key="compare_a")
     assert picker.options[:4] == [
         f"{NO_MAPS}:1",
@@ -48,8 +51,12 @@ def test_the_picker_lists_every_version_and_starts_with_two_versions_of_one_mode
     ("a", "typed", "message"),
     [
         (f"{NO_MAPS}:1", None, f"model {NO_MAPS}:1 computes no maps"),
-        ("__other__", f"{VERSIONED}:7", f"version 7 of {VERSIONED} is not loaded on the server"),
-        ("__other__", "nothing-here", "the server has no model 'nothing-here'; it serves:"),
+        (
+            "__other__",
+            f"{VERSIONED}:9",
+            f"the server has model '{VERSIONED}' but not its version 9; it serves versions 1, 2",
+        ),
+        ("__other__", "nothing-here", "the server has no Grad-CAM model 'nothing-here'; it hosts"),
         ("__other__", f"{VERSIONED}:x", "model version 'x'"),
     ],
 )
@@ -57,7 +64,9 @@ def test_a_choice_that_cannot_be_compared_is_one_line_and_no_run(compare_page, a
     at = compare_mode(page())
     at.selectbox(key="compare_a").set_value(a).run()
     if typed is not None:
+        started = time.monotonic()
         at.text_input(key="compare_a_typed").input(typed).run()
+        assert time.monotonic() - started < 15  # at once, not after the client's retries
     no_exception(at)
     errors = texts(at.error)
     assert "These two cannot be compared" in errors and message in errors, errors
@@ -153,6 +162,7 @@ def test_stop_ends_the_comparison_and_drops_its_files(compare_page, monkeypatch)
         time.sleep(0.1)
     at.run()
     assert "Both models · Frame" in texts(at.get("progress")) or run.snapshot().done >= 5
+    assert "Live: your run is in progress" in texts(at.sidebar.success)  # the status line
     at.button(key="compare_stop").click().run()
     no_exception(at)
     assert "compare_run" not in at.session_state

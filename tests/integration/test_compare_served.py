@@ -21,10 +21,10 @@ from versioned_models import export_versions, tiny_source
 
 from gradcam_client.compare import compare_media
 from gradcam_client.compare_results import read_comparisons, read_summary
-from gradcam_client.errors import Cancelled
+from gradcam_client.errors import Cancelled, ModelNotFound
 from gradcam_client.map_agreement import compare_maps
 from gradcam_client.pipeline import JobSettings, process_media
-from gradcam_client.triton import GradcamServer
+from gradcam_client.triton import GradcamServer, RetryPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -252,6 +252,22 @@ def test_bad_comparisons_fail_in_one_line_before_any_frame(
     assert message in run.error
     assert inferences(server, "tiny", "1") == before  # not one frame was sent
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("tiny:9", "the server has model 'tiny' but not its version 9; it serves versions 1, 2"),
+        ("other:1", "the server has model 'other' but not its version 1; it serves version 2"),
+    ],
+)
+def test_a_version_that_is_not_loaded_fails_at_once_in_one_line(server, ref, message):
+    client = GradcamServer(server.urls.grpc, ref, retry=RetryPolicy(deadline_s=60))
+    started = time.monotonic()
+    with pytest.raises(ModelNotFound) as caught:
+        client.model_info()
+    assert time.monotonic() - started < 10  # not retried until the 60 s deadline
+    assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_list_models_names_each_loaded_version(server, capsys):

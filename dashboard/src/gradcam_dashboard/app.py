@@ -190,13 +190,14 @@ def _signature(status: ServerStatus) -> tuple:
 
 @st.fragment(run_every=STATUS_REFRESH_S)
 def status_fragment(config: DashboardConfig, choice: ServerChoice) -> None:
-    """The status line, refreshed on its own; during a run, as the run sees the server.
+    """The status line, refreshed on its own; during a run (a file run or a comparison), as
+    the run sees the server.
 
     When the server comes back or goes away the whole page is redrawn, so that the page
     never says something else than the status line.
     """
     state = st.session_state
-    run: BackgroundRun | None = state.get("active_run")
+    run: BackgroundRun | None = state.get("active_run") or state.get(compare_mode.RUN)
     snapshot = run.snapshot() if run is not None else None
     if snapshot is None:
         status = server_status(choice.url, state.get("attempt", 0), config)
@@ -257,8 +258,10 @@ def models_ui(status: ServerStatus) -> None:
             if "input" not in row:
                 st.caption(f"Not a Grad-CAM model: {row['layers']}")
                 continue
+            versions = f" · {row['versions']}" if row["versions"] else ""
             st.markdown(
-                f"**{row['status']}** · input {row['input']} · {row['classes']} classes  \n"
+                f"**{row['status']}**{versions} · input {row['input']} · "
+                f"{row['classes']} classes  \n"
                 f"**Layers:** {row['layers']}  \n**Methods:** {row['methods']}"
             )
 

@@ -17,9 +17,11 @@ import streamlit as st
 from gradcam_client.compare_plan import ComparePlan, Side
 from gradcam_client.compare_results import FrameComparison, read_comparisons
 from gradcam_client.compose import COLORMAPS
+from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
+from gradcam_client.model_ref import ModelRef
 from gradcam_dashboard import charts, compare_charts, compare_models, jobs, media, servers
-from gradcam_dashboard.compare_models import CompareRequest, ModelVersion
+from gradcam_dashboard.compare_models import CompareRequest
 from gradcam_dashboard.compare_runner import CompareOutput, CompareRun
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
 from gradcam_dashboard.runner import Failure
@@ -32,7 +34,7 @@ OTHER = "__other__"
 
 PROGRESS_REFRESH_S = 0.25
 INSPECTOR_POLL_S = 1.0
-VERSIONS_TTL_S = 4
+VERSION_INFO_TTL_S = 4
 RUN, RESULT, FAILED, STOPPED = "compare_run", "compare_result", "compare_failed", "compare_stopped"
 
 
@@ -74,10 +76,11 @@ def running() -> bool:
     return st.session_state.get(RUN) is not None
 
 
-@st.cache_data(ttl=VERSIONS_TTL_S, show_spinner=False, max_entries=32)
-def server_versions(url: str, attempt: int, _config: DashboardConfig) -> list[ModelVersion]:
-    """The model versions the server lists, re-read at most every few seconds."""
-    return compare_models.list_versions(url, _config.connection())
+@st.cache_data(ttl=VERSION_INFO_TTL_S, show_spinner=False, max_entries=64)
+def version_info(url: str, ref: str, attempt: int, _config: DashboardConfig) -> ModelInfo:
+    """The metadata of one model version, re-read at most every few seconds; `GradcamError`
+    (not cached) with the client's one line for a version the server does not serve."""
+    return servers.version_info(url, ref, _config.connection())
 
 
 # --------------------------------------------------------------------------- models
@@ -107,32 +110,24 @@ def models_ui(
     if not status.live:
         st.caption("The models appear once the server answers.")
         return None
-    try:
-        versions = server_versions(choice.url, st.session_state.get("attempt", 0), config)
-    except GradcamError as error:
-        st.error(str(error), icon=":material/error:")
-        return None
-    offered = compare_models.grad_cam_versions(versions, status)
+    offered = compare_models.version_refs(status)
     if not offered:
         st.warning("The server hosts no Grad-CAM model to compare.")
         return None
-    labels = {v.ref: compare_models.version_label(v) for v in offered}
-    options = [*labels, OTHER]
+    labels = {ref: ref for ref in offered}
+    options = [*offered, OTHER]
     first_a, first_b = compare_models.default_pair(offered, status)
     left, right, looks = st.columns(3, gap="large")
     with left:
         ref_a = _pick("Model A", "compare_a", options, labels, first_a)
     with right:
         ref_b = _pick("Model B", "compare_b", options, labels, first_b)
-    infos = {m.name: m.info for m in status.models if m.info is not None}
+    attempt = st.session_state.get("attempt", 0)
     try:
-        parsed = [compare_models.check_loaded(ref, versions) for ref in (ref_a, ref_b)]
+        parsed = [ModelRef.parse(ref) for ref in (ref_a, ref_b)]
+        info_a, info_b = (version_info(choice.url, str(ref), attempt, config) for ref in parsed)
     except GradcamError as error:
         problem_ui(str(error))
-        return None
-    info_a, info_b = (infos.get(ref.name) for ref in parsed)
-    if info_a is None or info_b is None:
-        problem_ui("one of the models is not a Grad-CAM model (it has no Grad-CAM metadata)")
         return None
     shared = compare_models.shared_class_names(info_a, info_b)
     with left:

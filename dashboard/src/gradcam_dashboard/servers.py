@@ -26,9 +26,10 @@ class ModelSummary:
     """A model the server hosts: its Grad-CAM metadata, or why it has none."""
 
     name: str
-    info: ModelInfo | None = None
+    info: ModelInfo | None = None  # of its newest loaded version
     ready: bool = False
     problem: str = ""
+    versions: tuple[int, ...] = ()  # the loaded versions, ascending
 
     @property
     def usable(self) -> bool:
@@ -60,17 +61,38 @@ def split_urls(text: str) -> list[str]:
 
 
 def _summary(
-    url: str, name: str, retry: RetryPolicy, connection: Connection | None
+    url: str,
+    name: str,
+    versions: list[int],
+    retry: RetryPolicy,
+    connection: Connection | None,
 ) -> ModelSummary:
     server = GradcamServer(split_urls(url), name, connection, retry=retry)
     try:
         try:
             info = server.model_info()
         except ValueError as error:  # a model without Grad-CAM parameters
-            return ModelSummary(name, problem=str(error))
+            return ModelSummary(name, problem=str(error), versions=tuple(versions))
         except GradcamError as error:
-            return ModelSummary(name, problem=str(error))
-        return ModelSummary(name, info, server.is_ready())
+            return ModelSummary(name, problem=str(error), versions=tuple(versions))
+        return ModelSummary(name, info, server.is_ready(), versions=tuple(versions))
+    finally:
+        server.close()
+
+
+def version_info(
+    url: str, ref: str, connection: Connection | None = None, retry: RetryPolicy = PROBE_RETRY
+) -> ModelInfo:
+    """The Grad-CAM metadata of model `ref` (NAME or NAME:VERSION) on the (first) server.
+
+    Raises `GradcamError` with one line, at once, for a name or a version the server does not
+    serve (as ``gradcam-video --model`` says it) and for a model without Grad-CAM metadata.
+    """
+    server = GradcamServer(split_urls(url), ref, connection, retry=retry)
+    try:
+        return server.model_info()
+    except ValueError as error:
+        raise GradcamError(f"{ref} is not a Grad-CAM model ({error})") from None
     finally:
         server.close()
 
@@ -87,14 +109,17 @@ def probe_server(
     except Exception as error:  # e.g. an address gRPC cannot parse
         return ServerStatus(url, live=False, error=f"bad address {url!r}: {error}")
     try:
-        names = server.list_models()
+        served = server.list_versions()
     except GradcamError as error:
         return ServerStatus(url, live=False, error=str(error))
     except Exception as error:
         return ServerStatus(url, live=False, error=f"{type(error).__name__}: {error}")
     finally:
         server.close()
-    models = tuple(_summary(url, n, retry, connection) for n in names)
+    models = tuple(
+        _summary(url, name, versions, retry, connection)
+        for name, versions in sorted(served.items())
+    )
     return ServerStatus(url, live=True, models=models)
 
 
@@ -127,8 +152,17 @@ def method_name(method: str) -> str:
     return contract.METHODS.get(method, method)
 
 
+def version_text(model: ModelSummary) -> str:
+    """``version 1`` or ``versions 1, 2`` (empty when the server names no version)."""
+    if not model.versions:
+        return ""
+    plural = "s" if len(model.versions) > 1 else ""
+    return f"version{plural} {', '.join(map(str, model.versions))}"
+
+
 def model_rows(status: ServerStatus) -> list[dict[str, str]]:
-    """One table row per model: name, status, input size, classes, layers, methods."""
+    """One row per model (each once, whatever its versions): name, status, versions, input
+    size, classes, layers, methods."""
     rows = []
     for model in status.models:
         info = model.info
@@ -139,6 +173,7 @@ def model_rows(status: ServerStatus) -> list[dict[str, str]]:
             {
                 "model": model.name,
                 "status": "ready" if model.ready else "not ready",
+                "versions": version_text(model),
                 "input": f"{info.input_width}x{info.input_height}",
                 "classes": str(info.num_classes),
                 "layers": ", ".join(
