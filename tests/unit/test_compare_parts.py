@@ -258,3 +258,36 @@ def test_pair_renderer_scales_wide_yuv420p_pictures_to_even_halves():
         comparison(0, True, 1.0, 0.0),
     )  # fmt: skip
     assert out.shape[1] == 3840 and out.shape[0] % 3 == 0 and (out.shape[0] * 2 // 3) % 2 == 0
+
+
+@pytest.mark.parametrize("pictures", [False, True], ids=["rgb", "yuv420p"])
+def test_pair_renderer_keeps_the_titles_and_the_caption_apart(pictures):
+    """The measures' caption is drawn below both halves, never over a half's title (nor
+    anywhere in the halves); each title stays in its half's top rows."""
+    width, height = 160, 120
+    classes = ("cat", "dog", "fox")
+    image = np.full((height, width, 3), 120, np.uint8)
+    maps = {"conv1": np.ones((1, 7, 7))}
+
+    def render(titles: tuple[str, str], frame: FrameComparison) -> np.ndarray:
+        sides = [MapRenderer([Panel("conv1", 0, t)], JobSettings(), classes) for t in titles]
+        renderer = PairRenderer(*sides, (width, height), total=4)
+        explained = ((maps, 0, 0.9), (maps, 1, 0.8), frame)
+        if not pictures:
+            return renderer.render(image, *explained).astype(int)
+        out = renderer.render_picture(RgbToPicture()(image), *explained)
+        return av.VideoFrame.from_ndarray(out, format="yuv420p").to_ndarray(format="rgb24")
+
+    titles = ("tiny-versions:1 Grad-CAM", "tiny-versions:2 Grad-CAM")
+    agreeing, differing = comparison(1, True, 0.9, 0.01), comparison(1, False, 0.1, 0.4)
+    shown = render(titles, agreeing)
+    assert shown.shape[1] == 2 * width and shown.shape[0] > height
+    # another caption changes the caption's rows only
+    other_caption = np.abs(shown.astype(int) - render(titles, differing)).max(axis=(1, 2))
+    assert other_caption[height:].max() > 100 and other_caption[:height].max() <= 2
+    # the titles are in the top rows of their halves, none in the caption's rows
+    untitled = np.abs(shown.astype(int) - render(("", ""), agreeing)).max(axis=2)
+    for half in (untitled[:, :width], untitled[:, width:]):
+        rows = np.flatnonzero(half.max(axis=1) > 60)
+        assert len(rows) and rows.max() < height // 3, rows
+    assert untitled[height:].max() <= 2
