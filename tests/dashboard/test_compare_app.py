@@ -29,7 +29,7 @@ def test_the_picker_lists_every_version_and_starts_with_two_versions_of_one_mode
     at = compare_mode(page())
     sidebar = [e.label for e in at.sidebar.get("expander")]
     assert sidebar == [NO_MAPS, OTHER_CLASSES, VERSIONED]  # each model once, its versions inside
-    assert "**ready** · versions 1, 2 · input 32x32" in texts(at.sidebar.markdown)
+    assert "**ready** · input 32x32 · 5 classes · versions 1, 2" in texts(at.sidebar.markdown)
     picker = at.selectbox(key="compare_a")
     assert picker.options[:4] == [
         f"{NO_MAPS}:1",

@@ -260,8 +260,8 @@ def models_ui(status: ServerStatus) -> None:
                 continue
             versions = f" · {row['versions']}" if row["versions"] else ""
             st.markdown(
-                f"**{row['status']}**{versions} · input {row['input']} · "
-                f"{row['classes']} classes  \n"
+                f"**{row['status']}** · input {row['input']} · {row['classes']} classes"
+                f"{versions}  \n"
                 f"**Layers:** {row['layers']}  \n**Methods:** {row['methods']}"
             )
 
