@@ -23,6 +23,10 @@ class ServingOptions:
 
     Priority 1 is for interactive users (the dashboard), priority 2 (the default) for batch
     jobs; each level has its own bounded queue, and a full queue answers UNAVAILABLE.
+    A request may carry a shorter queue time-out of its own (live clients do: a frame that
+    waited too long is rejected, UNAVAILABLE, rather than explained late); `queue_timeout_us`
+    is the time-out of requests that carry none. Triton lets a request only shorten the
+    model's time-out, so it is long (an hour) rather than none.
     """
 
     max_batch_size: int = 16
@@ -31,6 +35,7 @@ class ServingOptions:
     default_priority: int = 2
     max_queue_size: int = 64
     instance_count: int = 1
+    queue_timeout_us: int = 3_600_000_000
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -39,6 +44,8 @@ class ServingOptions:
             raise ValueError("default_priority must be between 1 and priority_levels")
         if self.max_queue_size < 1 or self.instance_count < 1:
             raise ValueError("max_queue_size and instance_count must be at least 1")
+        if self.queue_timeout_us < 1:
+            raise ValueError("queue_timeout_us must be at least 1")
 
 
 def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
@@ -60,7 +67,11 @@ def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
     batching.max_queue_delay_microseconds = options.max_queue_delay_us
     batching.priority_levels = options.priority_levels
     batching.default_priority_level = options.default_priority
-    batching.default_queue_policy.max_queue_size = options.max_queue_size
+    policy = batching.default_queue_policy
+    policy.max_queue_size = options.max_queue_size
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = options.queue_timeout_us
+    policy.allow_timeout_override = True
 
     # No kind: Triton puts the instances on the GPUs when there are any, else on the CPU.
     config.instance_group.add(count=options.instance_count)
