@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -13,7 +14,9 @@ from typing import NoReturn
 from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
 from gradcam_client.errors import GradcamError, InputError
 from gradcam_client.live import LiveFrame, LiveJob, LiveSettings
+from gradcam_client.live_cli import run_streams, streams_from
 from gradcam_client.live_source import is_live_address
+from gradcam_client.live_streams import DEFAULT_IN_FLIGHT
 from gradcam_client.media_writer import ENCODERS
 from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
 from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
@@ -49,10 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "input",
-        nargs="?",
+        nargs="*",
         help="video file (anything FFmpeg reads), image, or live source: a stream address "
         "(rtsp://, rtmp://, http(s)://, udp://, tcp://) or a camera "
-        "(/dev/video0)",
+        "(/dev/video0); several live sources run side by side (streams s1, s2, ...)",
     )
     parser.add_argument(
         "-o",
@@ -113,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-in-flight",
         type=int,
         help="requests in flight at most, fewer while the server's queue is full "
-        "(default 4; live sources 2)",
+        "(default 4; a live source 2; several live sources: 4 over all of them, 2 each)",
     )
 
     what = parser.add_argument_group("what to explain")
@@ -182,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "on", "off"],
         help="skip frames (keeping the newest) rather than fall behind the source; auto: on "
         "for streams and cameras, off for an http(s) address of a file",
+    )
+    live.add_argument(
+        "--sources",
+        metavar="FILE",
+        help="live sources to run side by side, a 'NAME ADDRESS' line each; outputs get "
+        "-NAME before their suffix (-o out.mp4: out-NAME.mp4)",
+    )
+    live.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=0.25,
+        help="seconds a live frame's request may wait in the server's queue; later it is "
+        "dropped and counted as skipped (0: no limit, retried as for files)",
     )
     live.add_argument("--duration", type=float, help="stop after this many seconds")
     live.add_argument(
@@ -339,7 +355,9 @@ def run(args: argparse.Namespace) -> int:
         for name in server.list_models():
             print(name)
         return 0
-    if is_live_address(args.input):
+    if args.sources or len(args.input) > 1:
+        return run_several(args, server, settings)
+    if is_live_address(args.input[0]):
         return run_live(args, server, settings)
     from tqdm import tqdm
 
@@ -353,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = process_media(
             server,
-            args.input,
+            args.input[0],
             args.output,
             settings,
             predictions=args.predictions,
@@ -385,6 +403,40 @@ def live_settings_from(args: argparse.Namespace) -> LiveSettings:
         restream=args.restream,
         batch_size=args.batch_size,
         max_in_flight=args.max_in_flight,
+        queue_timeout=args.queue_timeout or None,
+    )
+
+
+def check_live_outputs(args: argparse.Namespace) -> None:
+    """`InputError` for live outputs that cannot be: none at all, or raw maps."""
+    if not (args.output or args.predictions or args.restream):
+        raise InputError("a live run needs somewhere to go: -o, --predictions or --restream")
+    if args.maps:
+        raise InputError("--maps is for files; a live run writes its predictions as it goes")
+
+
+def run_several(args: argparse.Namespace, server: GradcamServer, settings: JobSettings) -> int:
+    """Several live sources side by side, sharing the server (see `live_cli`)."""
+    streams = streams_from(args.input, args.sources)
+    check_live_outputs(args)
+    live = live_settings_from(args)
+    live = dataclasses.replace(live, max_in_flight=None)  # --max-in-flight is the total here
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"gradcam-video: {text}", file=sys.stderr, flush=True)
+
+    return run_streams(
+        streams,
+        server,
+        settings,
+        live,
+        output=args.output,
+        predictions=args.predictions,
+        restream=args.restream,
+        max_in_flight=args.max_in_flight or DEFAULT_IN_FLIGHT,
+        say=say,
+        quiet=args.quiet,
     )
 
 
@@ -394,10 +446,7 @@ STATUS_EVERY_S = 10.0
 
 def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSettings) -> int:
     """Explain a live source until Ctrl-C, SIGTERM, --duration or the source's end."""
-    if not (args.output or args.predictions or args.restream):
-        raise InputError("a live run needs somewhere to go: -o, --predictions or --restream")
-    if args.maps:
-        raise InputError("--maps is for files; a live run writes its predictions as it goes")
+    check_live_outputs(args)
 
     def say(text: str) -> None:
         if not args.quiet:
@@ -412,7 +461,7 @@ def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSetti
 
     job = LiveJob(
         server,
-        args.input,
+        args.input[0],
         args.output,
         settings,
         live_settings_from(args),
@@ -445,8 +494,9 @@ def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSetti
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    live = bool(args.input) and is_live_address(args.input)
-    if not args.list_models and (not args.input or not (args.output or live)):
+    several = bool(args.sources) or len(args.input) > 1
+    live = several or (bool(args.input) and is_live_address(args.input[0]))
+    if not args.list_models and not several and (not args.input or not (args.output or live)):
         parser.error("give an INPUT and -o OUTPUT (or --list-models)")
     problem = tls_argument_error(args)
     if problem:
