@@ -47,6 +47,12 @@ class FairShare:
             self._changed.notify_all()
             return True
 
+    @property
+    def waiting(self) -> int:
+        """Streams waiting for a slot."""
+        with self._changed:
+            return len(self._waiting)
+
     def release(self) -> None:
         """Give a slot back (its request was answered, refused or abandoned)."""
         with self._changed:
