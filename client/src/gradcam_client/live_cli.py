@@ -117,14 +117,6 @@ def run_streams(
             say(f"{name}: {event.message}")
 
     engine = LiveStreams(server, settings, live, max_in_flight=max_in_flight, on_event=on_event)
-    for index, (name, address) in enumerate(streams):
-        engine.add(
-            name,
-            address,
-            per_stream(output, name),
-            predictions=per_stream(predictions, name),
-            restream=restream_for(restream, index, name),
-        )
 
     def stop(signum: int, _frame: object) -> None:
         engine.stop(f"stopped by {signal.Signals(signum).name}")
@@ -132,6 +124,14 @@ def run_streams(
 
     handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        for index, (name, address) in enumerate(streams):
+            engine.add(
+                name,
+                address,
+                per_stream(output, name),
+                predictions=per_stream(predictions, name),
+                restream=restream_for(restream, index, name),
+            )
         while engine.running():
             engine.wait(timeout=STATUS_EVERY_S)
             if engine.running():
