@@ -37,6 +37,10 @@ its composed frame.
 
 Callbacks run on the thread that called `run`; a slow `on_frame` slows the run down (more
 frames are skipped), so hand the picture over and return.
+
+Requests carry `LiveSettings.queue_timeout`: the server drops one that waited longer in its
+queue (or refuses it when the queue is full), and its frames count as skipped
+(`LiveStats.turned_away`). Several sources in one process: `live_streams.LiveStreams`.
 """
 
 from __future__ import annotations
