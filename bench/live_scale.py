@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the sources send")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds left out per stream")
     parser.add_argument("--in-flight", type=int, help="one process: requests in flight (4)")
+    parser.add_argument(
+        "--batch-size", type=int, help="frames per request (one process 1, separate ones 4)"
+    )
     parser.add_argument("--no-recording", action="store_true", help="predictions only")
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -193,13 +196,20 @@ class Client:
 
 
 def client_command(
-    server_url: str, wire: str, sources: list[str], out: Path, record: bool
+    server_url: str,
+    wire: str,
+    sources: list[str],
+    out: Path,
+    record: bool,
+    batch_size: int | None = None,
 ) -> list[str]:
     """`gradcam-video` on `sources`, its predictions (and recording) named after `out`."""
     base = [sys.executable, "-m", "gradcam_client.cli", *sources]
     base += ["--predictions", str(out.with_suffix(".jsonl"))]
     if record:
         base += ["-o", str(out.with_suffix(".mp4"))]
+    if batch_size is not None:
+        base += ["--batch-size", str(batch_size)]
     return [
         *base, "--url", server_url, "--model", MODEL, "--wire", wire, "--open-timeout", "60",
         "--read-timeout", "2", "--reconnect-deadline", "0",
@@ -250,7 +260,11 @@ def live_run(
         clients = [Client(command + extra)]
     else:
         clients = [
-            Client(client_command(server.urls.grpc, wire, [url], folder / f"p-{name}", record))
+            Client(
+                client_command(
+                    server.urls.grpc, wire, [url], folder / f"p-{name}", record, args.batch_size
+                )
+            )
             for name, url in zip(names, urls, strict=True)
         ]
     deadline = time.monotonic() + 120
