@@ -179,6 +179,8 @@ class Client:
 
     def wait(self, timeout: float) -> int:
         """Wait for the process (killed after `timeout`); its exit code."""
+        if self.process.returncode is not None:  # reaped already (it ended early)
+            return self.process.returncode
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
@@ -272,7 +274,8 @@ def live_run(
         if time.monotonic() > deadline or any(c.process.poll() is not None for c in clients):
             for client in clients:
                 client.wait(0)
-            raise SystemExit("clients did not start: " + " | ".join(clients[0].lines[-3:]))
+            said = [line for client in clients for line in client.lines][-3:]
+            raise SystemExit("clients did not start: " + " | ".join(said))
         time.sleep(0.05)
     load = os.getloadavg()[0]
     for client in clients:
@@ -366,9 +369,11 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict) 
         f"{args.seconds:g} s; steady part from {args.warmup:g} s after each stream's first "
         f"explained frame; held: every stream p95 <= {1000 * HELD_P95_S:.0f} ms and <= "
         f"{100 * HELD_SKIPPED:.0f} % skipped. One process: `--sources` (4 requests in flight "
-        f"over all streams, 2 and one frame each); separate: one `gradcam-video` per source "
-        f"(2 requests of up to 4 frames each). 'load' is the 1-minute load average before "
-        f"each run (the other users of this machine).\n\n" + "\n".join(lines) + f"\n\n{table}\n"
+        f"over all streams, 2 of one frame each); separate: one `gradcam-video` per source "
+        f"(2 requests in flight, one frame each). Both take a stream's newest frame. 'load' is "
+        f"the 1-minute load average before each run (the other users of this machine).\n\n"
+        + "\n".join(lines)
+        + f"\n\n{table}\n"
     )
 
 

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--priority", type=int, default=0, help="request priority (1 = highest)")
     server.add_argument(
-        "--batch-size", type=int, help="frames per request (default 8; live sources 4)"
+        "--batch-size", type=int, help="frames per request (default 8; live sources 1, the newest)"
     )
     server.add_argument(
         "--max-in-flight",
@@ -419,6 +419,7 @@ def run_several(args: argparse.Namespace, server: GradcamServer, settings: JobSe
     """Several live sources side by side, sharing the server (see `live_cli`)."""
     streams = streams_from(args.input, args.sources)
     check_live_outputs(args)
+    server.model_info()  # an absent server or model: one line, before any stream starts
     live = live_settings_from(args)
     live = dataclasses.replace(live, max_in_flight=None)  # --max-in-flight is the total here
 

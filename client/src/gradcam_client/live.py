@@ -28,10 +28,11 @@ a `GradcamError` with a one-line message: `SourceError` for a source that cannot
 unavailable past its retry deadline. The files written before a failure stay usable.
 
 How it keeps up: a reader thread decodes the source into a small buffer, a dispatcher sends
-what is waiting (a few frames at most per request, a bounded number of requests in flight)
-and the calling thread composes the answers in order, records, re-streams and reports them.
-In real time (automatic for live sources) a full buffer drops its oldest frame, so the run
-never falls behind; every dropped frame is counted (`LiveStats.skipped`), and at the end
+what is waiting (a bounded number of requests in flight) and the calling thread composes the
+answers in order, records, re-streams and reports them. In real time (automatic for live
+sources) a request carries the newest frame and the buffer holds one: a newer frame replaces
+the one waiting (latest frame wins), so the run never falls behind, even when several clients
+share a busy server; every dropped frame is counted (`LiveStats.skipped`), and at the end
 ``received == processed + skipped``. Latency is measured from a frame's arrival (decoded) to
 its composed frame.
 
@@ -251,6 +252,10 @@ class LiveJob:
             raise Cancelled("the live run was stopped before it started")
         self._started = time.monotonic()
         source_info = self._source.open()
+        if source_info.realtime and self.live.batch_size is None:
+            self.batch_size = 1  # the newest frame each time: no frame waits behind others
+            if self.live.buffer is None:
+                self._source.capacity = 1
         mode = "in real time" if source_info.realtime else "every frame"
         self._event("opened", f"reading {self.address}: {source_info.describe}, {mode}")
         log: PredictionLog | None = None
@@ -446,13 +451,14 @@ class LiveJob:
     def _next_batch(self, source: LiveSource) -> list[Arrival]:
         """The frames of the next request ([] when stopped or the source is over).
 
-        Alone, the oldest waiting frames (up to a batch). With a share, the run waits for a
-        frame, then for its turn, then takes the newest frames: those that came in the
-        meantime replaced older ones in the buffer (latest frame wins)."""
+        In real time the newest waiting frames (up to a batch; older ones are skipped),
+        otherwise the oldest. With a share, the run waits for a frame, then for its turn, then
+        takes them: frames that came in the meantime replaced older ones."""
+        newest = bool(source.info and source.info.realtime)
         if self.share is None:
             batch: list[Arrival] = []
             while not batch and not self._stop.is_set() and not source.ended:
-                batch = source.take(self.batch_size, timeout=0.1)
+                batch = source.take(self.batch_size, timeout=0.1, newest=newest)
             return batch
         while not self._stop.is_set() and not source.ended:
             if source.wait_for_frames(0.1):
@@ -460,7 +466,7 @@ class LiveJob:
         if self._stop.is_set() or source.ended or not self.share.acquire(self._stop):
             return []
         self._shared = True
-        return source.take(self.batch_size, timeout=0, newest=True)
+        return source.take(self.batch_size, timeout=0, newest=newest)
 
     def _prepare(self, arrival: Arrival) -> tuple[Frame, Arrival]:
         """The arrived frame as a picture of its segment's size, with the model's thumbnail."""

@@ -135,7 +135,7 @@ def run_streams(
         while engine.running():
             engine.wait(timeout=STATUS_EVERY_S)
             if engine.running():
-                say(f"all {len(streams)} streams: {engine.total().summary()}")
+                say(f"all streams: {engine.total().summary()}")
     finally:
         engine.stop()
         outcomes = engine.wait(60)
@@ -157,5 +157,5 @@ def run_streams(
                 print(f"wrote {outcome.result.predictions}")
             print(f"live {name}: {outcome.message}")
     if not quiet:
-        print(f"live, all {len(streams)} streams: {engine.total().summary()}")
+        print(f"live, all streams: {engine.total().summary()}")
     return 1 if failed else 0

@@ -34,7 +34,8 @@ class LiveSettings:
     duration: stop after this many seconds (None: until stopped or the source ends).
     restream: an address to send the composed frames to (see `live_output.Restream`).
     batch_size / max_in_flight: frames per request at most, and requests in flight at most;
-        small values keep the latency low (None: `JobSettings`' values, at most 4 and 2).
+        small values keep the latency low (None: in real time one frame, the newest, per
+        request, otherwise `JobSettings`' batch size up to 4; in flight at most 2).
     buffer: decoded frames waiting at most (None: `batch_size`).
     queue_timeout: seconds a request may wait in the server's queue; past that the server
         drops it and its frames count as skipped (`LiveStats.turned_away`), as do frames of a
