@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modes", type=_names, default=["one", "separate"])
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the sources send")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds left out per stream")
-    parser.add_argument("--in-flight", type=int, help="one process: requests in flight (4)")
+    parser.add_argument("--in-flight", type=int, help="one process: requests in flight (8)")
     parser.add_argument(
         "--batch-size", type=int, help="frames per request (one process 1, separate ones 4)"
     )
@@ -368,7 +368,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict) 
         f"{len(args.streams)} stream counts, sources {SIZE[0]}x{SIZE[1]} sent for "
         f"{args.seconds:g} s; steady part from {args.warmup:g} s after each stream's first "
         f"explained frame; held: every stream p95 <= {1000 * HELD_P95_S:.0f} ms and <= "
-        f"{100 * HELD_SKIPPED:.0f} % skipped. One process: `--sources` (4 requests in flight "
+        f"{100 * HELD_SKIPPED:.0f} % skipped. One process: `--sources` (8 requests in flight "
         f"over all streams, 2 of one frame each); separate: one `gradcam-video` per source "
         f"(2 requests in flight, one frame each). Both take a stream's newest frame. 'load' is "
         f"the 1-minute load average before each run (the other users of this machine).\n\n"

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-in-flight",
         type=int,
         help="requests in flight at most, fewer while the server's queue is full "
-        "(default 4; a live source 2; several live sources: 4 over all of them, 2 each)",
+        "(default 4; a live source 2; several live sources: 8 over all of them, 2 each)",
     )
 
     what = parser.add_argument_group("what to explain")
@@ -348,14 +348,21 @@ def retry_summary(server: GradcamServer) -> str:
     return f"retried requests: {', '.join(parts)}" if parts else ""
 
 
+def several_sources(args: argparse.Namespace) -> bool:
+    """Whether the run explains several live sources side by side."""
+    return bool(args.sources) or len(args.input) > 1
+
+
 def run(args: argparse.Namespace) -> int:
+    if several_sources(args) and args.max_in_flight is None:
+        args.max_in_flight = DEFAULT_IN_FLIGHT  # over all the streams
     settings = None if args.list_models else settings_from(args)  # checked before connecting
     server = connect(args, settings)
     if settings is None:
         for name in server.list_models():
             print(name)
         return 0
-    if args.sources or len(args.input) > 1:
+    if several_sources(args):
         return run_several(args, server, settings)
     if is_live_address(args.input[0]):
         return run_live(args, server, settings)
@@ -435,7 +442,7 @@ def run_several(args: argparse.Namespace, server: GradcamServer, settings: JobSe
         output=args.output,
         predictions=args.predictions,
         restream=args.restream,
-        max_in_flight=args.max_in_flight or DEFAULT_IN_FLIGHT,
+        max_in_flight=args.max_in_flight,
         say=say,
         quiet=args.quiet,
     )
@@ -495,7 +502,7 @@ def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSetti
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    several = bool(args.sources) or len(args.input) > 1
+    several = several_sources(args)
     live = several or (bool(args.input) and is_live_address(args.input[0]))
     if not args.list_models and not several and (not args.input or not (args.output or live)):
         parser.error("give an INPUT and -o OUTPUT (or --list-models)")

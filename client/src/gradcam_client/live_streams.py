@@ -6,7 +6,7 @@
 
     server = GradcamServer("localhost:8001", "efficientnet-lite0")
     say = lambda name, event: print(name, event.message)
-    with LiveStreams(server, max_in_flight=4, on_event=say) as streams:
+    with LiveStreams(server, max_in_flight=8, on_event=say) as streams:
         streams.add("door", "rtsp://door.local/stream1", output="door.mp4")
         streams.add("yard", "udp://127.0.0.1:5001", predictions="yard.jsonl")
         ...
@@ -47,9 +47,10 @@ from .triton import GradcamServer
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """A stream's name: it goes into file names (``out-NAME.mp4``)."""
 
-DEFAULT_IN_FLIGHT = 4
+DEFAULT_IN_FLIGHT = 8
 """Requests in flight over all streams by default: enough for Triton to batch across streams
-on a CPU server, few enough that a frame waits at most a few batches."""
+(measured on 2 CPU cores: 4 held fewer streams than 8, bench/live_scale.py), few enough that
+a frame waits at most a few batches."""
 
 
 def check_name(name: str) -> str:
