@@ -146,6 +146,16 @@ def fan_out(clip: str, urls: list[str], fps: float, seconds: float) -> None:
 # --------------------------------------------------------------------------- the clients
 
 
+def udp_ports_bound() -> set[int]:
+    """The local ports of this machine's UDP sockets (from Linux's /proc)."""
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                ports.add(int(line.split()[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 class Client:
     """A `gradcam-video` process: its stderr read as it comes, its CPU from `os.wait4`."""
 
@@ -270,7 +280,8 @@ def live_run(
             for name, url in zip(names, urls, strict=True)
         ]
     deadline = time.monotonic() + 120
-    while sum(c.listening for c in clients) < n:
+    ports = {int(url.rsplit(":", 1)[1]) for url in urls}
+    while not ports <= udp_ports_bound():
         if time.monotonic() > deadline or any(c.process.poll() is not None for c in clients):
             for client in clients:
                 client.wait(0)
@@ -398,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                                 server, stats_client, clips[fps], args, work, n, fps, wire, mode
                             )
                             runs.append(run)
+                            save(runs, args, machine)
                             p95 = run["p95_worst_s"]
                             log(
                                 f"{mode} {wire} {fps:g} frames/s x {n}: p95 worst "
@@ -406,16 +418,21 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{run['explained_fps']:.1f}/s, batch {run['mean_batch']:.1f}, "
                                 f"load {run['load_before']}"
                             )
+    print(save(runs, args, machine))
+    return 0
+
+
+def save(runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict) -> str:
+    """Write the results so far (after every run: a long run stopped early keeps its figures)."""
+    runs = list(runs)
     for run in list(runs):  # one process with one source stands for the separate case too
         if run["mode"] == "one" and run["streams"] == 1 and "separate" in args.modes:
             runs.append({**run, "mode": "separate"})
     runs.sort(key=lambda r: (r["fps"], r["wire"], r["mode"], r["streams"]))
     markdown = report(runs, args, machine)
-    print(markdown)
-    benchlib.write_results(
-        NAME, {"machine": machine, "args": vars(args), "runs": runs}, markdown, args.output_dir
-    )
-    return 0
+    data = {"machine": machine, "args": vars(args), "runs": runs}
+    benchlib.write_results(NAME, data, markdown, args.output_dir)
+    return markdown
 
 
 if __name__ == "__main__":
