@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-recording", action="store_true", help="predictions only")
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--from-json", type=Path, help="only write the report again from this run's JSON"
+    )
     args = parser.parse_args(argv)
     bad = set(args.modes) - {"one", "separate"} or set(args.wires) - {"raw", "jpeg"}
     if bad:
@@ -334,7 +337,14 @@ def live_run(
 # --------------------------------------------------------------------------- report
 
 
-def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict) -> str:
+def steady_fps(run: dict[str, Any]) -> float:
+    """Frames/s explained over all streams in the steady part of a run."""
+    return sum(run["fps"] * (1 - s["skipped_steady"]) for s in run["per_stream"].values())
+
+
+def report(
+    runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict, command: str
+) -> str:
     headers = [
         "mode", "wire", "frames/s", "streams", "p50 ms (median stream)", "p95 ms (worst stream)",
         "p95 / 1 stream's", "skipped, steady (worst stream)", "skipped, whole run (mean)",
@@ -366,23 +376,32 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict) 
     for key in sorted({(r["mode"], r["wire"], r["fps"]) for r in runs}):
         mine = [r for r in runs if (r["mode"], r["wire"], r["fps"]) == key]
         held = [r["streams"] for r in mine if r["held"]]
+        most = max(steady_fps(r) for r in mine)
+        full = (
+            f"; {max(held)} x {key[2]:g} / {most:.1f} = {max(held) * key[2] / most:.2f}"
+            if held
+            else ""
+        )
         lines.append(
             f"- {key[0]} process{'es' if key[0] == 'separate' else ''}, {key[1]}, "
             f"{key[2]:g} frames/s: largest number of streams held "
             f"{max(held) if held else 'none'} (of {', '.join(str(r['streams']) for r in mine)})"
+            f"{full}"
         )
     load = machine["load_average"]
     return (
         f"# Streams per server ({machine['time']}, {machine['cpus']} CPUs, load {load} at the "
         f"start)\n\n"
-        f"`{' '.join(['.venv/bin/python', 'bench/live_scale.py', *sys.argv[1:]])}`\n\n"
+        f"`{command}`\n\n"
         f"{len(args.streams)} stream counts, sources {SIZE[0]}x{SIZE[1]} sent for "
         f"{args.seconds:g} s; steady part from {args.warmup:g} s after each stream's first "
         f"explained frame; held: every stream p95 <= {1000 * HELD_P95_S:.0f} ms and <= "
         f"{100 * HELD_SKIPPED:.0f} % skipped. One process: `--sources` (8 requests in flight "
         f"over all streams, 2 of one frame each); separate: one `gradcam-video` per source "
         f"(2 requests in flight, one frame each). Both take a stream's newest frame. 'load' is "
-        f"the 1-minute load average before each run (the other users of this machine).\n\n"
+        f"the 1-minute load average before each run (the other users of this machine). After "
+        f"each largest number held: held x rate / most frames/s explained (steady part) in "
+        f"that case, how full the server ran while latency stayed bounded.\n\n"
         + "\n".join(lines)
         + f"\n\n{table}\n"
     )
@@ -390,6 +409,12 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        saved = argparse.Namespace(**{**data["args"], "output_dir": args.output_dir})
+        runs = [r for r in data["runs"] if not (r["mode"] == "separate" and r["streams"] == 1)]
+        print(save(runs, saved, data["machine"], data.get("command")))
+        return 0
     machine = benchlib.machine_info()
     runs: list[dict[str, Any]] = []
     with benchlib.work_dir(args.keep) as work:
@@ -422,15 +447,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def save(runs: list[dict[str, Any]], args: argparse.Namespace, machine: dict) -> str:
+def save(
+    runs: list[dict[str, Any]],
+    args: argparse.Namespace,
+    machine: dict,
+    command: str | None = None,
+) -> str:
     """Write the results so far (after every run: a long run stopped early keeps its figures)."""
     runs = list(runs)
     for run in list(runs):  # one process with one source stands for the separate case too
         if run["mode"] == "one" and run["streams"] == 1 and "separate" in args.modes:
             runs.append({**run, "mode": "separate"})
     runs.sort(key=lambda r: (r["fps"], r["wire"], r["mode"], r["streams"]))
-    markdown = report(runs, args, machine)
-    data = {"machine": machine, "args": vars(args), "runs": runs}
+    command = command or " ".join([".venv/bin/python", "bench/live_scale.py", *sys.argv[1:]])
+    markdown = report(runs, args, machine, command)
+    data = {"machine": machine, "command": command, "args": vars(args), "runs": runs}
     benchlib.write_results(NAME, data, markdown, args.output_dir)
     return markdown
 
