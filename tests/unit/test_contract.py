@@ -105,7 +105,13 @@ def test_config_batches_queues_and_warms_up(exported):
     config = parse_config_text((exported / "config.pbtxt").read_text())
     assert config.backend == "python"
     assert config.dynamic_batching.priority_levels == 2
-    assert config.dynamic_batching.default_queue_policy.max_queue_size == 10
+    policy = config.dynamic_batching.default_queue_policy
+    assert policy.max_queue_size == 10
+    # Live requests may shorten the queue time-out (Triton lets them only shorten it): an
+    # hour for the others, and a late request is rejected, not run.
+    assert policy.allow_timeout_override
+    assert policy.default_timeout_microseconds == 3_600_000_000
+    assert policy.timeout_action == policy.REJECT
     assert config.model_warmup[0].batch_size == 1
     assert set(config.model_warmup[0].inputs) == {contract.FRAMES, contract.TARGET_CLASS}
     assert len(config.model_warmup) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -14,7 +15,9 @@ from gradcam_client.compare import compare_media
 from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
 from gradcam_client.errors import GradcamError, InputError
 from gradcam_client.live import LiveFrame, LiveJob, LiveSettings
+from gradcam_client.live_cli import run_streams, streams_from
 from gradcam_client.live_source import is_live_address
+from gradcam_client.live_streams import DEFAULT_IN_FLIGHT
 from gradcam_client.media_writer import ENCODERS
 from gradcam_client.model_ref import ModelRef
 from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
@@ -51,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "input",
-        nargs="?",
+        nargs="*",
         help="video file (anything FFmpeg reads), image, or live source: a stream address "
         "(rtsp://, rtmp://, http(s)://, udp://, tcp://) or a camera "
-        "(/dev/video0)",
+        "(/dev/video0); several live sources run side by side (streams s1, s2, ...)",
     )
     parser.add_argument(
         "-o",
@@ -119,13 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--priority", type=int, default=0, help="request priority (1 = highest)")
     server.add_argument(
-        "--batch-size", type=int, help="frames per request (default 8; live sources 4)"
+        "--batch-size", type=int, help="frames per request (default 8; live sources 1, the newest)"
     )
     server.add_argument(
         "--max-in-flight",
         type=int,
         help="requests in flight at most, fewer while the server's queue is full "
-        "(default 4; live sources 2)",
+        "(default 4; a live source 2; several live sources: 8 over all of them, 2 each)",
     )
 
     what = parser.add_argument_group("what to explain")
@@ -203,6 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "on", "off"],
         help="skip frames (keeping the newest) rather than fall behind the source; auto: on "
         "for streams and cameras, off for an http(s) address of a file",
+    )
+    live.add_argument(
+        "--sources",
+        metavar="FILE",
+        help="live sources to run side by side, a 'NAME ADDRESS' line each; outputs get "
+        "-NAME before their suffix (-o out.mp4: out-NAME.mp4)",
+    )
+    live.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=0.25,
+        help="seconds a live frame's request may wait in the server's queue; later it is "
+        "dropped and counted as skipped (0: no limit, retried as for files)",
     )
     live.add_argument("--duration", type=float, help="stop after this many seconds")
     live.add_argument(
@@ -355,7 +371,14 @@ def retry_summary(server: GradcamServer) -> str:
     return f"retried requests: {', '.join(parts)}" if parts else ""
 
 
+def several_sources(args: argparse.Namespace) -> bool:
+    """Whether the run explains several live sources side by side."""
+    return bool(args.sources) or len(args.input) > 1
+
+
 def run(args: argparse.Namespace) -> int:
+    if several_sources(args) and args.max_in_flight is None:
+        args.max_in_flight = DEFAULT_IN_FLIGHT  # over all the streams
     settings = None if args.list_models else settings_from(args)  # checked before connecting
     server = connect(args, settings)
     if settings is None:
@@ -364,7 +387,11 @@ def run(args: argparse.Namespace) -> int:
             for version in versions if len(versions) > 1 else ():
                 print(f"{name}:{version}")
         return 0
-    if is_live_address(args.input):
+    if several_sources(args):
+        if args.compare:
+            raise InputError("--compare is for one file; several sources run one model")
+        return run_several(args, server, settings)
+    if is_live_address(args.input[0]):
         if args.compare:
             raise InputError("--compare is for files; a live source runs one model")
         return run_live(args, server, settings)
@@ -382,7 +409,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = process_media(
             server,
-            args.input,
+            args.input[0],
             args.output,
             settings,
             predictions=args.predictions,
@@ -435,7 +462,7 @@ def run_compare(
         result = compare_media(
             a,
             b,
-            args.input,
+            args.input[0],
             args.output,
             settings,
             predictions=args.predictions,
@@ -469,6 +496,41 @@ def live_settings_from(args: argparse.Namespace) -> LiveSettings:
         restream=args.restream,
         batch_size=args.batch_size,
         max_in_flight=args.max_in_flight,
+        queue_timeout=args.queue_timeout or None,
+    )
+
+
+def check_live_outputs(args: argparse.Namespace) -> None:
+    """`InputError` for live outputs that cannot be: none at all, or raw maps."""
+    if not (args.output or args.predictions or args.restream):
+        raise InputError("a live run needs somewhere to go: -o, --predictions or --restream")
+    if args.maps:
+        raise InputError("--maps is for files; a live run writes its predictions as it goes")
+
+
+def run_several(args: argparse.Namespace, server: GradcamServer, settings: JobSettings) -> int:
+    """Several live sources side by side, sharing the server (see `live_cli`)."""
+    streams = streams_from(args.input, args.sources)
+    check_live_outputs(args)
+    server.model_info()  # an absent server or model: one line, before any stream starts
+    live = live_settings_from(args)
+    live = dataclasses.replace(live, max_in_flight=None)  # --max-in-flight is the total here
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"gradcam-video: {text}", file=sys.stderr, flush=True)
+
+    return run_streams(
+        streams,
+        server,
+        settings,
+        live,
+        output=args.output,
+        predictions=args.predictions,
+        restream=args.restream,
+        max_in_flight=args.max_in_flight,
+        say=say,
+        quiet=args.quiet,
     )
 
 
@@ -478,10 +540,7 @@ STATUS_EVERY_S = 10.0
 
 def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSettings) -> int:
     """Explain a live source until Ctrl-C, SIGTERM, --duration or the source's end."""
-    if not (args.output or args.predictions or args.restream):
-        raise InputError("a live run needs somewhere to go: -o, --predictions or --restream")
-    if args.maps:
-        raise InputError("--maps is for files; a live run writes its predictions as it goes")
+    check_live_outputs(args)
 
     def say(text: str) -> None:
         if not args.quiet:
@@ -496,7 +555,7 @@ def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSetti
 
     job = LiveJob(
         server,
-        args.input,
+        args.input[0],
         args.output,
         settings,
         live_settings_from(args),
@@ -529,8 +588,9 @@ def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSetti
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    live = bool(args.input) and is_live_address(args.input)
-    if not args.list_models and (not args.input or not (args.output or live)):
+    several = several_sources(args)
+    live = several or (bool(args.input) and is_live_address(args.input[0]))
+    if not args.list_models and not several and (not args.input or not (args.output or live)):
         parser.error("give an INPUT and -o OUTPUT (or --list-models)")
     problem = tls_argument_error(args)
     if problem:

@@ -28,15 +28,20 @@ a `GradcamError` with a one-line message: `SourceError` for a source that cannot
 unavailable past its retry deadline. The files written before a failure stay usable.
 
 How it keeps up: a reader thread decodes the source into a small buffer, a dispatcher sends
-what is waiting (a few frames at most per request, a bounded number of requests in flight)
-and the calling thread composes the answers in order, records, re-streams and reports them.
-In real time (automatic for live sources) a full buffer drops its oldest frame, so the run
-never falls behind; every dropped frame is counted (`LiveStats.skipped`), and at the end
+what is waiting (a bounded number of requests in flight) and the calling thread composes the
+answers in order, records, re-streams and reports them. In real time (automatic for live
+sources) a request carries the newest frame and the buffer holds one: a newer frame replaces
+the one waiting (latest frame wins), so the run never falls behind, even when several clients
+share a busy server; every dropped frame is counted (`LiveStats.skipped`), and at the end
 ``received == processed + skipped``. Latency is measured from a frame's arrival (decoded) to
 its composed frame.
 
 Callbacks run on the thread that called `run`; a slow `on_frame` slows the run down (more
 frames are skipped), so hand the picture over and return.
+
+Requests carry `LiveSettings.queue_timeout`: the server drops one that waited longer in its
+queue (or refuses it when the queue is full), and its frames count as skipped
+(`LiveStats.turned_away`). Several sources in one process: `live_streams.LiveStreams`.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ import numpy as np
 
 from .errors import Cancelled, GradcamError, InputError, OutputError
 from .live_output import TIME_BASE, Restream, segment_path
+from .live_share import FairShare
 from .live_source import Arrival, LiveSource, SourceEvent, SourceInfo
 from .live_types import (
     LATENCY_WINDOW,
@@ -80,7 +86,7 @@ from .pipeline import (
 )
 from .results import PredictionLog, frame_record
 from .targets import TargetChoice
-from .triton import BatchResult, GradcamServer, RequestCancelled
+from .triton import BatchResult, FramesTurnedAway, GradcamServer, RequestCancelled
 
 __all__ = [
     "LiveEvent",
@@ -110,6 +116,8 @@ class LiveJob:
     output: the recording (.mp4; later segments ``<stem>-2.mp4``, ...), or None.
     predictions: the JSON-lines file, or None.
     on_frame: called with each `LiveFrame`; on_event: with each `LiveEvent`.
+    share: request slots shared with other streams of this client (see `live_streams`): a
+        request is sent only with one of them, the newest waiting frames then.
     """
 
     def __init__(
@@ -123,8 +131,10 @@ class LiveJob:
         predictions: str | Path | None = None,
         on_frame: Callable[[LiveFrame], None] | None = None,
         on_event: Callable[[LiveEvent], None] | None = None,
+        share: FairShare | None = None,
     ) -> None:
         self.server = server
+        self.share = share
         self.address = source
         self.output = Path(output) if output else None
         if self.output is not None and self.output.suffix.lower() not in (".mp4", ".m4v", ".mov"):
@@ -144,6 +154,8 @@ class LiveJob:
         self._latencies = Latencies()
         self._processed = 0
         self._lost = 0  # frames whose request was cancelled at a stop
+        self._turned_away = 0  # frames whose request the busy server refused or dropped
+        self._shared = False  # the dispatcher holds a slot of the share
         self._started = time.monotonic()
         self._source: LiveSource | None = None
         self._restream: Restream | None = None
@@ -178,18 +190,24 @@ class LiveJob:
         source = self._source
         with self._lock:
             p50, p95 = self._latencies.percentiles(window)
-            processed, lost = self._processed, self._lost
+            processed, lost, turned_away = self._processed, self._lost, self._turned_away
         return LiveStats(
             seconds=time.monotonic() - self._started,
             received=source.received if source else 0,
             processed=processed,
-            skipped=(source.skipped if source else 0) + lost,
+            skipped=(source.skipped if source else 0) + lost + turned_away,
             corrupt=source.corrupt if source else 0,
             reconnects=source.reconnects if source else 0,
             latency_p50=p50,
             latency_p95=p95,
             restreamed=self._restream.sent if self._restream else 0,
+            turned_away=turned_away,
         )
+
+    def latencies(self, window: int | None = LATENCY_WINDOW) -> np.ndarray:
+        """Arrival-to-composed seconds of the last `window` frames (None: all), oldest first."""
+        with self._lock:
+            return self._latencies.recent(window)
 
     def _event(self, kind: str, message: str) -> None:
         self.on_event(LiveEvent(kind, message))
@@ -234,6 +252,10 @@ class LiveJob:
             raise Cancelled("the live run was stopped before it started")
         self._started = time.monotonic()
         source_info = self._source.open()
+        if source_info.realtime and self.live.batch_size is None:
+            self.batch_size = 1  # the newest frame each time: no frame waits behind others
+            if self.live.buffer is None:
+                self._source.capacity = 1
         mode = "in real time" if source_info.realtime else "every frame"
         self._event("opened", f"reading {self.address}: {source_info.describe}, {mode}")
         log: PredictionLog | None = None
@@ -330,11 +352,19 @@ class LiveJob:
                 if isinstance(item, BaseException):
                     raise item
                 frames, future = item
-                result = self._answer(future)
-                slots.release()
-                if result is None:  # cancelled at a stop
+                try:
+                    result = self._answer(future)
+                except FramesTurnedAway:  # the server was too busy for them: skipped
+                    result = None
                     with self._lock:
-                        self._lost += len(frames)
+                        self._turned_away += len(frames)
+                else:
+                    if result is None:  # cancelled at a stop
+                        with self._lock:
+                            self._lost += len(frames)
+                finally:
+                    slots.release()
+                if result is None:
                     continue
                 for (frame, arrival), out in zip(frames, frame_outputs(result), strict=True):
                     self._compose(frame, arrival, out, source_info, log)
@@ -375,9 +405,7 @@ class LiveJob:
             while not self._stop.is_set():
                 if not slots.acquire(timeout=0.1):
                     continue
-                batch: list[Arrival] = []
-                while not batch and not self._stop.is_set() and not source.ended:
-                    batch = source.take(self.batch_size, timeout=0.1)
+                batch = self._next_batch(source)
                 grown = [
                     a.frame for a in batch if self.live.oversized(a.frame.width, a.frame.height)
                 ]
@@ -391,16 +419,54 @@ class LiveJob:
                     batch = []
                 if not batch:
                     slots.release()
-                    break
+                    if self.share is not None and self._shared:
+                        self._shared = False
+                        self.share.release()
+                    if self._stop.is_set() or source.ended:
+                        break
+                    continue
                 frames = [self._prepare(arrival) for arrival in batch]
                 thumbnails = np.stack([frame.thumbnail for frame, _ in frames])
                 targets = np.full(len(frames), self.target, np.int32)
-                future = pool.submit(self.server.infer, thumbnails, targets, self._cancel)
+                future = pool.submit(
+                    self.server.infer, thumbnails, targets, self._cancel, self.live.queue_timeout
+                )
+                if self.share is not None and self._shared:
+                    self._shared = False
+                    future.add_done_callback(self._give_back)
                 ordered.put((frames, future))
         except BaseException as error:  # handed to the composing thread
             ordered.put(error)
         finally:
+            if self.share is not None and self._shared:
+                self._shared = False
+                self.share.release()
             ordered.put(None)
+
+    def _give_back(self, _future: Future[BatchResult]) -> None:
+        """Return the share's slot once a request is over (answered, refused or cancelled)."""
+        assert self.share is not None
+        self.share.release()
+
+    def _next_batch(self, source: LiveSource) -> list[Arrival]:
+        """The frames of the next request ([] when stopped or the source is over).
+
+        In real time the newest waiting frames (up to a batch; older ones are skipped),
+        otherwise the oldest. With a share, the run waits for a frame, then for its turn, then
+        takes them: frames that came in the meantime replaced older ones."""
+        newest = bool(source.info and source.info.realtime)
+        if self.share is None:
+            batch: list[Arrival] = []
+            while not batch and not self._stop.is_set() and not source.ended:
+                batch = source.take(self.batch_size, timeout=0.1, newest=newest)
+            return batch
+        while not self._stop.is_set() and not source.ended:
+            if source.wait_for_frames(0.1):
+                break
+        if self._stop.is_set() or source.ended or not self.share.acquire(self._stop):
+            return []
+        self._shared = True
+        return source.take(self.batch_size, timeout=0, newest=newest)
 
     def _prepare(self, arrival: Arrival) -> tuple[Frame, Arrival]:
         """The arrived frame as a picture of its segment's size, with the model's thumbnail."""

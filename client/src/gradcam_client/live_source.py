@@ -297,14 +297,26 @@ class LiveSource:
         self._thread.start()
         return self.info
 
-    def take(self, most: int, timeout: float) -> list[Arrival]:
-        """Up to `most` waiting frames, oldest first; [] if none came within `timeout`."""
+    def take(self, most: int, timeout: float, newest: bool = False) -> list[Arrival]:
+        """Up to `most` waiting frames, oldest first; [] if none came within `timeout`.
+
+        newest: take the newest `most` and skip (and count) the older ones."""
         with self._ready:
             if not self._frames:
                 self._ready.wait_for(lambda: self._frames or self._finished, timeout)
+            while newest and len(self._frames) > most:
+                self._frames.popleft()
+                self.skipped += 1
             taken = [self._frames.popleft() for _ in range(min(most, len(self._frames)))]
             self._ready.notify_all()
             return taken
+
+    def wait_for_frames(self, timeout: float) -> bool:
+        """Wait up to `timeout` for a frame to be waiting; whether one is (none are taken)."""
+        with self._ready:
+            return bool(self._ready.wait_for(lambda: self._frames or self._finished, timeout)) and (
+                bool(self._frames)
+            )
 
     @property
     def ended(self) -> bool:

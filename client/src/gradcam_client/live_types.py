@@ -34,8 +34,12 @@ class LiveSettings:
     duration: stop after this many seconds (None: until stopped or the source ends).
     restream: an address to send the composed frames to (see `live_output.Restream`).
     batch_size / max_in_flight: frames per request at most, and requests in flight at most;
-        small values keep the latency low (None: `JobSettings`' values, at most 4 and 2).
+        small values keep the latency low (None: in real time one frame, the newest, per
+        request, otherwise `JobSettings`' batch size up to 4; in flight at most 2).
     buffer: decoded frames waiting at most (None: `batch_size`).
+    queue_timeout: seconds a request may wait in the server's queue; past that the server
+        drops it and its frames count as skipped (`LiveStats.turned_away`), as do frames of a
+        request refused because the queue is full (None: wait and retry as files do).
     keyframe_seconds: key-frame interval of the recording and the re-stream, which is how
         much a crash can lose at most.
     guard: for an address a stranger typed: every opening is checked and confined (see
@@ -56,6 +60,7 @@ class LiveSettings:
     batch_size: int | None = None
     max_in_flight: int | None = None
     buffer: int | None = None
+    queue_timeout: float | None = 0.25
     keyframe_seconds: float = 1.0
     guard: SourceGuard | None = None
     max_size: tuple[int, int] | None = None
@@ -69,6 +74,8 @@ class LiveSettings:
             raise InputError("the reconnect deadline cannot be negative")
         if self.duration is not None and self.duration <= 0:
             raise InputError("the duration must be positive")
+        if self.queue_timeout is not None and self.queue_timeout <= 0:
+            raise InputError("the queue time-out must be positive")
         if self.restream is not None:
             restream_format(self.restream)
         if (self.max_fps is not None and self.max_fps <= 0) or (
@@ -105,6 +112,7 @@ class LiveStats:
     latency_p50: float | None
     latency_p95: float | None
     restreamed: int = 0  # frames sent to the re-stream
+    turned_away: int = 0  # of the skipped: frames the server's queue refused or timed out
 
     @property
     def skipped_fraction(self) -> float:
@@ -126,6 +134,8 @@ class LiveStats:
                 f"; latency p50 {1000 * self.latency_p50:.0f} ms, "
                 f"p95 {1000 * self.latency_p95:.0f} ms"
             )
+        if self.turned_away:
+            text += f" ({self.turned_away} turned away by the busy server)"
         if self.reconnects:
             text += f"; source reopened {self.reconnects} time(s)"
         return text
@@ -183,6 +193,11 @@ class Latencies:
 
     def add(self, seconds: float) -> None:
         self.values.append(seconds)
+
+    def recent(self, window: int | None = None) -> np.ndarray:
+        """A copy of the last `window` values (None: all)."""
+        data = np.frombuffer(self.values, np.float64) if self.values else np.zeros(0)
+        return (data if window is None else data[-window:]).copy()
 
     def percentiles(self, window: int | None = None) -> tuple[float | None, float | None]:
         if not self.values:

@@ -13,6 +13,11 @@ window of answered requests, never above `max_in_flight`) and backs off before r
 refused request as for a server that is down. Refusals are counted (`GradcamServer.retried`),
 and a client that gives up says the queue stayed full (`ServerBusy`).
 
+Live frames are worth little late: `infer(..., queue_timeout=...)` asks the server to drop
+the request if it waited longer than that in the queue, and a request refused for a full queue
+or dropped that way is not retried but raised as `FramesTurnedAway` (the caller counts its
+frames as skipped); the window shrinks as for any refusal.
+
 Frames go raw or encoded (`Wire`); answers carry the full probability vector or only the
 top-k (`top_k`), which the client spreads back into a vector that is zero elsewhere.
 """
@@ -50,6 +55,7 @@ from gradcam_client.wire import Wire
 
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
 QUEUE_FULL = "exceeds maximum queue size"  # Triton's message when a model's queue is full
+QUEUE_TIMEOUT = "request timeout expired"  # ... when a request waited past its queue time-out
 _REQUEST_ID = re.compile(r"^\[request id: [^\]]*\]\s*")
 _TLS_FAILURE = re.compile(r"tls handshake failed|certificate_verify_failed|peer name", re.I)
 _TLS_REASON = re.compile(r"OPENSSL_internal:([A-Z_]+): ([^:]+)")
@@ -67,6 +73,11 @@ _UNREACHABLE = (  # gRPC's words for "no connection could be made" -> ours
 
 class RequestCancelled(ServerError):
     """The caller gave up on a request while it was being retried."""
+
+
+class FramesTurnedAway(ServerError):
+    """A live request the server refused (queue full) or dropped (it waited past its queue
+    time-out): its frames are skipped, the run goes on."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,14 @@ def is_queue_full(error: InferenceServerException) -> bool:
     return (
         str(error.status()) == "StatusCode.UNAVAILABLE"
         and QUEUE_FULL in (error.message() or "").lower()
+    )
+
+
+def is_queue_timeout(error: InferenceServerException) -> bool:
+    """Whether the server dropped the request because it waited past its queue time-out."""
+    return (
+        str(error.status()) == "StatusCode.UNAVAILABLE"
+        and QUEUE_TIMEOUT in (error.message() or "").lower()
     )
 
 
@@ -337,6 +356,7 @@ class GradcamServer:
         model_call: bool = False,
         cancel: threading.Event | None = None,
         window: InFlightWindow | None = None,
+        turn_away: bool = False,
     ):
         """Run `call(client)` on the next server, retrying transient errors.
 
@@ -344,6 +364,7 @@ class GradcamServer:
         model fails at once with `ModelNotFound` (a model that is loading is waited for).
         Once `cancel` is set no further attempt is made (`RequestCancelled`). With `window`,
         each attempt waits for a slot in it and reports how it went (a full queue shrinks it).
+        With `turn_away`, a full queue or a queue time-out raises `FramesTurnedAway` at once.
         """
         give_up = time.monotonic() + self.retry.deadline_s
         delays = self.retry.delays()
@@ -375,7 +396,9 @@ class GradcamServer:
                         ) from None
                     if model_call and is_not_found(error) and not self._lists_model(client):
                         raise ModelNotFound(self._unknown_model_message()) from None
-                    full = is_queue_full(error)
+                    full = is_queue_full(error) or is_queue_timeout(error)
+                    if full and turn_away:
+                        raise FramesTurnedAway(f"{action}: {describe(error)}") from None
                     self._count(full)
                     last = f"{url}: {describe(error)}"
                     first = self._failed(url, full)
@@ -547,18 +570,24 @@ class GradcamServer:
             return False
 
     def infer(
-        self, frames: np.ndarray, targets: np.ndarray, cancel: threading.Event | None = None
+        self,
+        frames: np.ndarray,
+        targets: np.ndarray,
+        cancel: threading.Event | None = None,
+        queue_timeout: float | None = None,
     ) -> BatchResult:
         """Predictions and maps for frames [n, H, W, 3] uint8 and targets [n] int.
 
         More frames than the model's maximum batch size go as several requests. Setting
         `cancel` stops retrying (`RequestCancelled`), e.g. when the job has failed anyway.
+        With `queue_timeout` (seconds), the server drops the request if it waited longer in
+        its queue, and a dropped or refused request raises `FramesTurnedAway` (no retry).
         """
         info = self.model_info()
         step = info.max_batch_size
         if len(frames) > step:
             parts = [
-                self.infer(frames[i : i + step], targets[i : i + step], cancel)
+                self.infer(frames[i : i + step], targets[i : i + step], cancel, queue_timeout)
                 for i in range(0, len(frames), step)
             ]
             return BatchResult(
@@ -586,12 +615,14 @@ class GradcamServer:
                 model_version=self.version,
                 outputs=outputs,
                 priority=self.priority,
+                timeout=None if queue_timeout is None else max(1, round(queue_timeout * 1e6)),
                 client_timeout=self.connection.request_timeout_s,
                 compression_algorithm=self.connection.compression,
             ),
             model_call=True,
             cancel=cancel,
             window=self.window,
+            turn_away=queue_timeout is not None,
         )
         result = BatchResult(
             probabilities=self._probabilities(response, info),

@@ -91,6 +91,10 @@ class ServingOptions:
 
     Priority 1 is for interactive users (the dashboard), priority 2 (the default) for batch
     jobs; each level has its own bounded queue, and a full queue answers UNAVAILABLE.
+    A request may carry a shorter queue time-out of its own (live clients do: a frame that
+    waited too long is rejected, UNAVAILABLE, rather than explained late); `queue_timeout_us`
+    is the time-out of requests that carry none. Triton lets a request only shorten the
+    model's time-out, so it is long (an hour) rather than none.
     """
 
     max_batch_size: int = 16
@@ -101,6 +105,7 @@ class ServingOptions:
     instance_count: int = 1
     version_policy: VersionPolicy | None = None  # None: Triton's default (adding a version
     # to a model with `export`: the policy its config states)
+    queue_timeout_us: int = 3_600_000_000
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -109,6 +114,8 @@ class ServingOptions:
             raise ValueError("default_priority must be between 1 and priority_levels")
         if self.max_queue_size < 1 or self.instance_count < 1:
             raise ValueError("max_queue_size and instance_count must be at least 1")
+        if self.queue_timeout_us < 1:
+            raise ValueError("queue_timeout_us must be at least 1")
 
 
 def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
@@ -130,7 +137,11 @@ def build_config(info: ModelInfo, options: ServingOptions) -> mc.ModelConfig:
     batching.max_queue_delay_microseconds = options.max_queue_delay_us
     batching.priority_levels = options.priority_levels
     batching.default_priority_level = options.default_priority
-    batching.default_queue_policy.max_queue_size = options.max_queue_size
+    policy = batching.default_queue_policy
+    policy.max_queue_size = options.max_queue_size
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = options.queue_timeout_us
+    policy.allow_timeout_override = True
 
     if options.version_policy not in (None, VersionPolicy()):  # the default stays implicit
         options.version_policy.apply(config)
