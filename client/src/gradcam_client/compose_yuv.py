@@ -91,7 +91,7 @@ class RgbToPicture:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         return self._reformatter.reformat(
-            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", threads=1
         ).to_ndarray()
 
 
