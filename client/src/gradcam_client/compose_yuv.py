@@ -267,18 +267,16 @@ def _halve(mask: np.ndarray) -> np.ndarray:
     return cv2.resize(mask, (mask.shape[1] // 2, mask.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
-def draw_label_yuv(picture: np.ndarray, text: str, corner: Corner = "top-left") -> None:
-    """Draw a label (as `compose.draw_label` does) into a yuv420p picture, in place.
-
-    Only the region under the label's box is touched, directly in YUV: the box darkens the
-    frame towards black (scaling luma above 16 and chroma around 128, which is what scaling
-    RGB does), and the anti-aliased white text is blended in by its coverage.
-    """
-    size = picture_size(picture)
+@lru_cache(maxsize=256)
+def _label_shading(
+    text: str, corner: Corner, size: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], tuple[tuple[np.ndarray, np.ndarray], ...]] | None:
+    """Where a label goes on a frame of `size` (its region, as `_region`) and, for the
+    region of each plane, the gain and offset that draw it: ``new = old * gain + offset``."""
     placement = place_label(*size, text, corner)
     if placement is None:
-        return
-    left, top, right, bottom = _region(placement, size)
+        return None
+    left, top, right, bottom = region = _region(placement, size)
     x0, y0, box_w, box_h = placement.box
     box = np.zeros((bottom - top, right - left), np.float32)
     box[y0 - top : y0 - top + box_h, x0 - left : x0 - left + box_w] = 1.0
@@ -295,13 +293,42 @@ def draw_label_yuv(picture: np.ndarray, text: str, corner: Corner = "top-left") 
         cv2.LINE_AA,
     )
     ink = coverage.astype(np.float32) / 255.0
-    luma, u, v = planes(picture)
-    for plane, black, white, box_mask, ink_mask in (
-        (luma[top:bottom, left:right], 16.0, 235.0, box, ink),
-        (u[top // 2 : bottom // 2, left // 2 : right // 2], 128.0, 128.0, _halve(box), _halve(ink)),
-        (v[top // 2 : bottom // 2, left // 2 : right // 2], 128.0, 128.0, _halve(box), _halve(ink)),
+    shading = []
+    for black, white, box_mask, ink_mask in (
+        (16.0, 235.0, box, ink),
+        (128.0, 128.0, _halve(box), _halve(ink)),
+        (128.0, 128.0, _halve(box), _halve(ink)),
     ):
-        values = plane.astype(np.float32)
-        values = black + (values - black) * (1.0 - box_mask * (1.0 - BOX_SHADE))
-        values += (white - values) * ink_mask
-        plane[:] = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        # darken towards black by the box, then blend in white by the ink's coverage
+        shade = 1.0 - box_mask * (1.0 - BOX_SHADE)
+        gain = shade * (1.0 - ink_mask)
+        offset = black * (1.0 - shade) * (1.0 - ink_mask) + white * ink_mask
+        gain.flags.writeable = offset.flags.writeable = False
+        shading.append((gain, offset))
+    return region, tuple(shading)
+
+
+def draw_label_yuv(picture: np.ndarray, text: str, corner: Corner = "top-left") -> None:
+    """Draw a label (as `compose.draw_label` does) into a yuv420p picture, in place.
+
+    Only the region under the label's box is touched, directly in YUV: the box darkens the
+    frame towards black (scaling luma above 16 and chroma around 128, which is what scaling
+    RGB does), and the anti-aliased white text is blended in by its coverage. A label's
+    shading is worked out once for each text, corner and frame size.
+    """
+    shading = _label_shading(text, corner, picture_size(picture))
+    if shading is None:
+        return
+    (left, top, right, bottom), gains = shading
+    luma, u, v = planes(picture)
+    regions = (
+        luma[top:bottom, left:right],
+        u[top // 2 : bottom // 2, left // 2 : right // 2],
+        v[top // 2 : bottom // 2, left // 2 : right // 2],
+    )
+    for plane, (gain, offset) in zip(regions, gains, strict=True):
+        values = plane * gain
+        values += offset
+        np.rint(values, out=values)
+        np.clip(values, 0, 255, out=values)
+        plane[:] = values
