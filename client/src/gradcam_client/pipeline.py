@@ -369,7 +369,13 @@ def frame_outputs(result: BatchResult) -> list[FrameOutput]:
 
 
 class MapRenderer:
-    """Smooths, normalises and composes the selected maps onto full-resolution frames."""
+    """Smooths, normalises and composes the selected maps onto full-resolution frames.
+
+    Creating one makes OpenCV run on the calling thread only (`cv2.setNumThreads(1)`, for
+    the whole process): the frames of a job are decoded, composed and encoded on threads of
+    their own already, and OpenCV's worker threads only added their hand-offs (about a
+    tenth of a 1920x1080 job's CPU, `bench/client_cost.py`).
+    """
 
     def __init__(
         self,
@@ -378,6 +384,7 @@ class MapRenderer:
         class_names: tuple[str, ...],
         clip_maxima: list[float] | None = None,
     ) -> None:
+        cv2.setNumThreads(1)
         self.panels = panels
         self.settings = settings
         self.class_names = class_names
