@@ -373,8 +373,8 @@ class MapRenderer:
 
     Creating one makes OpenCV run on the calling thread only (`cv2.setNumThreads(1)`, for
     the whole process): the frames of a job are decoded, composed and encoded on threads of
-    their own already, and OpenCV's worker threads only added their hand-offs (about a
-    tenth of a 1920x1080 job's CPU, `bench/client_cost.py`).
+    their own already, and OpenCV's worker threads only added their hand-offs and spinning
+    (see "Where the client's time goes" in `bench/README.md`).
     """
 
     def __init__(
