@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import av
+import cv2
 import numpy as np
 import pytest
 from media import pan_zoom_frames
 
-from gradcam_client.compose import colorize, draw_label, overlay
+from gradcam_client.compose import INTERPOLATIONS, colorize, draw_label, overlay
 from gradcam_client.compose_yuv import (
+    _resize_matrices,
     color_planes,
     colormap_yuv,
     draw_label_yuv,
@@ -89,3 +91,27 @@ def test_labels_change_only_their_region_and_match_rgb_labels(frame: np.ndarray)
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     assert np.abs(luma[box].astype(int) - reference[box].astype(int)).max() <= 3
     assert np.abs(luma.astype(int) - plain.astype(int)).max() > 100  # white text on dark
+
+
+@pytest.mark.parametrize("interpolation", ["cubic", "linear", "nearest"])
+@pytest.mark.parametrize("size", [(540, 960), (180, 320), (151, 150)])
+def test_the_heat_is_upsampled_as_opencv_resizes_it(interpolation: str, size) -> None:
+    heat = np.random.default_rng(0).random((7, 7)).astype(np.float32)
+    rows, columns = _resize_matrices(heat.shape, size, interpolation)
+    expected = cv2.resize(heat, size[::-1], interpolation=INTERPOLATIONS[interpolation])
+    assert np.abs(rows @ heat @ columns - expected).max() < 1e-5
+
+
+def test_a_picture_composed_twice_in_place_matches_a_fresh_composition(frame) -> None:
+    """Kept planes and label shading never leak from one frame into the next."""
+    first, second = to_yuv420p(frame), to_yuv420p(np.ascontiguousarray(frame[::-1]))
+    fresh = overlay_yuv(second, blob(), out=second.copy())
+    overlay_yuv(first, blob(9), out=first)
+    draw_label_yuv(first, "tabby cat 0.90", "bottom-left")
+    again = overlay_yuv(second, blob(), out=second.copy())
+    assert np.array_equal(again, fresh)
+    labelled = [to_yuv420p(frame) for _ in range(2)]
+    for picture in labelled:
+        draw_label_yuv(picture, "tabby cat 0.90", "bottom-left")
+    assert np.array_equal(labelled[0], labelled[1])
+    assert not np.array_equal(labelled[0], to_yuv420p(frame))

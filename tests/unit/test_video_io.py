@@ -514,3 +514,12 @@ def test_an_encoder_named_must_exist_and_open(tmp_path: Path) -> None:
         with pytest.raises(OutputError, match="h264_nvenc encoder does not open"):
             vio.VideoWriter(tmp_path / "out.mp4", info, encoder="h264_nvenc")
     assert vio.VideoWriter(tmp_path / "out.mp4", info, encoder="libx264").encoder == "libx264"
+
+
+@pytest.mark.parametrize("size", [(640, 360), (642, 362), (96, 64)])
+def test_a_picture_is_the_decoded_planes_without_their_padding(size) -> None:
+    from gradcam_client.media_reader import copy_planes
+
+    rgb = np.random.default_rng(1).integers(0, 255, (size[1], size[0], 3), np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    assert np.array_equal(copy_planes(frame), frame.to_ndarray())

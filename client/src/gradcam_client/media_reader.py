@@ -27,6 +27,7 @@ import av
 import av.error
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .errors import CorruptFrameError, NoFramesError, NotMediaError, TruncatedMediaError
 from .media_checks import (
@@ -200,12 +201,16 @@ def in_display_order(
         yield release()
 
 
-def to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
-    """A decoded frame as an upright RGB uint8 (H, W, 3) array."""
+def to_rgb(
+    frame: av.VideoFrame, rotation: int, scaler: VideoReformatter | None = None
+) -> np.ndarray:
+    """A decoded frame as an upright RGB uint8 (H, W, 3) array (converted by `scaler`, else
+    by a scaler of its own)."""
     kwargs = {}
     if frame.color_range:
         kwargs["src_color_range"] = frame.color_range
-    rgb = frame.to_ndarray(format="rgb24", **kwargs)
+    scaler = scaler or VideoReformatter()
+    rgb = scaler.reformat(frame, format="rgb24", threads=1, **kwargs).to_ndarray()
     if rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=-(rotation // 90)))
     return rgb
@@ -224,33 +229,73 @@ def _source_colors(frame: av.VideoFrame) -> dict[str, int]:
     return colors
 
 
-def to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-    """A decoded frame as a yuv420p BT.709 limited-range picture of (width, height)."""
-    as_is = (
-        frame.format.name == "yuv420p"
-        and frame.colorspace == 1
-        and frame.color_range in (0, 1)
-        and (frame.width, frame.height) == (width, height)
-    )
-    if not as_is:
-        frame = frame.reformat(
-            width=width,
-            height=height,
-            format="yuv420p",
-            dst_colorspace="ITU709",
-            dst_color_range="MPEG",
+def copy_planes(frame: av.VideoFrame) -> np.ndarray:
+    """The three planes of a yuv420p frame copied into one picture (see `Frame`), once."""
+    width, height = frame.width, frame.height
+    picture = np.empty((height * 3 // 2, width), np.uint8)
+    flat = picture.reshape(-1)
+    start = 0
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        end = start + plane.height * plane.width
+        flat[start:end].reshape(plane.height, plane.width)[:] = rows[:, : plane.width]
+        start = end
+    return picture
+
+
+class Scalers:
+    """FFmpeg's scaler set up once for every frame of a read: setting one up per frame (as
+    `av.VideoFrame.reformat` does) costs more than scaling a frame to the model's size."""
+
+    def __init__(self) -> None:
+        self._picture = VideoReformatter()
+        self._thumbnail = VideoReformatter()
+        self.rgb = VideoReformatter()
+
+    def picture(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+        """A decoded frame as a yuv420p BT.709 limited-range picture of (width, height)."""
+        as_is = (
+            frame.format.name == "yuv420p"
+            and frame.colorspace == 1
+            and frame.color_range in (0, 1)
+            and (frame.width, frame.height) == (width, height)
+        )
+        if not as_is:
+            frame = self._picture.reformat(
+                frame,
+                width=width,
+                height=height,
+                format="yuv420p",
+                dst_colorspace="ITU709",
+                dst_color_range="MPEG",
+                interpolation="AREA",
+                threads=1,
+                **_source_colors(frame),
+            )
+        return copy_planes(frame)
+
+    def thumbnail(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+        """The frame scaled to `size` (width, height) as RGB, in one pass."""
+        small = self._thumbnail.reformat(
+            frame,
+            width=size[0],
+            height=size[1],
+            format="rgb24",
             interpolation="AREA",
+            threads=1,
             **_source_colors(frame),
         )
-    return frame.to_ndarray()
+        return small.to_ndarray()
+
+
+def to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """`Scalers.picture` of one frame (a loop over frames keeps one `Scalers`)."""
+    return Scalers().picture(frame, width, height)
 
 
 def thumbnail_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
-    """The frame scaled to `size` (width, height) as RGB, in one pass of FFmpeg's scaler."""
-    small = frame.reformat(
-        width=size[0], height=size[1], format="rgb24", interpolation="AREA", **_source_colors(frame)
-    )
-    return small.to_ndarray()
+    """`Scalers.thumbnail` of one frame (a loop over frames keeps one `Scalers`)."""
+    return Scalers().thumbnail(frame, size)
 
 
 def _read_image_file(path: Path) -> np.ndarray | None:
@@ -432,12 +477,13 @@ class MediaReader:
         )
         step = frame_step(info)
         last_pts: int | None = None
+        scalers = Scalers()
         for frame, pts in in_display_order(f for f, _stream in decoder.frames()):
-            small = thumbnail_rgb(frame, thumbnail) if thumbnail else None
+            small = scalers.thumbnail(frame, thumbnail) if thumbnail else None
             if yuv:
-                image, pixel_format = to_yuv420p(frame, info.width, info.height), "yuv420p"
+                image, pixel_format = scalers.picture(frame, info.width, info.height), "yuv420p"
             else:
-                image, pixel_format = to_rgb(frame, info.rotation), "rgb24"
+                image, pixel_format = to_rgb(frame, info.rotation, scalers.rgb), "rgb24"
                 if image.shape[:2] != (info.height, info.width):  # resolution changed
                     image = cv2.resize(image, info.resolution_wh, interpolation=cv2.INTER_AREA)
             if pts is None:

@@ -21,6 +21,7 @@ import av
 import av.error
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .errors import OutputError
 from .media_checks import FILE_ONLY, codec_name, ffmpeg_reason
@@ -268,6 +269,7 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._finished = False
         self._durations: dict[int, int] = {}
+        self._scaler = VideoReformatter()  # RGB to yuv420p, set up once for every frame
 
     # -- context manager
 
@@ -339,7 +341,9 @@ class VideoWriter:
         if pad_h or pad_w:
             image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        frame = self._scaler.reformat(
+            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", threads=1
+        )
         self._encode(frame, pts, duration)
 
     def write_picture(

@@ -386,7 +386,13 @@ def frame_outputs(result: BatchResult) -> list[FrameOutput]:
 
 
 class MapRenderer:
-    """Smooths, normalises and composes the selected maps onto full-resolution frames."""
+    """Smooths, normalises and composes the selected maps onto full-resolution frames.
+
+    Creating one makes OpenCV run on the calling thread only (`cv2.setNumThreads(1)`, for
+    the whole process): the frames of a job are decoded, composed and encoded on threads of
+    their own already, and OpenCV's worker threads only added their hand-offs and spinning
+    (see "Where the client's time goes" in `bench/README.md`).
+    """
 
     def __init__(
         self,
@@ -395,6 +401,7 @@ class MapRenderer:
         class_names: tuple[str, ...],
         clip_maxima: list[float] | None = None,
     ) -> None:
+        cv2.setNumThreads(1)
         self.panels = panels
         self.settings = settings
         self.class_names = class_names
