@@ -359,7 +359,7 @@ def status_ui(view: LiveView, label: str) -> None:
         st.info(f"Stopping {label}...", icon=":material/hourglass_bottom:")
     elif view.phase == "failed":
         with st.container(key=f"live-failed-{view.key}"):
-            st.error(f"**{view.name} failed:** {view.error}", icon=":material/error:")
+            st.error(f"**The live stream failed:** {view.error}", icon=":material/error:")
     elif view.result is not None:
         st.info(
             f"**Ended ({view.result.ended}):** {view.result.stats.summary()}",
