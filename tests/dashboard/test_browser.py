@@ -537,9 +537,9 @@ def live_page_url(triton, dashboard_folder, live_stream) -> Iterator[str]:
         yield url
 
 
-def live_picture(page) -> np.ndarray:
-    """The pixels of the live frame as the browser shows them."""
-    png = page.locator(".st-key-live-frame img").screenshot()
+def live_picture(page, stream: str = "s1") -> np.ndarray:
+    """The pixels of a stream's live frame as the browser shows them."""
+    png = page.locator(f".st-key-live-frame-{stream} img").screenshot()
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(np.int16)
 
 
@@ -557,20 +557,20 @@ def test_the_live_mode_shows_frames_that_change_its_figures_and_stops(
         choose(page, "Model", "efficientnet-lite0")
         page.get_by_role("button", name="Start").click()
         page.get_by_text("Live: sample-stream · efficientnet-lite0").wait_for()
-        page.locator(".st-key-live-frame img").wait_for()
+        page.locator(".st-key-live-frame-s1 img").wait_for()
         pictures = [live_picture(page)]
         for _ in range(3):
             page.wait_for_timeout(1500)
             pictures.append(live_picture(page))
         changes = [float(np.abs(a - b).mean()) for a, b in itertools.pairwise(pictures)]
         assert min(changes) > 1.0, f"the frame did not change in place: {changes}"
-        stats = page.locator(".st-key-live-stats")
+        stats = page.locator(".st-key-live-stats-s1")
         explained = stats.locator('[data-testid="stMetric"]').filter(has_text="Frames explained")
         assert int(explained.locator('[data-testid="stMetricValue"]').inner_text()) > 10
         p95 = stats.locator('[data-testid="stMetric"]').filter(has_text="Latency p95")
         assert re.fullmatch(r"\d+ ms", p95.locator('[data-testid="stMetricValue"]').inner_text())
         assert stats.get_by_text("Skipped").count() == 1
-        page.locator('.st-key-live-chart [data-testid="stVegaLiteChart"]').wait_for()
+        page.locator('.st-key-live-chart-s1 [data-testid="stVegaLiteChart"]').wait_for()
         assert live_stream not in page.content()  # visitors see the source's name only
         screenshot(page, "15-live")
         page.get_by_role("button", name="Stop").click()
@@ -583,5 +583,67 @@ def test_the_live_mode_shows_frames_that_change_its_figures_and_stops(
         assert page.get_by_role("button", name="Start").is_enabled()
         assert page.locator('[data-testid="stException"]').count() == 0
         screenshot(page, "16-live-stopped")
+    finally:
+        context.close()
+
+
+# a fourth page whose operator lets a visitor run two streams side by side
+
+
+@pytest.fixture(scope="module")
+def second_stream() -> Iterator[str]:
+    url = f"udp://127.0.0.1:{free_port()}"
+    with SampleStream(url, fps=10, size=(480, 270), photo="coffee"):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def two_streams_url(triton, dashboard_folder, live_stream, second_stream) -> Iterator[str]:
+    env = {
+        "GRADCAM_URL": triton.urls.grpc,
+        "GRADCAM_METRICS_URL": triton.urls.metrics,
+        "GRADCAM_LIVE_SOURCES": f"cat-cam={live_stream} coffee-cam={second_stream}",
+        "GRADCAM_LIVE_STREAMS_PER_SESSION": "2",
+        "GRADCAM_DASHBOARD_DIR": str(dashboard_folder / "two-streams-sessions"),
+    }
+    with running_dashboard(env, dashboard_folder / "two-streams-dashboard.log") as url:
+        yield url
+
+
+def test_two_streams_play_side_by_side_and_one_is_removed(browser, two_streams_url):
+    context, page = new_page(browser, two_streams_url)
+    try:
+        page.get_by_text("Live", exact=True).click()
+        page.get_by_text("3 · Live").wait_for()
+        wait_idle(page)
+        choose(page, "Model", "efficientnet-lite0")
+        page.get_by_role("button", name="Start").click()
+        page.locator(".st-key-live-frame-s1 img").wait_for()
+        choose(page, "Live source", "coffee-cam")
+        page.get_by_role("button", name="Add coffee-cam").click()
+        page.locator(".st-key-live-frame-s2 img").wait_for()
+        page.get_by_text("2 of 2 streams running").wait_for()
+        assert page.get_by_role("button", name="Add coffee-cam").is_disabled()
+        for stream in ("s1", "s2"):
+            first = live_picture(page, stream)
+            page.wait_for_timeout(1500)
+            assert float(np.abs(live_picture(page, stream) - first).mean()) > 1.0
+        captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+        assert any("cat" in caption for caption in captions), captions
+        assert any("espresso" in caption for caption in captions), captions
+        screenshot(page, "17-live-two-streams")
+        # a redrawn panel may briefly hold its old button beside the new one
+        page.locator(".st-key-live_remove_s2 button").first.click()
+        page.get_by_text(re.compile(r"Ended \(removed\):")).wait_for()
+        assert page.get_by_role("button", name="Recording (MP4)").is_visible()
+        first = live_picture(page, "s1")
+        page.wait_for_timeout(1500)
+        assert float(np.abs(live_picture(page, "s1") - first).mean()) > 1.0  # cat-cam goes on
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text(re.compile(r"Ended \(stopped\):")).wait_for()
+        wait_idle(page)
+        assert page.get_by_role("button", name="Recording (MP4)").count() == 2
+        assert page.locator('[data-testid="stException"]').count() == 0
+        screenshot(page, "18-live-two-streams-stopped")
     finally:
         context.close()

@@ -90,9 +90,21 @@ def test_the_launcher_passes_live_sources_to_the_page():
     assert env["GRADCAM_ALLOW_ANY_SOURCE"] == "0" and env["GRADCAM_MAX_LIVE_JOBS"] == "3"
     config = DashboardConfig.from_env(env)
     assert [source.name for source in config.live_sources] == ["door", "lab"]
-    assert config.max_live_jobs == 3
+    assert config.max_live_jobs == 3 and config.live_streams_per_session == 1
     free = launch.build_parser().parse_args(["--allow-any-source"])
     assert launch.build_environment(free, base={})["GRADCAM_ALLOW_ANY_SOURCE"] == "1"
+
+
+def test_the_operator_allows_several_streams_per_session(monkeypatch):
+    args = launch.build_parser().parse_args(["--live-streams-per-session", "3"])
+    env = launch.build_environment(args, base={})
+    assert env["GRADCAM_LIVE_STREAMS_PER_SESSION"] == "3"
+    assert DashboardConfig.from_env(env).live_streams_per_session == 3
+    assert launch.build_parser().parse_args([]).live_streams_per_session == 1
+    monkeypatch.setenv("GRADCAM_LIVE_STREAMS_PER_SESSION", "2")
+    assert launch.build_parser().parse_args([]).live_streams_per_session == 2
+    with pytest.raises(ValueError, match="GRADCAM_LIVE_STREAMS_PER_SESSION must be positive"):
+        DashboardConfig.from_env({"GRADCAM_LIVE_STREAMS_PER_SESSION": "0"})
 
 
 def test_the_launcher_refuses_a_bad_live_source(capsys):
@@ -102,6 +114,9 @@ def test_the_launcher_refuses_a_bad_live_source(capsys):
     with pytest.raises(SystemExit):
         launch.main(["--max-live-jobs", "0"])
     assert "must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        launch.main(["--live-streams-per-session", "0"])
+    assert "--live-streams-per-session" in capsys.readouterr().err
 
 
 def test_a_page_run_keeps_to_the_upload_limits_and_a_recording_budget():
@@ -116,13 +131,11 @@ def test_a_page_run_keeps_to_the_upload_limits_and_a_recording_budget():
             "GRADCAM_LIVE_RECORDING_MB": "50",
         }
     )
-    operators = live_settings(config, config.live_choice("door"))
-    assert operators.duration == 120 and operators.max_size == (1280, 720)
-    assert operators.max_fps == 30 and operators.max_bytes == 50 * 2**20
-    assert operators.guard is None  # the operator's own sources are trusted
-    visitors = live_settings(config, config.live_choice("http://cams.example/live.m3u8"))
-    assert visitors.duration == 120 and visitors.max_bytes == 50 * 2**20
-    assert visitors.guard == SourceGuard(
+    settings = live_settings(config)
+    assert settings.duration == 120 and settings.max_size == (1280, 720)
+    assert settings.max_fps == 30 and settings.max_bytes == 50 * 2**20
+    assert settings.guard is None  # the operator's own sources are trusted; visitors' addresses
+    assert config.source_guard() == SourceGuard(  # are guarded stream by stream (LiveSession)
         parse_networks(["10.1.0.0/16", "192.168.5.7/32", "fd00::/8"])
     )
     defaults = DashboardConfig.from_env({})

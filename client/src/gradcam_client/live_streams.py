@@ -42,6 +42,7 @@ from .live import LiveJob
 from .live_share import FairShare
 from .live_types import LATENCY_WINDOW, LiveEvent, LiveFrame, LiveResult, LiveSettings, LiveStats
 from .pipeline import JobSettings
+from .source_guard import SourceGuard
 from .triton import GradcamServer
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -116,6 +117,7 @@ class LiveStreams:
         cap (`GradcamServer(max_in_flight=...)`) should be at least this.
     on_frame(name, frame) / on_event(name, event): every composed frame and event of every
         stream, from that stream's thread. A stream that fails reports a "failed" event.
+    on_end(name, outcome): each stream's outcome once it has ended, from its thread.
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class LiveStreams:
         max_in_flight: int = DEFAULT_IN_FLIGHT,
         on_frame: Callable[[str, LiveFrame], None] | None = None,
         on_event: Callable[[str, LiveEvent], None] | None = None,
+        on_end: Callable[[str, StreamOutcome], None] | None = None,
     ) -> None:
         self.server = server
         self.settings = settings or JobSettings()
@@ -140,6 +143,7 @@ class LiveStreams:
         self.share = FairShare(max_in_flight)
         self.on_frame = on_frame
         self.on_event = on_event or (lambda name, event: None)
+        self.on_end = on_end or (lambda name, outcome: None)
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)
@@ -152,12 +156,14 @@ class LiveStreams:
         *,
         predictions: str | Path | None = None,
         restream: str | None = None,
+        guard: SourceGuard | None = None,
     ) -> LiveJob:
         """Start explaining `source` as stream `name` (its own recording, predictions and
-        re-stream, each optional); returns its job. `InputError` for a name in use or bad
-        settings; a source that cannot be opened fails later, in its outcome."""
+        re-stream, each optional); returns its job. `guard` checks this stream's address (one
+        a stranger typed) in place of the streams' own `live.guard`. `InputError` for a name
+        in use or bad settings; a source that cannot be opened fails later, in its outcome."""
         check_name(name)
-        live = dataclasses.replace(self.live, restream=restream)
+        live = dataclasses.replace(self.live, restream=restream, guard=guard or self.live.guard)
         job = LiveJob(
             self.server,
             source,
@@ -195,6 +201,7 @@ class LiveStreams:
         with self._ended:
             stream.outcome = outcome
             self._ended.notify_all()
+        self.on_end(stream.name, outcome)
 
     def remove(self, name: str, wait: float = 30.0) -> StreamOutcome:
         """Stop stream `name` and forget it; its outcome (its files stay)."""

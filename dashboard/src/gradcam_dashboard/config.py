@@ -39,7 +39,10 @@ Live sources (the page's Live mode; without any, the mode says how to add them):
 - ``GRADCAM_ALLOW_SOURCE_NETWORKS``: networks (CIDR, separated by spaces, ``,`` or ``;``) visitors'
   addresses may reach although they are not public (e.g. ``10.1.0.0/16`` for the cameras
   of a site);
-- ``GRADCAM_MAX_LIVE_JOBS``: live runs this dashboard keeps going at once (default 2);
+- ``GRADCAM_MAX_LIVE_JOBS``: live streams this dashboard keeps going at once, over all
+  visitors (default 2);
+- ``GRADCAM_LIVE_STREAMS_PER_SESSION``: streams one visitor may run side by side (default 1),
+  sharing one server connection;
 - ``GRADCAM_LIVE_RECORDING_MB``: a live run stops once its recording and predictions hold
   this many MB (default 200; the files are kept).
 
@@ -89,6 +92,7 @@ ENV_RETRY_S = "GRADCAM_RETRY_S"
 ENV_LIVE_SOURCES = "GRADCAM_LIVE_SOURCES"
 ENV_ALLOW_ANY_SOURCE = "GRADCAM_ALLOW_ANY_SOURCE"
 ENV_MAX_LIVE_JOBS = "GRADCAM_MAX_LIVE_JOBS"
+ENV_LIVE_STREAMS_PER_SESSION = "GRADCAM_LIVE_STREAMS_PER_SESSION"
 ENV_ALLOW_SOURCE_NETWORKS = "GRADCAM_ALLOW_SOURCE_NETWORKS"
 ENV_MAX_FPS = "GRADCAM_MAX_FPS"
 ENV_LIVE_RECORDING_MB = "GRADCAM_LIVE_RECORDING_MB"
@@ -110,6 +114,7 @@ DEFAULT_MAX_AGE_H = 6.0
 DEFAULT_SAMPLE_SECONDS = 4.0
 DEFAULT_RETRY_S = 20.0
 DEFAULT_MAX_LIVE_JOBS = 2
+DEFAULT_LIVE_STREAMS_PER_SESSION = 1
 DEFAULT_MAX_FPS = 60.0
 DEFAULT_LIVE_RECORDING_MB = 200.0
 DEFAULT_MAX_CAMERAS = 2
@@ -353,7 +358,8 @@ class DashboardConfig:
     live_sources: tuple[LiveSourceChoice, ...] = ()
     allow_any_source: bool = False
     allowed_source_networks: tuple[Network, ...] = ()
-    max_live_jobs: int = DEFAULT_MAX_LIVE_JOBS
+    max_live_jobs: int = DEFAULT_MAX_LIVE_JOBS  # streams, over all sessions
+    live_streams_per_session: int = DEFAULT_LIVE_STREAMS_PER_SESSION
     live_recording_mb: float = DEFAULT_LIVE_RECORDING_MB
     camera: bool = True
     max_cameras: int = DEFAULT_MAX_CAMERAS
@@ -388,6 +394,9 @@ class DashboardConfig:
             allow_any_source=env_flag(env, ENV_ALLOW_ANY_SOURCE),
             allowed_source_networks=_networks(env),
             max_live_jobs=int(_number(env, ENV_MAX_LIVE_JOBS, DEFAULT_MAX_LIVE_JOBS)),
+            live_streams_per_session=int(
+                _number(env, ENV_LIVE_STREAMS_PER_SESSION, DEFAULT_LIVE_STREAMS_PER_SESSION)
+            ),
             live_recording_mb=_number(env, ENV_LIVE_RECORDING_MB, DEFAULT_LIVE_RECORDING_MB),
             camera=env_flag(env, ENV_CAMERA, default=True),
             max_cameras=int(_number(env, ENV_MAX_CAMERAS, DEFAULT_MAX_CAMERAS)),

@@ -121,7 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-live-jobs",
         type=int,
         default=int(env.get(config.ENV_MAX_LIVE_JOBS) or config.DEFAULT_MAX_LIVE_JOBS),
-        help=f"live runs going at once, over all visitors (env {config.ENV_MAX_LIVE_JOBS})",
+        help=f"live streams going at once, over all visitors (env {config.ENV_MAX_LIVE_JOBS})",
+    )
+    live.add_argument(
+        "--live-streams-per-session",
+        type=int,
+        default=int(
+            env.get(config.ENV_LIVE_STREAMS_PER_SESSION) or config.DEFAULT_LIVE_STREAMS_PER_SESSION
+        ),
+        help="streams one visitor may run side by side over one server connection (env "
+        f"{config.ENV_LIVE_STREAMS_PER_SESSION})",
     )
     camera = parser.add_argument_group(
         "camera", "the page's Camera mode: each visitor's own camera over WebRTC"
@@ -239,6 +248,7 @@ def build_environment(args: argparse.Namespace, base: dict[str, str] | None = No
     if args.allow_source_network:
         env[config.ENV_ALLOW_SOURCE_NETWORKS] = " ".join(args.allow_source_network)
     env[config.ENV_MAX_LIVE_JOBS] = str(args.max_live_jobs)
+    env[config.ENV_LIVE_STREAMS_PER_SESSION] = str(args.live_streams_per_session)
     env[config.ENV_MAX_FPS] = f"{args.max_fps:g}"
     env[config.ENV_LIVE_RECORDING_MB] = f"{args.live_recording_mb:g}"
     env[config.ENV_CAMERA] = "1" if args.camera else "0"
@@ -262,11 +272,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     positive = (args.max_upload_mb, args.session_max_age_hours, args.max_seconds, args.max_fps)
-    counts = (args.max_frames, args.max_live_jobs, args.max_cameras)
+    counts = (args.max_frames, args.max_live_jobs, args.live_streams_per_session, args.max_cameras)
     if min(*positive, *counts, args.live_recording_mb) <= 0:
         parser.error(
             "--max-upload-mb, --session-max-age-hours, --max-seconds, --max-frames, "
-            "--max-fps, --max-live-jobs, --max-cameras and --live-recording-mb must be positive"
+            "--max-fps, --max-live-jobs, --live-streams-per-session, --max-cameras and "
+            "--live-recording-mb must be positive"
         )
     environment = build_environment(args)
     try:  # the page would fail for every visitor: say so now (TLS files, live sources, networks)

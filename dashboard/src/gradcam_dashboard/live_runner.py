@@ -1,17 +1,19 @@
-"""A live run in a background thread, owned by one browser session.
+"""The live streams of one browser session, running in the background.
 
-The client's `LiveJob` runs in a daemon thread; its callbacks only hand the newest composed
-frame, its predictions and the events over under a lock, so the run never waits for the page.
-The page polls `BackgroundLive.view` (the latest frame, the last minute of predictions, the
-counters, the events) and may `stop` it. A run whose page stops asking for a while (the tab
-was closed, the session expired) stops itself, and `LiveSlots` bounds the live runs of one
-dashboard. A visitor's own address fails with one generic line, whatever went wrong: the
-detail goes to the operator's log (a reason per address would map the network behind it).
+A session runs one `LiveStreams`: its streams share one server connection (so Triton batches
+frames of different streams together) and one fair budget of requests in flight. The streams'
+callbacks only hand each stream's newest composed frame, its predictions and its events over
+under a lock, so no stream ever waits for the page. The page polls `LiveSession.views` and may
+`add` a stream (up to the session's capacity, and only while the dashboard's `LiveSlots`,
+which count streams, have room), `remove` one while the others go on, or `stop` them all. A
+stream that fails ends alone, with its one line. A session whose page stops asking for a
+while (the tab was closed, the session expired) stops itself. A visitor's own address fails
+with one generic line, whatever went wrong: the detail goes to the operator's log (a reason per
+address would map the network behind it).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import threading
@@ -26,39 +28,51 @@ import numpy as np
 
 from gradcam_client.errors import GradcamError, SourceError
 from gradcam_client.live import LiveEvent, LiveFrame, LiveJob, LiveResult, LiveStats
+from gradcam_client.live_streams import LiveStreams, StreamOutcome
+from gradcam_client.source_guard import SourceGuard
 from gradcam_client.triton import RetryNotice
+from gradcam_dashboard.config import LiveSourceChoice
 
 log = logging.getLogger(__name__)
 
 VISITOR_FAILURE = "this source cannot be opened"
 """All a visitor learns of why their address failed to open or came back no more."""
 
+RECORDING = "live.mp4"
+PREDICTIONS = "predictions.jsonl"
+"""A stream's files, in its own folder of the session's."""
+
 WINDOW_S = 60.0
 """Seconds of predictions kept for the page's chart."""
 
 LEASE_S = 120.0
-"""A run whose page has not asked for it this long stops (browsers poll hidden tabs rarely,
-down to once a minute)."""
+"""A session whose page has not asked for it this long stops (browsers poll hidden tabs
+rarely, down to once a minute)."""
 
 RATE_WINDOW_S = 5.0
 """Seconds over which the page's frames/s is taken."""
 
 EVENTS_KEPT = 6
-"""Recent event lines shown."""
+"""Recent event lines shown per stream."""
 
 OUTAGE_NOTICE_EVERY_S = 5.0
 """At most one "the server is not answering" line this often."""
 
-JobFactory = Callable[
-    [Callable[[LiveFrame], None], Callable[[LiveEvent], None], Callable[[RetryNotice], None]],
-    LiveJob,
+StreamsFactory = Callable[
+    [
+        Callable[[str, LiveFrame], None],
+        Callable[[str, LiveEvent], None],
+        Callable[[str, StreamOutcome], None],
+        Callable[[RetryNotice], None],
+    ],
+    LiveStreams,
 ]
-"""Makes the run's job (and its server client), given the callbacks for frames, events and
-failed requests."""
+"""Makes the session's `LiveStreams` (and its server client), given the callbacks for frames,
+events, ended streams and failed requests."""
 
 
 class LiveSlots:
-    """The live runs of one dashboard: at most `limit` at once."""
+    """The live streams (or cameras) of one dashboard: at most `limit` at once."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -80,14 +94,17 @@ class LiveSlots:
 
 @dataclass(frozen=True)
 class LiveView:
-    """What the page draws of a live run."""
+    """What the page draws of one stream."""
 
+    key: str  # the stream's name in the session ("s1", "s2", ...)
+    name: str  # the source's name, as visitors see it
+    folder: Path  # its recording and predictions
     phase: str  # "opening", "running", "stopping", "ended", "failed"
     frame: LiveFrame | None  # the newest composed frame
     records: list[dict[str, Any]]  # predictions of the last `WINDOW_S` seconds
     stats: LiveStats | None
     events: list[LiveEvent] = field(default_factory=list)  # the newest last
-    error: str | None = None  # why the run failed (one line)
+    error: str | None = None  # why the stream failed (one line)
     result: LiveResult | None = None  # how it ended
 
     @property
@@ -104,187 +121,285 @@ class LiveView:
         return (len(times) - 1) / span if span > 0 else None
 
 
-class BackgroundLive:
-    """One `LiveJob` in a daemon thread, with the hand-over the page reads.
+class _Stream:
+    """One stream's hand-over to the page (guarded by the session's lock)."""
 
-    redact: applied to every message shown (replaces a source's address by its name).
-    visitor: the source is an address a visitor typed: its failures read `VISITOR_FAILURE`
-        (the detail is logged).
+    def __init__(self, key: str, source: LiveSourceChoice, folder: Path) -> None:
+        self.key = key
+        self.source = source
+        self.folder = folder
+        self.job: LiveJob | None = None
+        self.phase = "opening"
+        self.frame: LiveFrame | None = None
+        self.records: deque[dict[str, Any]] = deque()
+        self.events: deque[LiveEvent] = deque(maxlen=EVENTS_KEPT)
+        self.error: str | None = None
+        self.result: LiveResult | None = None
+        self.stop_reason: str | None = None
+        self.rgb: tuple[int, np.ndarray] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("ended", "failed")
+
+    def view(self) -> LiveView:
+        stats = self.result.stats if self.result is not None else None
+        if stats is None and self.frame is not None:
+            stats = self.frame.stats
+            if self.job is not None:
+                stats = self.job.stats  # counters between frames too
+        return LiveView(
+            self.key,
+            self.source.name,
+            self.folder,
+            self.phase,
+            self.frame,
+            list(self.records),
+            stats,
+            list(self.events),
+            self.error,
+            self.result,
+        )
+
+
+class LiveSession:
+    """The live streams of one browser session (one `LiveStreams`), with the hand-over the
+    page reads.
+
+    capacity: streams running at once in this session.
+    guard: how a visitor's own address is checked (the operator's sources are trusted).
     """
 
     def __init__(
         self,
-        make_job: JobFactory,
+        make_streams: StreamsFactory,
         folder: Path,
         slots: LiveSlots,
         *,
-        redact: Callable[[str], str] = lambda text: text,
-        visitor: bool = False,
+        capacity: int = 1,
+        guard: SourceGuard | None = None,
         lease_s: float = LEASE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.make_job = make_job
         self.folder = folder
         self.slots = slots
-        self.redact = redact
-        self.visitor = visitor
+        self.capacity = capacity
+        self.guard = guard
         self.lease_s = lease_s
         self.clock = clock
         self._lock = threading.Lock()
-        self._job: LiveJob | None = None
-        self._phase = "opening"
-        self._frame: LiveFrame | None = None
-        self._records: deque[dict[str, Any]] = deque()
-        self._events: deque[LiveEvent] = deque(maxlen=EVENTS_KEPT)
-        self._error: str | None = None
-        self._result: LiveResult | None = None
-        self._stop_reason: str | None = None
+        self._streams: dict[str, _Stream] = {}
+        self._added = 0
+        self._closed = False
+        self._discard = False
         self._last_outage = -OUTAGE_NOTICE_EVERY_S
         self._last_seen = clock()
-        self._rgb: tuple[int, np.ndarray] | None = None
-        self._discard = False
-        self._ended = False
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="dashboard-live", daemon=True)
+        self.engine = make_streams(self._on_frame, self._on_event, self._on_end, self._on_retry)
         self._watchdog = threading.Thread(target=self._watch, name="live-lease", daemon=True)
+        self._watchdog.start()
 
     # -- the page's side
 
-    def start(self) -> BackgroundLive:
-        self._thread.start()
-        self._watchdog.start()
-        return self
+    def add(self, source: LiveSourceChoice) -> str | None:
+        """Start `source` as a new stream; None, or why it cannot start (one line).
 
-    def view(self) -> LiveView:
-        """The run as it is now; also renews the page's lease on it."""
+        A source that cannot be opened is not refused here: its stream fails in its panel."""
+        with self._lock:
+            if self._closed:
+                return "these live streams have ended; start again"
+            running = [s for s in self._streams.values() if not s.finished]
+            if any(s.source.url == source.url for s in running):
+                return f"{source.name} is running already"
+            if len(running) >= self.capacity:
+                return f"{self.capacity} stream(s) run here at most; remove one first"
+            if not self.slots.acquire():
+                return (
+                    f"this dashboard already runs {self.slots.limit} live stream(s), the most "
+                    "it allows at once; please try again in a while"
+                )
+            self._added += 1
+            key = f"s{self._added}"
+            stream = self._streams[key] = _Stream(key, source, self.folder / key)
+        stream.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            job = self.engine.add(
+                key,
+                source.url,
+                stream.folder / RECORDING,
+                predictions=stream.folder / PREDICTIONS,
+                guard=self.guard if source.visitor else None,
+            )
+        except GradcamError as error:  # settings that cannot work: said in its panel
+            self._on_end(key, StreamOutcome(key, source.url, error=error))
+            return None
+        with self._lock:
+            stream.job = job
+            reason = stream.stop_reason
+        if reason is not None:  # removed before its job existed
+            job.stop(reason)
+        return None
+
+    def views(self) -> list[LiveView]:
+        """Every stream not forgotten, in the order added; also renews the page's lease."""
         with self._lock:
             self._last_seen = self.clock()
-            job = self._job
-            frame = self._frame
-            stats = self._result.stats if self._result is not None else None
-            if stats is None and frame is not None:
-                stats = frame.stats
-            view = LiveView(
-                phase=self._phase,
-                frame=frame,
-                records=list(self._records),
-                stats=stats,
-                events=list(self._events),
-                error=self._error,
-                result=self._result,
-            )
-        if job is not None and not view.finished and frame is not None:
-            return dataclasses.replace(view, stats=job.stats)  # counters between frames too
-        return view
+            return [stream.view() for stream in self._streams.values()]
 
-    def rgb(self, frame: LiveFrame) -> np.ndarray:
-        """A frame of this run as RGB, converted once (here, never on the run's thread)."""
+    def view(self, key: str) -> LiveView | None:
+        """One stream as it is now (None: forgotten); also renews the page's lease."""
         with self._lock:
-            cached = self._rgb
+            self._last_seen = self.clock()
+            stream = self._streams.get(key)
+            return None if stream is None else stream.view()
+
+    def running(self) -> list[str]:
+        """The names of the sources whose streams have not ended."""
+        with self._lock:
+            return [s.source.name for s in self._streams.values() if not s.finished]
+
+    @property
+    def finished(self) -> bool:
+        """Every stream has ended (none can be added any more)."""
+        with self._lock:
+            return self._closed
+
+    def rgb(self, key: str, frame: LiveFrame) -> np.ndarray:
+        """A frame of a stream as RGB, converted once (here, never on the stream's thread)."""
+        with self._lock:
+            stream = self._streams.get(key)
+            cached = None if stream is None else stream.rgb
         if cached is None or cached[0] != frame.index:
             cached = (frame.index, frame.rgb())
             with self._lock:
-                self._rgb = cached
+                if stream is not None:
+                    stream.rgb = cached
         return cached[1]
 
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask the run to end (returns at once; `wait` for it)."""
+    def remove(self, key: str, reason: str = "removed") -> None:
+        """Ask one stream to end (returns at once); the others go on."""
         with self._lock:
-            if self._stop_reason is None:
-                self._stop_reason = reason
-            job = self._job
-            if self._phase in ("opening", "running"):
-                self._phase = "stopping"
+            stream = self._streams.get(key)
+            if stream is None or stream.finished:
+                return
+            if stream.stop_reason is None:
+                stream.stop_reason = reason
+            stream.phase = "stopping"
+            job = stream.job
         if job is not None:
             job.stop(reason)
 
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask every stream to end (returns at once; `wait` for them)."""
+        with self._lock:
+            keys = list(self._streams)
+            idle = not any(not s.finished for s in self._streams.values())
+        for key in keys:
+            self.remove(key, reason)
+        if idle:
+            self._close()
+
+    def forget(self, key: str) -> None:
+        """Drop an ended stream's panel and its files."""
+        with self._lock:
+            stream = self._streams.get(key)
+            if stream is None or not stream.finished:
+                return
+            del self._streams[key]
+        shutil.rmtree(stream.folder, ignore_errors=True)
+
     def discard(self) -> None:
-        """`stop`, and remove the run's files once it has ended."""
+        """`stop`, and remove the session's files once every stream has ended."""
         with self._lock:
             self._discard = True
-            ended = self._ended
         self.stop()
-        if ended:
+        if self.finished:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the run to end; whether it has."""
+        """Wait for every stream to end; whether they have."""
         return self._done.wait(timeout)
 
-    # -- the run's side
+    # -- the streams' side
 
-    def _on_frame(self, frame: LiveFrame) -> None:
+    def _on_frame(self, key: str, frame: LiveFrame) -> None:
         record = frame.record
         with self._lock:
-            self._frame = frame
-            self._records.append(record)
-            while self._records and self._records[0]["time"] < record["time"] - WINDOW_S:
-                self._records.popleft()
-            if self._phase == "opening":
-                self._phase = "running"
+            stream = self._streams.get(key)
+            if stream is None:
+                return
+            stream.frame = frame
+            stream.records.append(record)
+            while stream.records and stream.records[0]["time"] < record["time"] - WINDOW_S:
+                stream.records.popleft()
+            if stream.phase == "opening":
+                stream.phase = "running"
 
-    def _on_event(self, event: LiveEvent) -> None:
-        if self.visitor and event.kind == "gave-up":
+    def _on_event(self, key: str, event: LiveEvent) -> None:
+        if event.kind == "failed":
+            return  # the stream's outcome says it, in its status line
+        with self._lock:
+            stream = self._streams.get(key)
+        if stream is None:
+            return
+        if stream.source.visitor and event.kind == "gave-up":
             log.warning("a visitor's live source gave up: %s", event.message)
             event = LiveEvent(event.kind, f"the source did not come back: {VISITOR_FAILURE}")
         with self._lock:
-            self._events.append(LiveEvent(event.kind, self.redact(event.message)))
-            if event.kind == "opened" and self._phase == "opening":
-                self._phase = "running"
+            stream.events.append(LiveEvent(event.kind, stream.source.redact(event.message)))
+            if event.kind == "opened" and stream.phase == "opening":
+                stream.phase = "running"
 
     def _on_retry(self, notice: RetryNotice) -> None:
+        """A request failed and is retried: one line in every running stream's panel."""
         now = self.clock()
         with self._lock:
             if now - self._last_outage < OUTAGE_NOTICE_EVERY_S:
                 return
             self._last_outage = now
-        self._on_event(
-            LiveEvent("server", f"the server is not answering ({notice.problem}); retrying")
-        )
+            keys = [key for key, stream in self._streams.items() if not stream.finished]
+        event = LiveEvent("server", f"the server is not answering ({notice.problem}); retrying")
+        for key in keys:
+            self._on_event(key, event)
+
+    def _on_end(self, key: str, outcome: StreamOutcome) -> None:
+        with self._lock:
+            stream = self._streams.get(key)
+        if stream is None:
+            return
+        error = outcome.error
+        message: str | None = None
+        if error is not None and stream.stop_reason is None:  # not just stopped while opening
+            message = str(error)
+            if stream.source.visitor and isinstance(error, SourceError):
+                log.warning("a visitor's live source failed: %s", error)
+                message = VISITOR_FAILURE
+        with self._lock:
+            stream.result = outcome.result
+            stream.error = stream.source.redact(message) if message else None
+            stream.phase = "failed" if message else "ended"
+            idle = not any(not s.finished for s in self._streams.values())
+        self.slots.release()
+        if idle:
+            self._close()
+
+    def _close(self) -> None:
+        """Every stream has ended: close the server connection, and remove the files if the
+        session was discarded."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            discard = self._discard
+        self.engine.server.close()
+        if discard:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self._done.set()
 
     def _watch(self) -> None:
-        """Stop the run when its page has not asked for it within the lease."""
+        """Stop every stream when the page has not asked for them within the lease."""
         while not self._done.wait(min(5.0, self.lease_s / 4)):
             with self._lock:
                 idle = self.clock() - self._last_seen
             if idle > self.lease_s:
                 self.stop("the page was closed")
-
-    def _work(self) -> None:
-        job = None
-        try:
-            job = self.make_job(self._on_frame, self._on_event, self._on_retry)
-            with self._lock:
-                self._job = job
-                reason = self._stop_reason
-            if reason is not None:  # stopped before the job existed
-                job.stop(reason)
-            result = job.run()
-            with self._lock:
-                self._result = result
-                self._phase = "ended"
-        except SourceError as error:
-            if self.visitor:
-                log.warning("a visitor's live source failed: %s", error)
-            message = VISITOR_FAILURE if self.visitor else str(error)
-            self._fail(message if self._stop_reason is None else None)
-        except GradcamError as error:
-            self._fail(str(error) if self._stop_reason is None else None)
-        except Exception as error:  # unforeseen: still one line for the page
-            self._fail(f"unexpected {type(error).__name__}: {error}")
-        finally:
-            if job is not None:
-                job.server.close()
-            self.slots.release()
-            with self._lock:
-                self._ended = True
-                discard = self._discard
-            if discard:
-                shutil.rmtree(self.folder, ignore_errors=True)
-            self._done.set()
-
-    def _fail(self, message: str | None) -> None:
-        """The run failed (`message`), or was stopped before its source opened (None)."""
-        with self._lock:
-            self._error = self.redact(message) if message else None
-            self._phase = "failed" if message else "ended"

@@ -1,17 +1,20 @@
 """The page's Live mode: pick one of the operator's live sources, Start, watch the overlaid
 frames update in place with the last minute's top classes, latency and skipped frames, Stop,
-and download the recording."""
+and download the recording. Where the operator allows several streams per session, Add puts
+more sources beside the first and Remove ends any of them while the others go on."""
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
-from gradcam_client.live import LiveEvent, LiveJob, LiveSettings, LiveStats
+from gradcam_client.live import LiveEvent, LiveSettings, LiveStats
 from gradcam_client.live_output import segment_path
+from gradcam_client.live_streams import LiveStreams
 from gradcam_dashboard import charts, servers
 from gradcam_dashboard.config import (
     ENV_LIVE_SOURCES,
@@ -21,7 +24,14 @@ from gradcam_dashboard.config import (
     visitor_source_problem,
 )
 from gradcam_dashboard.jobs import RunRequest
-from gradcam_dashboard.live_runner import RATE_WINDOW_S, BackgroundLive, LiveSlots, LiveView
+from gradcam_dashboard.live_runner import (
+    PREDICTIONS,
+    RATE_WINDOW_S,
+    RECORDING,
+    LiveSession,
+    LiveSlots,
+    LiveView,
+)
 from gradcam_dashboard.sessions import new_subfolder
 
 FRAME_REFRESH_S = 0.5
@@ -30,34 +40,32 @@ CHART_POINTS = 240
 """Frames drawn in the last minute's chart at most (evenly thinned)."""
 
 OTHER = "\u2026 another address"
-RECORDING = "live.mp4"
-PREDICTIONS = "predictions.jsonl"
 WARNING_EVENTS = ("lost", "gave-up", "server", "budget")
 
 
 @st.cache_resource(show_spinner=False)
 def live_slots(limit: int) -> LiveSlots:
-    """The live runs of this dashboard (one object per server process)."""
+    """The live streams of this dashboard (one object per server process)."""
     return LiveSlots(limit)
 
 
 def segments(folder: Path) -> list[Path]:
-    """The recording files of a live run, in order (``live.mp4``, ``live-2.mp4``, ...)."""
+    """The recording files of a live stream, in order (``live.mp4``, ``live-2.mp4``, ...)."""
     found: list[Path] = []
     while (path := segment_path(folder / RECORDING, len(found))).is_file():
         found.append(path)
     return found
 
 
-def current() -> BackgroundLive | None:
+def current() -> LiveSession | None:
     return st.session_state.get("live_run")
 
 
 def discard() -> None:
-    """Stop this session's live run (if any) and remove its files once it has ended."""
-    live: BackgroundLive | None = st.session_state.pop("live_run", None)
-    if live is not None:
-        live.discard()
+    """Stop this session's live streams (if any) and remove their files once they ended."""
+    session: LiveSession | None = st.session_state.pop("live_run", None)
+    if session is not None:
+        session.discard()
 
 
 # --------------------------------------------------------------------------- source
@@ -103,16 +111,16 @@ def source_ui(config: DashboardConfig) -> LiveSourceChoice | None:
 # --------------------------------------------------------------------------- start and stop
 
 
-def live_settings(config: DashboardConfig, source: LiveSourceChoice) -> LiveSettings:
-    """A page's live run: within the upload limits (duration, frame size, frame rate) and the
-    recording budget; a visitor's address through the source guard."""
+def live_settings(config: DashboardConfig) -> LiveSettings:
+    """The page's live streams: within the upload limits (duration, frame size, frame rate)
+    and the recording budget (a visitor's address also goes through the source guard, stream
+    by stream: `LiveSession`)."""
     limits = config.limits
     return LiveSettings(
         duration=limits.max_seconds,
         max_size=limits.max_resolution,
         max_fps=limits.max_fps,
         max_bytes=int(config.live_recording_mb * 2**20),
-        guard=config.source_guard() if source.visitor else None,
     )
 
 
@@ -122,54 +130,78 @@ def start_live(
     server: ServerChoice,
     source: LiveSourceChoice,
     request: RunRequest,
-) -> bool:
-    """Start a live run in the background (one per session); False when the dashboard
-    already runs as many as it allows."""
+) -> str | None:
+    """Start this session's live streams in the background, `source` the first; None, or why
+    not (the dashboard already runs as many streams as it allows)."""
     state = st.session_state
-    slots = live_slots(config.max_live_jobs)
-    if not slots.acquire():
-        return False
-    discard()
-    run_folder = new_subfolder(folder, "live-")
     settings = request.job_settings()
     connection = config.connection()
 
-    def make_job(on_frame, on_event, on_retry) -> LiveJob:
+    def make_streams(on_frame, on_event, on_end, on_retry) -> LiveStreams:
         client = servers.job_server(
             server.url, request.model, config.retry_s, connection, on_retry, config.wire
         )
-        return LiveJob(
+        return LiveStreams(
             client,
-            source.url,
-            output=run_folder / RECORDING,
-            predictions=run_folder / PREDICTIONS,
-            settings=settings,
-            live=live_settings(config, source),
+            settings,
+            live_settings(config),
             on_frame=on_frame,
             on_event=on_event,
+            on_end=on_end,
         )
 
-    live = BackgroundLive(make_job, run_folder, slots, redact=source.redact, visitor=source.visitor)
-    state["live_run"] = live.start()
-    state["live_label"] = f"{source.name} · {request.model}"
+    session = LiveSession(
+        make_streams,
+        new_subfolder(folder, "live-"),
+        live_slots(config.max_live_jobs),
+        capacity=config.live_streams_per_session,
+        guard=config.source_guard(),
+    )
+    problem = session.add(source)
+    if problem is not None:
+        session.discard()
+        return problem
+    discard()  # the previous streams and their files
+    state["live_run"] = session
+    state["live_model"] = request.model
     janitor = state.get("janitor")
-    if janitor is not None:  # a session that ends (tab closed) stops its live run too
-        weakref.finalize(janitor, _stop_if_running, weakref.ref(live))
-    return True
+    if janitor is not None:  # a session that ends (tab closed) stops its streams too
+        weakref.finalize(janitor, _stop_if_running, weakref.ref(session))
+    return None
 
 
-def _stop_if_running(ref: weakref.ref[BackgroundLive]) -> None:
-    """Stop a run when its session ends (a weak reference: ended runs are not kept)."""
-    live = ref()
-    if live is not None:
-        live.stop("the session ended")
+def _stop_if_running(ref: weakref.ref[LiveSession]) -> None:
+    """Stop the streams when their browser session ends (a weak reference: ended sessions
+    are not kept)."""
+    session = ref()
+    if session is not None:
+        session.stop("the session ended")
 
 
 def stop_live() -> None:
-    """The Stop button: ask the run to end; the page follows it until it has."""
-    live = current()
-    if live is not None:
-        live.stop()
+    """The Stop button: ask every stream to end; the page follows them until they have."""
+    session = current()
+    if session is not None:
+        session.stop()
+
+
+def remove_stream(key: str) -> None:
+    """A stream's Remove button: it ends, the others go on."""
+    session = current()
+    if session is not None:
+        session.remove(key)
+
+
+def forget_stream(key: str) -> None:
+    """An ended stream's Close button: its panel and files go."""
+    session = current()
+    if session is not None:
+        session.forget(key)
+
+
+def refusal(problem: str) -> None:
+    """Why a stream did not start, as a warning."""
+    st.warning(f"{problem[:1].upper()}{problem[1:]}.", icon=":material/hourglass:")
 
 
 def live_ui(
@@ -180,76 +212,141 @@ def live_ui(
     request: RunRequest | None,
     touch: Callable[[], None],
 ) -> None:
-    """Start and Stop, then the live panel (updated in place while the run goes on)."""
+    """Start, Add and Stop, then a panel per stream (updated in place while it runs)."""
     st.subheader("3 · Live")
-    live = current()
-    running = live is not None and not live.view().finished
+    session = current()
+    running = session is not None and not session.finished
     ready = source is not None and request is not None
-    clicked = st.button(
-        "Start",
-        type="primary",
-        disabled=not ready or running,
-        key="live_start",
-        icon=":material/play_arrow:",
-    )
-    if clicked and ready and not running:
-        assert source is not None and request is not None
-        if start_live(config, folder, server, source, request):
-            st.rerun()  # redraw Start as disabled
-        st.warning(
-            f"This dashboard already runs {config.max_live_jobs} live source(s), the most it "
-            "allows at once; please try again in a while.",
-            icon=":material/hourglass:",
+    several = config.live_streams_per_session > 1
+    with st.container(horizontal=True):
+        start = st.button(
+            "Start",
+            type="primary",
+            disabled=not ready or running,
+            key="live_start",
+            icon=":material/play_arrow:",
         )
-    live = current()
-    if live is None:
+        add = several and running and add_button(config, session, source)
+        if running:
+            st.button("Stop", on_click=stop_live, key="live_stop", icon=":material/stop:")
+    if start and ready and not running:
+        assert source is not None and request is not None
+        problem = start_live(config, folder, server, source, request)
+        if problem is None:
+            st.rerun()  # redraw Start as disabled
+        refusal(problem)
+    if add and session is not None and source is not None:
+        problem = session.add(source)
+        if problem is None:
+            st.rerun()  # the new stream's panel
+        refusal(problem)
+    session = current()
+    if session is None:
         return
-    if live.view().finished:
-        panel(live)
-    else:
-        live_fragment(touch)
-        chart_fragment()
+    if several and not session.finished:
+        st.caption(
+            f"{len(session.running())} of {config.live_streams_per_session} streams running. "
+            "They share one server connection and the model and looks they started with; "
+            "pick another source above to add it."
+        )
+    panels_ui(session, config.live_streams_per_session, touch)
 
 
-# --------------------------------------------------------------------------- the live panel
+def add_button(
+    config: DashboardConfig, session: LiveSession | None, source: LiveSourceChoice | None
+) -> bool:
+    """The Add button for the source picked above; whether it was clicked."""
+    running = [] if session is None else session.running()
+    full = len(running) >= config.live_streams_per_session
+    taken = source is not None and source.name in running
+    return st.button(
+        "Add a stream" if source is None else f"Add {source.name}",
+        disabled=source is None or full or taken,
+        key="live_add",
+        icon=":material/add:",
+        help=f"Remove a stream first: this page runs {config.live_streams_per_session} at most."
+        if full
+        else "Running already."
+        if taken
+        else "Explain this source too, beside the others.",
+    )
+
+
+# --------------------------------------------------------------------------- the panels
+
+
+def panels_ui(session: LiveSession, capacity: int, touch: Callable[[], None]) -> None:
+    """A panel per stream: one wide panel when a session runs one stream, else side by side
+    (a running stream's panel redraws on its own; an ended one is drawn once)."""
+    views = session.views()
+    columns = min(capacity, 3)
+    for row in range(0, len(views), columns):
+        places = st.columns(columns, gap="medium") if columns > 1 else [st.container()]
+        for place, view in zip(places, views[row : row + columns], strict=False):
+            with place:
+                if view.finished:
+                    panel(session, view, several=capacity > 1)
+                else:
+                    stream_fragment(view.key, capacity > 1, touch)
+                    chart_fragment(view.key)
 
 
 @st.fragment(run_every=FRAME_REFRESH_S)
-def live_fragment(touch: Callable[[], None]) -> None:
-    """The running panel, redrawn on its own; the whole page follows once the run ended."""
-    live = current()
-    if live is None or live.view().finished:
+def stream_fragment(key: str, several: bool, touch: Callable[[], None]) -> None:
+    """A running stream's panel, redrawn on its own; the whole page follows once it ended."""
+    session = current()
+    view = None if session is None else session.view(key)
+    if session is None or view is None or view.finished:
         st.rerun()
         return
     touch()
-    panel(live)
+    panel(session, view, several)
 
 
-def panel(live: BackgroundLive) -> None:
-    """Status, the newest overlaid frame, counters and the source's events."""
-    view = live.view()
-    label = st.session_state.get("live_label", "")
+def panel(session: LiveSession, view: LiveView, several: bool) -> None:
+    """Status, the newest overlaid frame, counters and the source's events; Remove (several
+    streams) while it runs, and after it ended the chart and its files."""
+    label = f"{view.name} · {st.session_state.get('live_model', '')}"
     status_ui(view, label)
-    if not view.finished:
-        st.button("Stop", on_click=stop_live, key="live_stop", icon=":material/stop:")
-    picture, figures = st.columns([3, 2], gap="large")
-    with picture, st.container(key="live-frame"):
+    if several and not view.finished:
+        st.button(
+            "Remove",
+            on_click=remove_stream,
+            args=(view.key,),
+            key=f"live_remove_{view.key}",
+            icon=":material/close:",
+            help="End this stream; the others go on.",
+        )
+    if several:
+        picture = figures = st.container()
+    else:
+        picture, figures = st.columns([3, 2], gap="large")
+    with picture, st.container(key=f"live-frame-{view.key}"):
         if view.frame is not None:
             record = view.frame.record
             caption = (
                 f"frame {view.frame.index} · {record['time']:.1f} s · "
                 f"{record['class_name']} {record['score']:.2f}"
             )
-            picture_rgb = live.rgb(view.frame)
+            picture_rgb = session.rgb(view.key, view.frame)
             st.image(picture_rgb, caption=caption, output_format="JPEG", width="stretch")
         elif not view.finished:
             st.caption("Waiting for the first frame...")
     with figures:
-        stats_ui(view.stats, view.recent_fps())
+        stats_ui(view.key, view.stats, view.recent_fps())
         events_ui(view.events)
     if view.finished:
         chart_ui(view)
-        recording_ui(live.folder)
+        recording_ui(view, several)
+        if several:
+            st.button(
+                "Close",
+                on_click=forget_stream,
+                args=(view.key,),
+                key=f"live_forget_{view.key}",
+                icon=":material/delete:",
+                help="Remove this stream's panel and files.",
+            )
 
 
 def status_ui(view: LiveView, label: str) -> None:
@@ -261,24 +358,24 @@ def status_ui(view: LiveView, label: str) -> None:
     elif view.phase == "stopping":
         st.info(f"Stopping {label}...", icon=":material/hourglass_bottom:")
     elif view.phase == "failed":
-        with st.container(key="live-failed"):
-            st.error(f"**The live run failed:** {view.error}", icon=":material/error:")
+        with st.container(key=f"live-failed-{view.key}"):
+            st.error(f"**The live stream failed:** {view.error}", icon=":material/error:")
     elif view.result is not None:
         st.info(
             f"**Ended ({view.result.ended}):** {view.result.stats.summary()}",
             icon=":material/stop_circle:",
         )
     else:
-        st.info("The live run was stopped before its source opened.", icon=":material/stop:")
+        st.info(f"{view.name} was stopped before it opened.", icon=":material/stop:")
 
 
 def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{1000 * seconds:.0f} ms"
 
 
-def stats_ui(stats: LiveStats | None, fps: float | None) -> None:
+def stats_ui(key: str, stats: LiveStats | None, fps: float | None) -> None:
     """Frames explained and skipped, frames/s (recent), latency p50 and p95."""
-    with st.container(key="live-stats"):
+    with st.container(key=f"live-stats-{key}"):
         left, right = st.columns(2)
         if stats is None:
             left.metric("Frames explained", "–")
@@ -314,16 +411,17 @@ def events_ui(events: list[LiveEvent]) -> None:
 
 
 @st.fragment(run_every=CHART_REFRESH_S)
-def chart_fragment() -> None:
-    """The last minute's chart, redrawn less often than the frame."""
-    live = current()
-    if live is not None:
-        chart_ui(live.view())
+def chart_fragment(key: str) -> None:
+    """A stream's last minute, redrawn less often than its frame."""
+    session = current()
+    view = None if session is None else session.view(key)
+    if view is not None:
+        chart_ui(view)
 
 
 def chart_ui(view: LiveView) -> None:
     """The top classes' probabilities over the last minute."""
-    with st.container(key="live-chart"):
+    with st.container(key=f"live-chart-{view.key}"):
         st.markdown("**Top classes over the last minute**")
         records = charts.thinned(view.records, CHART_POINTS)
         if records:
@@ -332,32 +430,36 @@ def chart_ui(view: LiveView) -> None:
             st.caption("No frames explained yet.")
 
 
-def recording_ui(folder: Path) -> None:
-    """After the run (also a failed one): the recording (one file per time the source was
-    reopened) and the predictions, to watch and download."""
-    recordings = [path for path in segments(folder) if path.stat().st_size]
-    predictions = folder / PREDICTIONS
+def recording_ui(view: LiveView, several: bool) -> None:
+    """After a stream ended (also a failed one): its recording (one file per time the source
+    was reopened) and its predictions, to watch and download."""
+    recordings = [path for path in segments(view.folder) if path.stat().st_size]
+    predictions = view.folder / PREDICTIONS
     if not recordings and not predictions.is_file():
         return
-    video, files = st.columns([3, 2], gap="large", vertical_alignment="bottom")
+    if several:
+        video = files = st.container()
+    else:
+        video, files = st.columns([3, 2], gap="large", vertical_alignment="bottom")
     if recordings:
         video.video(str(recordings[0]))
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", view.name).strip("_.")[:40] or "live"
     with files:
         for number, path in enumerate(recordings):
             st.download_button(
                 f"Recording {number + 1} (MP4)" if len(recordings) > 1 else "Recording (MP4)",
                 path.read_bytes,
-                path.name,
+                f"{stem}-{path.name}",
                 "video/mp4",
-                key=f"live_dl_{number}",
+                key=f"live_dl_{view.key}_{number}",
                 on_click="ignore",
             )
         if predictions.is_file() and predictions.stat().st_size:
             st.download_button(
                 "Predictions (JSONL)",
                 predictions.read_bytes,
-                "predictions.jsonl",
+                f"{stem}-{PREDICTIONS}",
                 "application/jsonl",
-                key="live_dl_predictions",
+                key=f"live_dl_{view.key}_predictions",
                 on_click="ignore",
             )
