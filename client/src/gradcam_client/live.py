@@ -59,7 +59,7 @@ import cv2
 import numpy as np
 
 from .errors import Cancelled, GradcamError, InputError, OutputError
-from .live_output import TIME_BASE, Restream, segment_path
+from .live_output import TIME_BASE, Restream, recording_info, segment_path
 from .live_share import FairShare
 from .live_source import Arrival, LiveSource, SourceEvent, SourceInfo
 from .live_types import (
@@ -72,7 +72,7 @@ from .live_types import (
     LiveStats,
 )
 from .media_reader import thumbnail_rgb, to_rgb, to_yuv420p
-from .media_types import Frame, VideoInfo
+from .media_types import Frame
 from .media_writer import VideoWriter
 from .normalize import Scope
 from .pipeline import (
@@ -513,18 +513,7 @@ class LiveJob:
                     earlier.writer = None
             path = segment_path(self.output, arrival.segment)
             width, height = segment.size
-            info = VideoInfo(
-                path=path,
-                width=width,
-                height=height,
-                fps=fps or 25.0,
-                frame_count=None,
-                duration=None,
-                has_audio=False,
-                rotation=0,
-                codec="h264",
-                time_base=TIME_BASE,
-            )
+            info = recording_info(path, width, height, fps or 25.0)
             segment.writer = VideoWriter(
                 path,
                 info,

@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import OutputError
 from .media_checks import ffmpeg_reason
+from .media_types import VideoInfo
 
 RESTREAM_FORMATS = {
     "udp": "mpegts",
@@ -41,6 +42,23 @@ RESTREAM_FORMATS = {
 """The container sent for each kind of re-stream address."""
 
 TIME_BASE = Fraction(1, 90000)
+
+
+def recording_info(path: str | Path, width: int, height: int, fps: float) -> VideoInfo:
+    """What a live recording's writer needs to know: H.264 video, no audio, no known length,
+    times in `TIME_BASE` units."""
+    return VideoInfo(
+        path=Path(path),
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=None,
+        duration=None,
+        has_audio=False,
+        rotation=0,
+        codec="h264",
+        time_base=TIME_BASE,
+    )
 
 
 def segment_path(output: str | Path, segment: int) -> Path:

@@ -22,9 +22,8 @@ import cv2
 import numpy as np
 
 from gradcam_client.errors import GradcamError, InputError
-from gradcam_client.live_output import TIME_BASE
+from gradcam_client.live_output import TIME_BASE, recording_info
 from gradcam_client.live_types import LATENCY_WINDOW, Latencies
-from gradcam_client.media_types import VideoInfo
 from gradcam_client.media_writer import VideoWriter
 from gradcam_client.normalize import Scope
 from gradcam_client.pipeline import (
@@ -326,18 +325,7 @@ class CameraRun:
         if self._writer is None:
             height, width = picture.shape[:2]
             size = (max(2, width // 2 * 2), max(2, height // 2 * 2))
-            info = VideoInfo(
-                path=self.recording,
-                width=size[0],
-                height=size[1],
-                fps=NOMINAL_FPS,
-                frame_count=None,
-                duration=None,
-                has_audio=False,
-                rotation=0,
-                codec="h264",
-                time_base=TIME_BASE,
-            )
+            info = recording_info(self.recording, size[0], size[1], NOMINAL_FPS)
             self._writer = VideoWriter(
                 self.recording,
                 info,

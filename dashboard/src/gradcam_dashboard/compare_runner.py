@@ -10,7 +10,6 @@ from pathlib import Path
 from gradcam_client.compare import compare_media
 from gradcam_client.compare_plan import ComparePlan
 from gradcam_client.compare_results import CompareSummary
-from gradcam_client.errors import Cancelled, GradcamError, ServerUnavailable
 from gradcam_client.triton import GradcamServer, RetryNotice
 from gradcam_dashboard.compare_models import CompareRequest
 from gradcam_dashboard.runner import BackgroundRun, Failure
@@ -126,19 +125,8 @@ class CompareRun(BackgroundRun):
                 self.finish_compare(result)
             self.result = result
             self._set_phase("done")
-        except Cancelled:
-            if self._over_limit:
-                self._fail(
-                    f"The video has more than {self.max_frames} frames, the most this page "
-                    "runs; the comparison was stopped.",
-                    server_lost=False,
-                )
-            else:
-                self._set_phase("stopped")
-        except GradcamError as error:
-            self._fail(str(error), server_lost=isinstance(error, ServerUnavailable))
-        except Exception as error:  # unforeseen: still one line for the page
-            self._fail(f"unexpected {type(error).__name__}: {error}", server_lost=False)
+        except Exception as error:
+            self._ended_by(error, "comparison")
         finally:
             for server in pair or ():
                 server.close()

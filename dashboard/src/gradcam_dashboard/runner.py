@@ -201,22 +201,27 @@ class BackgroundRun:
                 self.finish(result, server)
             self.result = result
             self._set_phase("done")
-        except Cancelled:
-            if self._over_limit:
-                self._fail(
-                    f"The video has more than {self.max_frames} frames, the most this page "
-                    "runs; the run was stopped.",
-                    server_lost=False,
-                )
-            else:
-                self._set_phase("stopped")
-        except GradcamError as error:
-            self._fail(str(error), server_lost=isinstance(error, ServerUnavailable))
-        except Exception as error:  # unforeseen: still one line for the page
-            self._fail(f"unexpected {type(error).__name__}: {error}", server_lost=False)
+        except Exception as error:
+            self._ended_by(error, "run")
         finally:
             if server is not None:
                 server.close()
+
+    def _ended_by(self, error: Exception, what: str) -> None:
+        """How a run that raised `error` ended: stopped, over the frame limit, or failed with
+        one line for the page (`what` names the run in the limit's message)."""
+        if isinstance(error, Cancelled) and not self._over_limit:
+            self._set_phase("stopped")
+        elif isinstance(error, Cancelled):
+            self._fail(
+                f"The video has more than {self.max_frames} frames, the most this page "
+                f"runs; the {what} was stopped.",
+                server_lost=False,
+            )
+        elif isinstance(error, GradcamError):
+            self._fail(str(error), server_lost=isinstance(error, ServerUnavailable))
+        else:  # unforeseen: still one line for the page
+            self._fail(f"unexpected {type(error).__name__}: {error}", server_lost=False)
 
     def _fail(self, message: str, server_lost: bool) -> None:
         output = self.folder / jobs.output_name(self.is_image, self.source)
