@@ -135,9 +135,11 @@ def test_a_model_against_itself_agrees_exactly(server, clip, tmp_path):
     assert summary.differing_frames == 0
     assert all(not f.differ for f in read_comparisons(result.predictions))
     frame = decoded(result.output)[FRAMES // 2]
-    np.testing.assert_allclose(
-        frame[: SIZE[1], : SIZE[0]], frame[: SIZE[1], SIZE[0] :], atol=40
-    )  # the same picture on both sides, but for the titles
+    left, right = frame[: SIZE[1], : SIZE[0]], frame[: SIZE[1], SIZE[0] :]
+    difference = np.abs(left.astype(np.int16) - right.astype(np.int16))
+    # The same picture on both sides, up to H.264's noise, which can reach a few pixels hard.
+    assert difference.mean() < 8, difference.mean()
+    assert np.percentile(difference, 99.9) < 40, np.percentile(difference, 99.9)
 
 
 def test_models_without_a_shared_class_compare_maps_only(server, clip, tmp_path, capsys):
