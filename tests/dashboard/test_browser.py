@@ -635,13 +635,14 @@ def test_two_streams_play_side_by_side_and_one_is_removed(browser, two_streams_u
         # a redrawn panel may briefly hold its old button beside the new one
         page.locator(".st-key-live_remove_s2 button").first.click()
         page.get_by_text(re.compile(r"Ended \(removed\):")).wait_for()
-        assert page.get_by_role("button", name="Recording (MP4)").is_visible()
+        page.get_by_role("button", name="Recording (MP4)").first.wait_for()  # drawn just after
         first = live_picture(page, "s1")
         page.wait_for_timeout(1500)
         assert float(np.abs(live_picture(page, "s1") - first).mean()) > 1.0  # cat-cam goes on
         page.get_by_role("button", name="Stop").click()
         page.get_by_text(re.compile(r"Ended \(stopped\):")).wait_for()
         wait_idle(page)
+        page.get_by_role("button", name="Recording (MP4)").nth(1).wait_for()
         assert page.get_by_role("button", name="Recording (MP4)").count() == 2
         assert page.locator('[data-testid="stException"]').count() == 0
         screenshot(page, "18-live-two-streams-stopped")
