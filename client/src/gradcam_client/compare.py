@@ -76,12 +76,13 @@ from gradcam_client.pipeline import (
     check_output_suffix,
     explanation,
     frame_outputs,
+    heat_map_writer,
     resize_for_model,
     skipped_summary,
 )
 from gradcam_client.results import MapStore, PredictionLog, frame_record
 from gradcam_client.triton import BatchResult, GradcamServer
-from gradcam_client.video_io import Frame, VideoWriter, open_media, write_image
+from gradcam_client.video_io import Frame, open_media, write_image
 
 
 @dataclass
@@ -269,16 +270,6 @@ class _CompareJob:
             self.total,
         )
 
-    def writer(self) -> VideoWriter:
-        return VideoWriter(
-            self.output,
-            self.reader.info,
-            preset=self.settings.encoder_preset,
-            crf=self.settings.crf,
-            encoder=self.encoder,
-            threads=self.settings.encoder_threads,
-        )
-
     def run(
         self,
         predictions: Path,
@@ -292,7 +283,14 @@ class _CompareJob:
         times: list[float] = []
         renderer = self.renderer()
         self.log = PredictionLog(predictions)
-        sink = None if self.reader.is_image else EncoderThread(self.writer(), renderer)
+        sink = (
+            None
+            if self.reader.is_image
+            else EncoderThread(
+                heat_map_writer(self.output, self.reader.info, self.settings, self.encoder),
+                renderer,
+            )
+        )
         try:
             targets = (plan.a.target, plan.b.target)
             for frame, (out_a, out_b) in self.stream.run(

@@ -49,6 +49,7 @@ from gradcam_client.video_io import (
     DecodeReport,
     Frame,
     MediaReader,
+    VideoInfo,
     VideoWriter,
     open_media,
     write_image,
@@ -697,14 +698,7 @@ class _Job:
         return encoder.finish()
 
     def _writer(self) -> VideoWriter:
-        return VideoWriter(
-            self.output,
-            self.reader.info,
-            preset=self.settings.encoder_preset,
-            crf=self.settings.crf,
-            encoder=self.encoder,
-            threads=self.settings.encoder_threads,
-        )
+        return heat_map_writer(self.output, self.reader.info, self.settings, self.encoder)
 
     def _compose_from_store(self, target: int, store: MapStore | None) -> int:
         """Clip scope: infer everything first, then compose with the clip's maxima."""
@@ -830,6 +824,20 @@ class EncoderThread:
         self._error = self._error or RuntimeError("aborted")
         self._join()
         self.writer.abort()
+
+
+def heat_map_writer(
+    output: Path, info: VideoInfo, settings: JobSettings, encoder: str
+) -> VideoWriter:
+    """The H.264 sink of a heat-map video, with the job's preset, CRF, encoder and threads."""
+    return VideoWriter(
+        output,
+        info,
+        preset=settings.encoder_preset,
+        crf=settings.crf,
+        encoder=encoder,
+        threads=settings.encoder_threads,
+    )
 
 
 def partial_video_path(output: str | Path) -> Path:
