@@ -209,10 +209,12 @@ def test_the_feed_starts_a_run_on_the_first_frame_and_sends_the_overlay_back(tmp
     first = asyncio.run(feed.on_frames([camera_frame(20)]))
     assert len(first) == 1 and slots.running == 1
     wait_until(lambda: feed.run.view().explained == 1)
+    server.gate = threading.Event()  # no newer overlay until the check is done
     (back,) = asyncio.run(feed.on_frames([camera_frame(30), camera_frame(250)]))
     assert feed.run.view().received == 3
     _, overlay = feed.run.overlay()
     assert np.array_equal(back.to_ndarray(format="rgb24"), overlay)
+    server.gate.set()
     feed.on_ended()
     assert feed.run.wait(10)
     wait_until(lambda: slots.running == 0)
