@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_ROWS = 12
 NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e-?\d+)?")
 LINK = re.compile(r"\]\((bench/results/[^)]+)\)")
+DATE = re.compile(r"20\d\d-\d\d-\d\d")
 
 
 def performance_rows(readme: str) -> list[list[str]]:
@@ -36,8 +37,29 @@ def test_the_headline_table_is_short_and_every_figure_is_in_its_results_file() -
         assert not missing, f"row {what!r}: {missing} not in {', '.join(sources)}"
 
 
+def dated_with_load(results: Path) -> bool:
+    """Whether a results file, or the JSON written beside it, gives its date and the load."""
+    texts = [path.read_text() for path in (results, results.with_suffix(".json")) if path.exists()]
+    return any(DATE.search(text) and "load" in text for text in texts)
+
+
+def test_every_results_file_the_table_links_gives_its_date_and_the_machines_load() -> None:
+    rows = performance_rows((ROOT / "README.md").read_text())
+    sources = sorted({source for row in rows for source in LINK.findall(row[-1])})
+    undated = [source for source in sources if not dated_with_load(ROOT / source)]
+    assert not undated, f"no date or load average in {undated} (nor in the JSON beside them)"
+
+
 def test_a_figure_missing_from_its_results_file_is_caught() -> None:
     assert appears("1.35", "end-to-end/SavedModel loop ratio: 1.35 (target >= 1.5)")
     assert not appears("1.3", "ratio: 1.35")
     assert not appears("5", "latency 25 ms, 5.5 %")
     assert appears("3.3e-06", "gradcam 3.3e-06, gradcampp 1.2e-06")
+
+
+def test_a_results_file_without_date_or_load_is_caught(tmp_path: Path) -> None:
+    results = tmp_path / "bench.md"
+    results.write_text("| ratio | 0.97 |\n")
+    assert not dated_with_load(results)
+    results.with_suffix(".json").write_text('{"load_average": [1.0], "time": "2026-11-29 16:29"}')
+    assert dated_with_load(results)
