@@ -154,11 +154,9 @@ class PairedStream(InferenceStream):
             futures.append(pool.submit(server.infer, frames, targets, stop))
         return futures
 
-    def outputs(self, futures: list[Future[BatchResult]]) -> list[Any]:
-        future_a, future_b = futures
-        return list(
-            zip(frame_outputs(future_a.result()), frame_outputs(future_b.result()), strict=True)
-        )
+    def outputs(self, results: list[BatchResult]) -> list[Any]:
+        result_a, result_b = results
+        return list(zip(frame_outputs(result_a), frame_outputs(result_b), strict=True))
 
 
 def _fit(image: np.ndarray, info: ModelInfo) -> np.ndarray:

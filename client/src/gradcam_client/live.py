@@ -27,17 +27,19 @@ a `GradcamError` with a one-line message: `SourceError` for a source that cannot
 `InputError` for settings a live run cannot follow, `ServerError` for a server that stays
 unavailable past its retry deadline. The files written before a failure stay usable.
 
-How it keeps up: a reader thread decodes the source into a small buffer, a dispatcher sends
-what is waiting (a bounded number of requests in flight) and the calling thread composes the
-answers in order, records, re-streams and reports them. In real time (automatic for live
-sources) a request carries the newest frame and the buffer holds one: a newer frame replaces
-the one waiting (latest frame wins), so the run never falls behind, even when several clients
-share a busy server; every dropped frame is counted (`LiveStats.skipped`), and at the end
+How it keeps up: a reader thread decodes the source into a small buffer, and the stream engine
+(`engine`, shared with file jobs) sends what is waiting with a bounded number of requests in
+flight, then composes the answers in order on one thread while the frame before is recorded,
+re-streamed and reported on another. In real time (automatic for live sources) a request
+carries the newest frame and the buffer holds one: a newer frame replaces the one waiting
+(latest frame wins), so the run never falls behind, even when several clients share a busy
+server; every dropped frame is counted (`LiveStats.skipped`), and at the end
 ``received == processed + skipped``. Latency is measured from a frame's arrival (decoded) to
 its composed frame.
 
-Callbacks run on the thread that called `run`; a slow `on_frame` slows the run down (more
-frames are skipped), so hand the picture over and return.
+`on_frame` and the budget checks run on the run's delivering thread; a slow `on_frame` slows
+the run down (more frames are skipped), so hand the picture over and return. `on_event` runs
+on the thread that raised the event.
 
 Requests carry `LiveSettings.queue_timeout`: the server drops one that waited longer in its
 queue (or refuses it when the queue is full), and its frames count as skipped
@@ -46,7 +48,7 @@ queue (or refuses it when the queue is full), and its frames count as skipped
 
 from __future__ import annotations
 
-import queue
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -54,10 +56,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
+from .engine import RenderStages, RequestLoop
 from .errors import Cancelled, GradcamError, InputError, OutputError
 from .live_output import TIME_BASE, Restream, recording_info, segment_path
 from .live_share import FairShare
@@ -71,22 +73,23 @@ from .live_types import (
     LiveSettings,
     LiveStats,
 )
-from .media_reader import thumbnail_rgb, to_rgb, to_yuv420p
+from .media_reader import Scalers
 from .media_types import Frame
-from .media_writer import VideoWriter
+from .media_writer import VideoWriter, rgb_to_yuv420p
 from .normalize import Scope
 from .pipeline import (
     FrameOutput,
     JobSettings,
     MapRenderer,
     composes_in_yuv,
+    encode,
     explanation,
     frame_outputs,
     select_panels,
 )
 from .results import PredictionLog, frame_record
 from .targets import TargetChoice
-from .triton import BatchResult, FramesTurnedAway, GradcamServer, RequestCancelled
+from .triton import BatchResult, GradcamServer
 
 __all__ = [
     "LiveEvent",
@@ -96,9 +99,6 @@ __all__ = [
     "LiveSettings",
     "LiveStats",
 ]
-
-STOP_GRACE_S = 2.0
-"""After a stop, how long requests already sent may take before they are cancelled."""
 
 
 @dataclass
@@ -147,9 +147,10 @@ class LiveJob:
         self.batch_size = self.live.batch_size or min(self.settings.batch_size, 4)
         self.max_in_flight = self.live.max_in_flight or min(self.settings.max_in_flight, 2)
         self._stop = threading.Event()
-        self._stopped_at: float | None = None
         self._ended = "stopped"
-        self._cancel = threading.Event()
+        self._loop: RequestLoop | None = None
+        self._scalers = Scalers()
+        self._restream_scaler = VideoReformatter()
         self._lock = threading.Lock()
         self._latencies = Latencies()
         self._processed = 0
@@ -171,8 +172,9 @@ class LiveJob:
         opened, the run ends when the opening does (within the open time-out)."""
         if not self._stop.is_set():
             self._ended = reason
-            self._stopped_at = time.monotonic()
             self._stop.set()
+            if self._loop is not None:
+                self._loop.stop()
             if self._source is not None:
                 self._source.stop()
 
@@ -274,7 +276,6 @@ class LiveJob:
             self._compose_all(source_info, log)
         except GradcamError as error:
             self._stop.set()
-            self._cancel.set()
             for note in self._failure_notes(log):
                 error.add_note(note)
             raise
@@ -340,108 +341,72 @@ class LiveJob:
             log.close()
 
     def _compose_all(self, source_info: SourceInfo, log: PredictionLog | None) -> None:
-        ordered: queue.Queue = queue.Queue()
-        pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="live-infer")
-        slots = threading.Semaphore(self.max_in_flight)
-        dispatcher = threading.Thread(
-            target=self._dispatch, args=(ordered, pool, slots), name="live-dispatch", daemon=True
+        loop = RequestLoop(self._take, self._send, self.max_in_flight, name="live-infer")
+        self._loop = loop
+        if self._stop.is_set():
+            loop.stop()
+        stages = RenderStages(
+            self._render,
+            functools.partial(self._deliver, source_info, log),
+            depth=1,  # a frame waits for the one being composed, no more: no backlog
+            composed_depth=1,
         )
-        dispatcher.start()
         try:
-            while (item := ordered.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                frames, future = item
-                try:
-                    result = self._answer(future)
-                except FramesTurnedAway:  # the server was too busy for them: skipped
-                    result = None
+            for answer in loop.answers():
+                if answer.results is None:  # turned away by a busy server, or lost at a stop
                     with self._lock:
-                        self._turned_away += len(frames)
-                else:
-                    if result is None:  # cancelled at a stop
-                        with self._lock:
-                            self._lost += len(frames)
-                finally:
-                    slots.release()
-                if result is None:
+                        if answer.turned_away:
+                            self._turned_away += len(answer.batch)
+                        else:
+                            self._lost += len(answer.batch)
                     continue
-                for (frame, arrival), out in zip(frames, frame_outputs(result), strict=True):
-                    self._compose(frame, arrival, out, source_info, log)
+                (result,) = answer.results
+                for (frame, arrival), out in zip(answer.batch, frame_outputs(result), strict=True):
+                    stages.put(frame, arrival, out)
                 if self.live.duration and time.monotonic() - self._started >= self.live.duration:
                     self.stop("duration reached")
-        finally:
-            self._stop.set()
-            self._cancel.set()
-            dispatcher.join()
-            while not ordered.empty():
-                item = ordered.get_nowait()
-                if isinstance(item, tuple):
-                    with self._lock:
-                        self._lost += len(item[0])
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            stages.join()  # what was answered is still recorded
+            raise
+        stages.join()
+        stages.raise_failure()
 
-    def _answer(self, future: Future[BatchResult]) -> BatchResult | None:
-        """The server's answer; after a stop, None once the grace period is over."""
-        while True:
-            try:
-                return future.result(timeout=0.1)
-            except TimeoutError:
-                stopped = self._stopped_at
-                if stopped is not None and time.monotonic() - stopped > STOP_GRACE_S:
-                    self._cancel.set()
-            except RequestCancelled:
-                if self._stop.is_set():
-                    return None
-                raise
-
-    def _dispatch(
-        self, ordered: queue.Queue, pool: ThreadPoolExecutor, slots: threading.Semaphore
-    ) -> None:
-        """Send the waiting frames, a request at a time as slots free up."""
+    def _take(self, stopping: threading.Event) -> list[tuple[Frame, Arrival]]:
+        """The engine's `take`: the next frames to send, prepared ([] when the run is over)."""
         source = self._source
         assert source is not None
-        try:
-            while not self._stop.is_set():
-                if not slots.acquire(timeout=0.1):
-                    continue
-                batch = self._next_batch(source)
-                grown = [
-                    a.frame for a in batch if self.live.oversized(a.frame.width, a.frame.height)
-                ]
-                if grown:
-                    with self._lock:
-                        self._lost += len(batch)
-                    self.stop(
-                        f"frames grew to {grown[0].width}x{grown[0].height}, over "
-                        f"{self.live.size_limit()}"
-                    )
-                    batch = []
-                if not batch:
-                    slots.release()
-                    if self.share is not None and self._shared:
-                        self._shared = False
-                        self.share.release()
-                    if self._stop.is_set() or source.ended:
-                        break
-                    continue
-                frames = [self._prepare(arrival) for arrival in batch]
-                thumbnails = np.stack([frame.thumbnail for frame, _ in frames])
-                targets = np.full(len(frames), self.target, np.int32)
-                future = pool.submit(
-                    self.server.infer, thumbnails, targets, self._cancel, self.live.queue_timeout
-                )
-                if self.share is not None and self._shared:
-                    self._shared = False
-                    future.add_done_callback(self._give_back)
-                ordered.put((frames, future))
-        except BaseException as error:  # handed to the composing thread
-            ordered.put(error)
-        finally:
+        batch = self._next_batch(source)
+        grown = [a.frame for a in batch if self.live.oversized(a.frame.width, a.frame.height)]
+        if grown:
+            with self._lock:
+                self._lost += len(batch)
+            self.stop(
+                f"frames grew to {grown[0].width}x{grown[0].height}, over {self.live.size_limit()}"
+            )
+            batch = []
+        if not batch:
             if self.share is not None and self._shared:
                 self._shared = False
                 self.share.release()
-            ordered.put(None)
+            return []
+        return [self._prepare(arrival) for arrival in batch]
+
+    def _send(
+        self,
+        pool: ThreadPoolExecutor,
+        batch: list[tuple[Frame, Arrival]],
+        cancel: threading.Event,
+    ) -> list[Future[BatchResult]]:
+        """The engine's `send`: one request of the batch's thumbnails."""
+        thumbnails = np.stack([frame.thumbnail for frame, _ in batch])
+        targets = np.full(len(batch), self.target, np.int32)
+        future = pool.submit(
+            self.server.infer, thumbnails, targets, cancel, self.live.queue_timeout
+        )
+        if self.share is not None and self._shared:
+            self._shared = False
+            future.add_done_callback(self._give_back)
+        return [future]
 
     def _give_back(self, _future: Future[BatchResult]) -> None:
         """Return the share's slot once a request is over (answered, refused or cancelled)."""
@@ -483,14 +448,10 @@ class LiveJob:
             seconds = arrival.arrived - segment.start
         else:
             seconds = arrival.time - segment.start
-        width, height = segment.size
-        thumbnail = thumbnail_rgb(decoded, (self.info.input_width, self.info.input_height))
-        if self.yuv:
-            image, pixel_format = to_yuv420p(decoded, width, height), "yuv420p"
-        else:
-            image, pixel_format = to_rgb(decoded, 0), "rgb24"
-            if image.shape[:2] != (height, width):
-                image = cv2.resize(image, segment.size, interpolation=cv2.INTER_AREA)
+        thumbnail = self._scalers.thumbnail(
+            decoded, (self.info.input_width, self.info.input_height)
+        )
+        image, pixel_format = self._scalers.image(decoded, segment.size, self.yuv)
         frame = Frame(
             image,
             arrival.index,
@@ -530,29 +491,29 @@ class LiveJob:
                 self._event("segment", f"the recording goes on in {path}")
         return segment.writer
 
-    def _compose(
+    def _render(
+        self, frame: Frame, arrival: Arrival, out: FrameOutput
+    ) -> tuple[Frame, Arrival, FrameOutput, float]:
+        """The composing stage: the frame with its heat map, and its latency (arrival to
+        composed frame); the frame's pixels become the composed picture."""
+        composed = self.renderer.compose(frame, *explanation(out))
+        return composed, arrival, out, time.monotonic() - arrival.arrived
+
+    def _deliver(
         self,
-        frame: Frame,
-        arrival: Arrival,
-        out: FrameOutput,
         source_info: SourceInfo,
         log: PredictionLog | None,
+        composed: tuple[Frame, Arrival, FrameOutput, float],
     ) -> None:
-        maps, class_index, probability = explanation(out)
-        if frame.pixel_format == "yuv420p":
-            picture = self.renderer.render_picture(frame.image, maps, class_index, probability)
-        else:
-            picture = self.renderer.render(frame.image, maps, class_index, probability)
-        latency = time.monotonic() - arrival.arrived
+        """The delivering stage: record, re-stream, log and report one composed frame."""
+        frame, arrival, out, latency = composed
+        picture = frame.image
         seconds = arrival.arrived - self._started
         writer = self._writer(arrival, source_info.fps)
         if writer is not None:
-            if frame.pixel_format == "yuv420p":
-                writer.write_picture(picture, frame.pts)
-            else:
-                writer.write(picture, frame.pts)
+            encode(writer, frame)
         if self._restream is not None:
-            yuv = picture if frame.pixel_format == "yuv420p" else _rgb_to_yuv420p(picture)
+            yuv = picture if frame.pixel_format == "yuv420p" else self._yuv_of(picture)
             self._restream.put(yuv, seconds)
         record = frame_record(
             self._processed,
@@ -596,10 +557,6 @@ class LiveJob:
                 )
             )
 
-
-def _rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
-    """An RGB frame (even size) as a yuv420p BT.709 limited-range picture."""
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    return frame.reformat(
-        format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
-    ).to_ndarray()
+    def _yuv_of(self, rgb: np.ndarray) -> np.ndarray:
+        """An RGB composed frame as the yuv420p picture the re-stream takes."""
+        return rgb_to_yuv420p(rgb, self._restream_scaler).to_ndarray()

@@ -274,6 +274,18 @@ class Scalers:
             )
         return copy_planes(frame)
 
+    def image(
+        self, frame: av.VideoFrame, size: tuple[int, int], yuv: bool, rotation: int = 0
+    ) -> tuple[np.ndarray, str]:
+        """What a job composes on, with its pixel format: a yuv420p picture of `size` (width,
+        height), or the upright RGB frame resized to `size` when it differs."""
+        if yuv:
+            return self.picture(frame, *size), "yuv420p"
+        image = to_rgb(frame, rotation, self.rgb)
+        if image.shape[:2] != (size[1], size[0]):  # a resolution change, or an odd size
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return image, "rgb24"
+
     def thumbnail(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         """The frame scaled to `size` (width, height) as RGB, in one pass."""
         small = self._thumbnail.reformat(
@@ -286,16 +298,6 @@ class Scalers:
             **_source_colors(frame),
         )
         return small.to_ndarray()
-
-
-def to_yuv420p(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-    """`Scalers.picture` of one frame (a loop over frames keeps one `Scalers`)."""
-    return Scalers().picture(frame, width, height)
-
-
-def thumbnail_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
-    """`Scalers.thumbnail` of one frame (a loop over frames keeps one `Scalers`)."""
-    return Scalers().thumbnail(frame, size)
 
 
 def _read_image_file(path: Path) -> np.ndarray | None:
@@ -480,12 +482,7 @@ class MediaReader:
         scalers = Scalers()
         for frame, pts in in_display_order(f for f, _stream in decoder.frames()):
             small = scalers.thumbnail(frame, thumbnail) if thumbnail else None
-            if yuv:
-                image, pixel_format = scalers.picture(frame, info.width, info.height), "yuv420p"
-            else:
-                image, pixel_format = to_rgb(frame, info.rotation, scalers.rgb), "rgb24"
-                if image.shape[:2] != (info.height, info.width):  # resolution changed
-                    image = cv2.resize(image, info.resolution_wh, interpolation=cv2.INTER_AREA)
+            image, pixel_format = scalers.image(frame, info.resolution_wh, yuv, info.rotation)
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + step
             last_pts = pts

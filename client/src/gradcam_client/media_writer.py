@@ -197,6 +197,15 @@ class _AudioCopier:
         self._input.close()
 
 
+def rgb_to_yuv420p(image: np.ndarray, scaler: VideoReformatter | None = None) -> av.VideoFrame:
+    """An RGB frame of even size as a yuv420p BT.709 limited-range frame (converted by
+    `scaler`, else by a scaler of its own: a loop over frames keeps one)."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    return (scaler or VideoReformatter()).reformat(
+        frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", threads=1
+    )
+
+
 class VideoWriter:
     """Sink writing RGB frames to an H.264 MP4 file, usable as a context manager.
 
@@ -340,11 +349,7 @@ class VideoWriter:
         pad_h, pad_w = height % 2, width % 2
         if pad_h or pad_w:
             image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = self._scaler.reformat(
-            frame, format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG", threads=1
-        )
-        self._encode(frame, pts, duration)
+        self._encode(rgb_to_yuv420p(image, self._scaler), pts, duration)
 
     def write_picture(
         self, picture: np.ndarray, pts: int | None = None, *, duration: int | None = None

@@ -9,10 +9,10 @@ are composed on the original full-resolution frames and encoded. Memory stays fl
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -27,6 +27,7 @@ from gradcam_client import contract
 from gradcam_client.compose import CompositionSettings, Layout, compose_frame, format_label
 from gradcam_client.compose_yuv import draw_label_yuv, overlay_yuv
 from gradcam_client.contract import ModelInfo
+from gradcam_client.engine import RenderStages, RequestLoop
 from gradcam_client.errors import (
     Cancelled,
     GradcamError,
@@ -209,8 +210,6 @@ FRAME_MEMORY_BUDGET = 1 << 30
 STOP_POLL_S = 0.05
 """How often a stream waiting for decoded frames looks whether it was cancelled."""
 
-_NOTHING = object()
-
 
 class InferenceStream:
     """Frames in, (frame, server output) out, in order, with bounded requests in flight.
@@ -274,44 +273,51 @@ class InferenceStream:
         targets = np.full(len(inputs), target, np.int32)
         return [pool.submit(self.server.infer, np.stack(inputs), targets, stop)]
 
-    def outputs(self, futures: list[Future[BatchResult]]) -> list[Any]:
-        """The per-frame outputs of one batch's requests (waits for them)."""
-        (future,) = futures
-        return frame_outputs(future.result())
+    def outputs(self, results: list[BatchResult]) -> list[Any]:
+        """The per-frame outputs of one batch's answers."""
+        (result,) = results
+        return frame_outputs(result)
 
-    def _batches(
-        self, items: queue.Queue, stop: threading.Event
-    ) -> Iterator[list[tuple[Frame, Any]]]:
-        """The decoded frames in batches; `Cancelled` once `stop` is set (the decoder then
-        ends without a last item)."""
-        batch: list[tuple[Frame, Any]] = []
-        while True:
-            try:
-                item = items.get(timeout=STOP_POLL_S)
-            except queue.Empty:
-                item = _NOTHING
-            if stop.is_set():
-                raise Cancelled("the job was stopped")
-            if item is _NOTHING:
-                continue
-            if isinstance(item, BaseException):
-                raise item
-            if item is None:
-                break
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    def _take(
+        self, items: queue.Queue, batch_size: int, keep_images: bool
+    ) -> Callable[[threading.Event], list[tuple[Frame, Any]]]:
+        """The engine's `take`: the next decoded frames, up to a batch ([] at the end)."""
+
+        def take(stopping: threading.Event) -> list[tuple[Frame, Any]]:
+            batch: list[tuple[Frame, Any]] = []
+            while len(batch) < batch_size and not stopping.is_set():
+                try:
+                    item = items.get(timeout=STOP_POLL_S)
+                except queue.Empty:
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:
+                    items.put(None)  # the end stays visible to the next take
+                    break
+                frame, small = item
+                batch.append((frame if keep_images else _without_image(frame), small))
+            return batch
+
+        return take
+
+    def _send(
+        self, target: Any
+    ) -> Callable[[ThreadPoolExecutor, list[tuple[Frame, Any]], threading.Event], list[Future]]:
+        def send(
+            pool: ThreadPoolExecutor, batch: list[tuple[Frame, Any]], cancel: threading.Event
+        ) -> list[Future]:
+            return self.send(pool, [small for _, small in batch], target, cancel)
+
+        return send
 
     def run(
         self,
         frames: Iterable[Frame],
-        target: int,
+        target: Any,
         keep_images: bool = True,
         cancel: threading.Event | None = None,
-    ) -> Iterator[tuple[Frame, FrameOutput]]:
+    ) -> Iterator[tuple[Frame, Any]]:
         """Yield every decoded frame with its result, in frame order.
 
         Without ``keep_images`` the full-resolution pixels are dropped as soon as the frame is
@@ -323,46 +329,25 @@ class InferenceStream:
         stop = threading.Event()
         decoder = threading.Thread(target=self._decode, args=(frames, items, stop), daemon=True)
         decoder.start()
-        if cancel is not None:
-            threading.Thread(target=_relay, args=(cancel, stop), daemon=True).start()
-        pending: deque[tuple[list[Frame], list[Future[BatchResult]]]] = deque()
-        pool = ThreadPoolExecutor(
-            self.max_in_flight * self.requests_per_batch, thread_name_prefix="infer"
+        loop = RequestLoop(
+            self._take(items, self.batch_size, keep_images),
+            self._send(target),
+            self.max_in_flight,
+            requests_per_batch=self.requests_per_batch,
+            abort=cancel,
         )
         try:
-            for batch in self._batches(items, stop):
-                futures = self.send(pool, [small for _, small in batch], target, stop)
-                kept = [f if keep_images else _without_image(f) for f, _ in batch]
-                del batch
-                pending.append((kept, futures))
-                if len(pending) >= self.max_in_flight:
-                    yield from self._split(*pending.popleft())
-            while pending:
-                yield from self._split(*pending.popleft())
+            for answer in loop.answers():
+                assert answer.results is not None  # a file job is never stopped gracefully
+                outputs = self.outputs(answer.results)
+                yield from zip((frame for frame, _ in answer.batch), outputs, strict=True)
         finally:
-            # On failure: stop decoding, drop queued requests, end retries of running ones.
             stop.set()
-            for _, futures in pending:
-                for future in futures:
-                    future.cancel()
             while decoder.is_alive():  # unblock a decoder waiting on a full queue
                 try:
                     items.get_nowait()
                 except queue.Empty:
-                    decoder.join(0.05)
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _split(
-        self, frames: list[Frame], futures: list[Future[BatchResult]]
-    ) -> Iterator[tuple[Frame, Any]]:
-        yield from zip(frames, self.outputs(futures), strict=True)
-
-
-def _relay(cancel: threading.Event, stop: threading.Event) -> None:
-    """Set `stop` once `cancel` is set; return when either is."""
-    while not stop.is_set():
-        if cancel.wait(0.05):
-            stop.set()
+                    decoder.join(STOP_POLL_S)
 
 
 def _without_image(frame: Frame) -> Frame:
@@ -740,73 +725,35 @@ class _Job:
 
 
 class EncoderThread:
-    """Composes frames on one worker thread and encodes them on another, in order, behind
-    bounded queues.
-
-    The caller keeps receiving results and sending requests while the previous frames are
-    composed and encoded, so the server's pace is not held up by the encoder; composing the
-    next frame overlaps with encoding the last one (FFmpeg and OpenCV release the GIL while
-    they work). At most `depth` frames wait to be composed and `composed_depth` to be encoded.
-    """
+    """Composes a heat-map video's frames and encodes them on the engine's `RenderStages`:
+    the caller keeps receiving results and sending requests while earlier frames are composed
+    and encoded, and composing the next frame overlaps with encoding the last one."""
 
     def __init__(
         self, writer: VideoWriter, renderer: MapRenderer, depth: int = 8, composed_depth: int = 2
     ) -> None:
         self.writer = writer
-        self.renderer = renderer
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._composed: queue.Queue = queue.Queue(maxsize=composed_depth)
-        self._error: BaseException | None = None
-        self._threads = [
-            threading.Thread(target=self._compose, name="compose", daemon=True),
-            threading.Thread(target=self._encode, name="encode", daemon=True),
-        ]
         self.writer.open()
-        for thread in self._threads:
-            thread.start()
-
-    def _compose(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain after a failure so the producer never blocks
-            frame, explained = item
-            try:
-                self._composed.put(self.renderer.compose(frame, *explained))
-            except BaseException as error:
-                self._error = error
-        self._composed.put(None)
-
-    def _encode(self) -> None:
-        while (composed := self._composed.get()) is not None:
-            if self._error is not None:
-                continue
-            try:
-                encode(self.writer, composed)
-            except BaseException as error:
-                self._error = error
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _join(self) -> None:
-        self._queue.put(None)
-        for thread in self._threads:
-            thread.join()
+        self.stages = RenderStages(
+            renderer.compose,
+            functools.partial(encode, writer),
+            depth,
+            composed_depth,
+            deliver_name="encode",
+        )
 
     def put(self, frame: Frame, explained: tuple[Any, ...]) -> None:
         """Queue one frame with what the renderer's `compose` takes besides it (for a
         `MapRenderer`: its maps, explained class and probability)."""
-        self._raise()
-        self._queue.put((frame, explained))
+        self.stages.put(frame, *explained)
 
     def finish(self, path: Path | None = None) -> int:
         """Wait for the queued frames, then close the file (as `path` if given); returns the
         frames written."""
-        self._join()
-        if self._error is not None:
+        self.stages.join()
+        if self.stages.error is not None:
             self.writer.abort()
-            raise self._error
+            raise self.stages.error
         self.writer.close(path)
         return self.writer.frames_written
 
@@ -821,8 +768,7 @@ class EncoderThread:
 
     def abort(self) -> None:
         """Stop, dropping queued frames, and delete the partial output."""
-        self._error = self._error or RuntimeError("aborted")
-        self._join()
+        self.stages.join(drop=True)
         self.writer.abort()
 
 
