@@ -1,7 +1,7 @@
 """Shared helpers of the benchmark scripts: Triton on free ports, exports, timing, reports.
 
 Every script starts its own Triton (from the nvidia-pytriton wheel, via
-`gradcam_server.local_triton`, as the tests do) on free loopback ports, on a temporary model
+`bench/local_triton.py`, as the tests do) on free loopback ports, on a temporary model
 repository it exports itself, and writes ``bench/results/<name>.json`` and ``.md``.
 """
 
@@ -36,7 +36,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 @contextlib.contextmanager
 def running_triton(repository: Path, log_dir: Path, ready_timeout: float = 600.0):
     """Start Triton on free ports for `repository`, wait until every model is ready, stop it."""
-    from gradcam_server import local_triton
+    import local_triton
 
     started = time.perf_counter()
     with local_triton.running_triton(

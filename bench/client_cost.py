@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
-    from gradcam_client.pipeline import JobSettings
+    from gradcam_client.jobs.file_job import JobSettings
 
     args.preset = args.preset or JobSettings.encoder_preset
     args.crf = JobSettings.crf if args.crf is None else args.crf
@@ -114,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def write_zero_model(repository: Path) -> Path:
     """The zero-cost model: EfficientNet-Lite0's contract, ready answers, no network."""
-    from gradcam_client.contract import LayerInfo, ModelInfo
+    from gradcam_client.remote.contract import LayerInfo, ModelInfo
     from gradcam_server.triton_config import ServingOptions, build_config, config_text
 
     info = ModelInfo(
@@ -157,8 +157,8 @@ def transcode(clip: Path, out: Path, preset: str, crf: int) -> int:
 
 def run_client(clip: Path, out: Path, url: str, model: str, preset: str, crf: int) -> int:
     """`gradcam-video` with its defaults, as a library call."""
-    from gradcam_client.pipeline import JobSettings, process_media
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.jobs.file_job import JobSettings, process_media
+    from gradcam_client.remote.server import GradcamServer
 
     settings = JobSettings(encoder_preset=preset, crf=crf)
     return process_media(GradcamServer(url, model), clip, out, settings).frames
@@ -167,7 +167,7 @@ def run_client(clip: Path, out: Path, url: str, model: str, preset: str, crf: in
 def worker(args: argparse.Namespace) -> None:
     """One job in this process; prints frames, CPU seconds and wall seconds as JSON."""
     if args.worker == "client":
-        import gradcam_client.pipeline  # noqa: F401  (imports are not the job)
+        import gradcam_client.jobs.file_job  # noqa: F401  (imports are not the job)
 
         def job() -> int:
             return run_client(args.clip, args.out, args.url, args.model, args.preset, args.crf)
@@ -234,10 +234,10 @@ def levers(clip: Path, work: Path, preset: str, crf: int) -> list[dict[str, Any]
     import numpy as np
     from av.video.reformatter import VideoReformatter
 
-    from gradcam_client.compose_yuv import draw_label_yuv, overlay_yuv
-    from gradcam_client.media_reader import Scalers, copy_planes
-    from gradcam_client.media_writer import choose_encoder, usable_encoder
-    from gradcam_client.video_io import VideoWriter, open_media
+    from gradcam_client.media import VideoWriter, open_media
+    from gradcam_client.media.reader import Scalers, copy_planes
+    from gradcam_client.media.writer import choose_encoder, usable_encoder
+    from gradcam_client.render.compose_yuv import draw_label_yuv, overlay_yuv
 
     reader = open_media(clip)
     with av.open(str(clip)) as source:
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args)
         return 0
-    from gradcam_client.samples import pan_zoom_frames, write_frames
+    from gradcam_client.media.samples import pan_zoom_frames, write_frames
 
     heights = [int(h) for h in args.sizes.split(",")] if args.sizes else [h for _, h in SIZES]
     sizes = [size for size in SIZES if size[1] in heights]
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         report["markdown"] += "\n\n" + lever_md
         report["data"]["levers"] = lever_results
     print(report["text"])
-    from gradcam_client.pipeline import JobSettings
+    from gradcam_client.jobs.file_job import JobSettings
 
     name = NAME
     if (args.preset, args.crf) != (JobSettings.encoder_preset, JobSettings.crf):

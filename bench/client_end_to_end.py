@@ -4,7 +4,7 @@ against the server alone, plus where the client's time goes and its peak memory.
 One run, on one Triton serving EfficientNet-Lite0 (Grad-CAM, default layer), measures side by
 side in interleaved rounds (the order rotates every round):
 
-* ``end-to-end``: `gradcam_client.pipeline.process_media` on a sample clip (decode, resize,
+* ``end-to-end``: `gradcam_client.jobs.file_job.process_media` on a sample clip (decode, resize,
   batched requests, compose on full-resolution frames, H.264 encode);
 * ``server only``: the same frames, decoded and resized beforehand, sent with the same batch
   size and requests in flight, nothing else;
@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def write_clip(path: Path, frames: int, size: tuple[int, int], fps: int) -> Path:
     """An H.264 clip of `frames` frames panning across a photo; past 300 frames the camera
     goes back and forth over the same 300 positions (so at most 300 frames are in memory)."""
-    from gradcam_client.samples import pan_zoom_frames, write_frames
+    from gradcam_client.media.samples import pan_zoom_frames, write_frames
 
     base = pan_zoom_frames(min(frames, 300), size)
     cycle = base + base[-2:0:-1] if len(base) > 2 else base
@@ -171,7 +171,7 @@ def naive_loop(
 
 def end_to_end(client: Any, server: Any, clip: Path, output: Path, settings: Any) -> dict:
     """One `process_media` run with the CPU time of the client and of the server."""
-    from gradcam_client.pipeline import process_media
+    from gradcam_client.jobs.file_job import process_media
 
     before_triton = benchlib.triton_compute(client)
     server_cpu = benchlib.server_cpu_seconds(server)
@@ -188,7 +188,7 @@ def end_to_end(client: Any, server: Any, clip: Path, output: Path, settings: Any
 
 
 def decoded_frames(clip: Path) -> list[Any]:
-    from gradcam_client.video_io import open_media
+    from gradcam_client.media import open_media
 
     return list(open_media(clip))
 
@@ -198,8 +198,13 @@ def decoded_frames(clip: Path) -> list[Any]:
 
 def stage_costs(client: Any, clip: Path, work: Path, args) -> dict[str, dict[str, float | None]]:
     """Each client stage alone on the clip, one thread: wall and CPU ms per frame."""
-    from gradcam_client.pipeline import JobSettings, MapRenderer, resize_for_model, select_panels
-    from gradcam_client.video_io import VideoWriter, open_media
+    from gradcam_client.jobs.file_job import (
+        JobSettings,
+        MapRenderer,
+        resize_for_model,
+        select_panels,
+    )
+    from gradcam_client.media import VideoWriter, open_media
 
     info = client.model_info()
     settings = JobSettings(batch_size=args.batch_size, max_in_flight=args.in_flight)
@@ -309,7 +314,8 @@ def profile_run(client: Any, clip: Path, output: Path, settings: Any) -> dict[st
     thread and by the encode thread (each: working, waiting for frames, blocked)."""
     from concurrent.futures import Future
 
-    from gradcam_client import pipeline, video_io
+    from gradcam_client import media as video_io
+    from gradcam_client.jobs import file_job as pipeline
 
     timers = StageTimers()
     parts = {
@@ -675,8 +681,8 @@ def summarize(rounds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gradcam_client.pipeline import JobSettings, resize_for_model
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.jobs.file_job import JobSettings, resize_for_model
+    from gradcam_client.remote.server import GradcamServer
 
     machine = benchlib.machine_info()
     started = time.perf_counter()

@@ -102,7 +102,7 @@ def export_models(repository: Path, noise: float) -> None:
 
 
 def write_clip(path: Path, frames: int, size: tuple[int, int]) -> Path:
-    from gradcam_client.samples import pan_zoom_frames, write_frames
+    from gradcam_client.media.samples import pan_zoom_frames, write_frames
 
     return write_frames(path, pan_zoom_frames(frames, size), frames, size, 15)
 
@@ -114,9 +114,9 @@ def cost_round(
     triton: Any, pair: tuple[str, str], clip: Path, work: Path, round_index: int
 ) -> dict[str, dict[str, float]]:
     """Wall seconds, client and server CPU seconds of each job of `JOBS`, in turns."""
-    from gradcam_client.compare import compare_media
-    from gradcam_client.pipeline import JobSettings, process_media
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.compare.job import compare_media
+    from gradcam_client.jobs.file_job import JobSettings, process_media
+    from gradcam_client.remote.server import GradcamServer
 
     url = triton.urls.grpc
 
@@ -176,8 +176,8 @@ def agreement(
     url: str, a: str, b: str, clip: Path, work: Path
 ) -> tuple[dict[str, Any], tuple[Path, Path]]:
     """The comparison's summary figures, and the files of each side's raw maps."""
-    from gradcam_client.compare import compare_media
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.compare.job import compare_media
+    from gradcam_client.remote.server import GradcamServer
 
     stem = f"{a}-{b}".replace(":", "_")
     result = compare_media(
@@ -214,7 +214,7 @@ def first_map(path: Path) -> np.ndarray:
 
 def measured(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """Means of the three map measures over pairs of maps."""
-    from gradcam_client.map_agreement import compare_maps
+    from gradcam_client.compare.agreement import compare_maps
 
     found = [compare_maps(a, b) for a, b in pairs]
     return {

@@ -25,8 +25,7 @@ from typing import Any
 
 import benchlib
 from benchlib import log, median, spread
-
-from gradcam_server.local_triton import free_port
+from local_triton import free_port
 
 NAME = "containers"
 ROOT = benchlib.BENCH_DIR.parent
@@ -128,7 +127,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gradcam_client.samples import write_sample_clip
+    from gradcam_client.media.samples import write_sample_clip
 
     machine = benchlib.machine_info()
     sh("bash", "scripts/docker-engine.sh", "start")

@@ -67,7 +67,7 @@ def blob_map() -> np.ndarray:
 
 def content_maps(pictures: list[np.ndarray]) -> list[np.ndarray]:
     """Raw 7x7 maps that follow the picture: each frame's local contrast, area-averaged."""
-    from gradcam_client.compose_yuv import planes
+    from gradcam_client.render.compose_yuv import planes
 
     maps = []
     for picture in pictures:
@@ -79,7 +79,12 @@ def content_maps(pictures: list[np.ndarray]) -> list[np.ndarray]:
 
 def normalised(raw: list[np.ndarray], scope: str, smoothing: float) -> list[np.ndarray]:
     """The maps as the client shows them: smoothed (EMA), then normalised in `scope`."""
-    from gradcam_client.normalize import DEFAULT_DECAY, Normalizer, TemporalSmoother, clip_maximum
+    from gradcam_client.render.normalize import (
+        DEFAULT_DECAY,
+        Normalizer,
+        TemporalSmoother,
+        clip_maximum,
+    )
 
     smoother = TemporalSmoother(smoothing)
     smoothed = [smoother(m) for m in raw]
@@ -97,7 +102,7 @@ def composed(
 ) -> list[np.ndarray]:
     """The client's overlay layout (`MapRenderer.render_picture`) on every picture; planes
     listed in `keep_input` (0 Y, 1 U, 2 V) are copied back from the input, for attribution."""
-    from gradcam_client.compose_yuv import draw_label_yuv, overlay_yuv, planes
+    from gradcam_client.render.compose_yuv import draw_label_yuv, overlay_yuv, planes
 
     out = []
     for picture, heat in zip(pictures, heats, strict=True):
@@ -148,7 +153,7 @@ def encode(
     """Encode yuv420p `frames` with the client's writer at the input's timestamps (libx264's
     rate control depends on the frame rate they give); CPU ms per frame and kB."""
     info, stamps = timing
-    from gradcam_client.video_io import VideoWriter
+    from gradcam_client.media import VideoWriter
 
     started = time.process_time()
     with VideoWriter(out, info, preset=preset, crf=crf, encoder="libx264", audio=False) as sink:
@@ -162,8 +167,8 @@ def quality(encoded: Path, source: list[np.ndarray], ssim: bool = True) -> dict[
     """PSNR (dB, all frames) and SSIM (every `SSIM_EVERY`th frame) of the decoded luma."""
     from skimage.metrics import structural_similarity
 
-    from gradcam_client.compose_yuv import planes
-    from gradcam_client.video_io import open_media
+    from gradcam_client.media import open_media
+    from gradcam_client.render.compose_yuv import planes
 
     psnr, ssims = [], []
     decoded = [frame.image for frame in open_media(encoded).pictures()]
@@ -193,7 +198,7 @@ def interleaved(
 
 
 def measure_size(clip: Path, work: Path, rounds: int) -> dict[str, Any]:
-    from gradcam_client.video_io import open_media
+    from gradcam_client.media import open_media
 
     reader = open_media(clip)
     decoded = list(reader.pictures())
@@ -343,7 +348,7 @@ def report(results: dict[str, dict[str, Any]], machine: dict[str, Any], args: ar
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gradcam_client.samples import pan_zoom_frames, write_frames
+    from gradcam_client.media.samples import pan_zoom_frames, write_frames
 
     heights = [int(h) for h in args.sizes.split(",")] if args.sizes else [h for _, h in SIZES]
     machine = benchlib.machine_info()

@@ -52,11 +52,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import map_quality as quality
 
-from gradcam_client.contract import METHODS
-from gradcam_client.normalize import DEFAULT_DECAY
-from gradcam_client.samples import pan_zoom_frames, photo
-from gradcam_client.targets import find_class
-from gradcam_client.triton import GradcamServer
+from gradcam_client.jobs.targets import find_class
+from gradcam_client.media.samples import pan_zoom_frames, photo
+from gradcam_client.remote.contract import METHODS
+from gradcam_client.remote.server import GradcamServer
+from gradcam_client.render.normalize import DEFAULT_DECAY
 
 ROOT = Path(__file__).resolve().parents[1]
 BOXES_FILE = ROOT / "tests" / "data" / "boxes.json"
@@ -134,7 +134,7 @@ def export_models(repository: Path, stages: Sequence[str], seed: int = 0) -> dic
 @contextlib.contextmanager
 def running_triton(repository: Path, log_dir: Path) -> Iterator[str]:
     """Serve the repository on free ports; yields the gRPC URL."""
-    from gradcam_server import local_triton
+    import local_triton
 
     log("starting Triton")
     with local_triton.running_triton(repository, log_dir=log_dir, ready_timeout=300) as server:
@@ -564,7 +564,7 @@ def plot_flicker(study: dict[str, dict[str, list[dict]]], method: str, path: Pat
 def plot_sanity(case: Case, stages: Sequence[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from gradcam_client.compose import blend, colorize, upsample
+    from gradcam_client.render.compose import blend, colorize, upsample
 
     columns = ["trained", *stages]
     fig, axes = plt.subplots(

@@ -2,7 +2,7 @@
 
 A sample clip (a camera panning over scikit-image's cat) is sent as MPEG-TS over UDP on
 127.0.0.1 at 10, 25 and 50 frames/s, at 640x360 and 1280x720, from a separate process (as a
-camera would), and `gradcam_client.live.LiveJob` explains it in real time against one Triton
+camera would), and `gradcam_client.live.job.LiveJob` explains it in real time against one Triton
 serving EfficientNet-Lite0 (Grad-CAM, default layer), recording a fragmented MP4 and writing
 the predictions. Per source it reports:
 
@@ -33,13 +33,13 @@ from typing import Any
 
 import benchlib
 from benchlib import log
+from local_triton import free_port
 
-from gradcam_client.live import LiveJob, LiveSettings
-from gradcam_client.pipeline import JobSettings, process_media
-from gradcam_client.sample_stream import SampleStream
-from gradcam_client.samples import pan_zoom_frames, write_frames
-from gradcam_client.triton import GradcamServer
-from gradcam_server.local_triton import free_port
+from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.live.job import LiveJob, LiveSettings
+from gradcam_client.live.sample_stream import SampleStream
+from gradcam_client.media.samples import pan_zoom_frames, write_frames
+from gradcam_client.remote.server import GradcamServer
 
 NAME = "live"
 MODEL = "efficientnet-lite0"

@@ -38,9 +38,9 @@ from typing import Any
 import benchlib
 import numpy as np
 from benchlib import log
+from local_triton import free_port
 
-from gradcam_client.triton import GradcamServer
-from gradcam_server.local_triton import free_port
+from gradcam_client.remote.server import GradcamServer
 
 NAME = "live_scale"
 MODEL = "efficientnet-lite0"
@@ -92,7 +92,7 @@ def encode_clip(path: Path, fps: float, size: tuple[int, int]) -> Path:
     """The sample clip as MPEG-TS H.264 (a key frame with its headers every second)."""
     import av
 
-    from gradcam_client.samples import pan_zoom_frames
+    from gradcam_client.media.samples import pan_zoom_frames
 
     n = round(CLIP_SECONDS * fps)
     rate = Fraction(fps).limit_denominator(1001)

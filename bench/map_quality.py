@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gradcam_client.normalize import (
+from gradcam_client.render.normalize import (
     DEFAULT_DECAY,
     EPS,
     Normalizer,

@@ -3,8 +3,9 @@
 One Triton serves EfficientNet-Lite0 (Grad-CAM of its default layer, the stock serving
 options: batches of up to 16 frames, 5 ms queue delay, a queue of 64 requests) and a copy of
 the same SavedModel whose queue holds only ``--overload-queue`` requests. Every client is a
-subprocess of its own (this script with ``--worker``) using `gradcam_client.triton.GradcamServer`
-as the pipeline does: requests of ``--batch-size`` frames, at most ``--in-flight`` at once.
+subprocess of its own (this script with ``--worker``) using
+`gradcam_client.remote.server.GradcamServer` as the file job does: requests of
+``--batch-size`` frames, at most ``--in-flight`` at once.
 
 * Fairness and throughput: 1, 2, 4 and 8 clients at once (``--levels``) send frames for a
   common window of ``--seconds`` after a warm-up; the levels run in interleaved rounds whose
@@ -127,8 +128,8 @@ def worker_main(spec_json: str) -> int:
     learnt about full queues). Prints one JSON line: every request's (sent, done, frames) and
     the retries the client saw.
     """
-    import gradcam_client.triton as triton_client
-    from gradcam_client.samples import PHOTOS, pan_zoom_frames
+    import gradcam_client.remote.server as triton_client
+    from gradcam_client.media.samples import PHOTOS, pan_zoom_frames
 
     spec = WorkerSpec(**json.loads(spec_json))
     if spec.baseline:
@@ -271,7 +272,7 @@ def run_clients(
     baseline: bool = False,
 ) -> Run:
     """Start `clients` worker subprocesses, let them stream, and measure the common window."""
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.remote.server import GradcamServer
 
     stats_client = GradcamServer(server.urls.grpc, model)
     procs = []
@@ -375,7 +376,7 @@ class ServerMemory:
     """Samples the RSS of Triton and each backend stub, and the frames served, every second."""
 
     def __init__(self, server: Any, models: list[str], every_s: float = 1.0) -> None:
-        from gradcam_client.triton import GradcamServer
+        from gradcam_client.remote.server import GradcamServer
 
         self.server = server
         self.clients = [GradcamServer(server.urls.grpc, model) for model in models]
@@ -444,7 +445,7 @@ def spans(values: list[float], progress: list[float]) -> dict[str, float]:
 
 def memory_run(server: Any, folder: Path, frames: int, size: tuple[int, int]) -> dict[str, Any]:
     """The `gradcam-video` CLI on a long clip; RSS of the client and the server, every 0.5 s."""
-    from gradcam_client.samples import write_sample_clip
+    from gradcam_client.media.samples import write_sample_clip
 
     fps = 24
     clip = write_sample_clip(

@@ -188,7 +188,7 @@ def clip_frames(work: Path) -> np.ndarray:
     """The decoded frames of the sample clip (a pan over scikit-image's cat), RGB."""
     import av
 
-    from gradcam_client.samples import write_sample_clip
+    from gradcam_client.media.samples import write_sample_clip
 
     path = write_sample_clip(work / "chelsea.mp4")
     with av.open(str(path)) as container:
@@ -203,7 +203,7 @@ def at_size(frames: np.ndarray, size: int) -> np.ndarray:
 
 def throughput(server: Any, family: dict[str, Any], frames: np.ndarray, args) -> dict[str, Any]:
     """Interleaved rounds of Grad-CAM and forward-only through Triton."""
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.remote.server import GradcamServer
 
     name = family["model"]
     clients = {
@@ -251,7 +251,7 @@ def agreement(server: Any, family: Any, exported: dict[str, Any], frames: np.nda
     from library_cams import library_maps, logits
     from torch_families import model_input
 
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.remote.server import GradcamServer
 
     client = GradcamServer(server.urls.grpc, f"{exported['model']}-methods")
     try:

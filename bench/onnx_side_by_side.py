@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gradcam_client.compose import draw_label, grid, overlay
+from gradcam_client.render.compose import draw_label, grid, overlay
 
 PANEL = 224  # pixels per panel side
 

@@ -39,11 +39,11 @@ import map_quality as quality
 from benchlib import log
 from explanation_quality import Case, labelled_cases
 
-from gradcam_client.compose import overlay
-from gradcam_client.contract import METHODS
-from gradcam_client.normalize import normalize_map
-from gradcam_client.targets import find_class
-from gradcam_client.triton import GradcamServer
+from gradcam_client.jobs.targets import find_class
+from gradcam_client.remote.contract import METHODS
+from gradcam_client.remote.server import GradcamServer
+from gradcam_client.render.compose import overlay
+from gradcam_client.render.normalize import normalize_map
 
 MODEL = "efficientnet-lite0"
 ALL_METHODS = list(METHODS)

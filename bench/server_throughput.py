@@ -100,7 +100,7 @@ TRITON_VARIANTS = ["gradcam", "blocks", "forward"]
 
 def export_blocks(source: Any, repository: Path, name: str, max_batch_size: int) -> Path:
     """Export `source` with every block's last convolution and all five methods."""
-    from gradcam_client.contract import METHODS
+    from gradcam_client.remote.contract import METHODS
     from gradcam_server.exporter import export
     from gradcam_server.triton_config import ServingOptions
 
@@ -119,7 +119,7 @@ def export_blocks(source: Any, repository: Path, name: str, max_batch_size: int)
 
 def sample_frames(height: int, width: int, count: int = 32) -> np.ndarray:
     """Model-size RGB frames of a real photo (a pan-and-zoom across scikit-image's cat)."""
-    from gradcam_client.samples import pan_zoom_frames
+    from gradcam_client.media.samples import pan_zoom_frames
 
     return np.stack(pan_zoom_frames(count, (width, height)))
 
@@ -149,7 +149,7 @@ def bench_model(
     model: str, plan: dict[str, int], server: Any, eager: benchlib.EagerGradCam, args
 ) -> dict[str, Any]:
     """Interleaved rounds of gradcam / forward / eager for one network."""
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.remote.server import GradcamServer
 
     clients = {
         "gradcam": GradcamServer(server.urls.grpc, model),

@@ -108,7 +108,7 @@ def run_job(args: argparse.Namespace) -> None:
     after = resource.getrusage(resource.RUSAGE_SELF)
     if code != 0:
         raise SystemExit(code)
-    from gradcam_client.video_io import read_timestamps
+    from gradcam_client.media import read_timestamps
 
     frames = len(read_timestamps(args.out))
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
@@ -125,9 +125,9 @@ def correlations() -> dict[str, dict[str, float]]:
     import tensorflow as tf
     from map_quality import pearson
 
-    from gradcam_client import contract
-    from gradcam_client.samples import PHOTOS, photo
-    from gradcam_client.wire import Wire
+    from gradcam_client.media.samples import PHOTOS, photo
+    from gradcam_client.remote import contract
+    from gradcam_client.remote.wire import Wire
     from gradcam_server import model_sources
     from gradcam_server.explainer import GradCamModule
 

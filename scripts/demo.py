@@ -185,7 +185,7 @@ def check_inputs(args: argparse.Namespace, with_dashboard: bool) -> None:
 def explain_clip(grpc_url: str, model: str, outputs: Outputs) -> None:
     """Write the sample clip and run it through `gradcam-video`'s code."""
     from gradcam_client import cli
-    from gradcam_client.samples import write_sample_clip
+    from gradcam_client.media.samples import write_sample_clip
 
     outputs.clip.parent.mkdir(parents=True, exist_ok=True)
     write_sample_clip(outputs.clip)

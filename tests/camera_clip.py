@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gradcam_client.samples import pan_zoom_frames
+from gradcam_client.media.samples import pan_zoom_frames
 
 BITS = 8
 BAR_HEIGHT = 0.1  # of the frame's height

@@ -3,7 +3,7 @@
 Everything is written with PyAV (images with OpenCV) and kept tiny so tests stay fast. The clips
 show camera motion: a crop window pans and zooms across a photo, so consecutive frames differ.
 
-Rotation follows the convention of `gradcam_client.video_io.VideoInfo.rotation` (and of the
+Rotation follows the convention of `gradcam_client.media.VideoInfo.rotation` (and of the
 legacy ``rotate`` tag of phone videos): the clockwise angle a player applies to the stored
 frames. `write_clip(..., rotation=90)` takes upright frames, stores them rotated a quarter turn
 counter-clockwise and tags the stream so that players (and our reader) turn them back upright.
@@ -20,7 +20,7 @@ import av
 import cv2
 import numpy as np
 
-from gradcam_client.samples import PHOTOS, pan_zoom_frames, photo
+from gradcam_client.media.samples import PHOTOS, pan_zoom_frames, photo
 
 __all__ = ["PHOTOS", "pan_zoom_frames", "photo"]  # re-exported for the tests
 

@@ -1,4 +1,4 @@
-"""Start the real Triton server for tests (`gradcam_server.local_triton`), plus test models.
+"""Start the real Triton server for tests (`bench/local_triton.py`), plus test models.
 
 Usage in a test module::
 
@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from gradcam_server.local_triton import free_port, free_ports, new_triton, running_triton
+from local_triton import free_port, free_ports, new_triton, running_triton
 
 __all__ = [
     "alive",

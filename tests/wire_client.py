@@ -22,7 +22,7 @@ def clip_frames(count: int, size: int = 224) -> np.ndarray:
     """`count` frames of a camera panning over scikit-image's cat, resized to size x size."""
     import cv2
 
-    from gradcam_client.samples import pan_zoom_frames
+    from gradcam_client.media.samples import pan_zoom_frames
 
     return np.stack(
         [
@@ -47,8 +47,8 @@ def send(
     One batch goes first, untimed (the connection and the server's first call), and is not
     counted in frames/s; it crossed the link all the same (`sent_frames`).
     """
-    from gradcam_client.triton import Connection, GradcamServer
-    from gradcam_client.wire import Wire
+    from gradcam_client.remote.server import Connection, GradcamServer
+    from gradcam_client.remote.wire import Wire
 
     clip = clip_frames(frames)
     server = GradcamServer(

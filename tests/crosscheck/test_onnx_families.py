@@ -43,8 +43,8 @@ import library_cams  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch_families  # noqa: E402
 
-from gradcam_client import contract  # noqa: E402
-from gradcam_client.samples import pan_zoom_frames  # noqa: E402
+from gradcam_client.media.samples import pan_zoom_frames  # noqa: E402
+from gradcam_client.remote import contract  # noqa: E402
 from gradcam_server.cam_methods import NEEDS_NONNEGATIVE_ACTIVATIONS  # noqa: E402
 from gradcam_server.explainer import GradCamModule  # noqa: E402
 from gradcam_server.onnx_graph import OnnxGraph  # noqa: E402
@@ -193,7 +193,7 @@ SERVED = {"resnet-basic": "all", "vit": ",".join(SIGNED_OK)}
 def test_gradcam_server_export_onnx_served_by_triton(tmp_path):
     from triton_server import running_triton
 
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.remote.server import GradcamServer
 
     repository = tmp_path / "repository"
     command = Path(sys.executable).with_name("gradcam-server")

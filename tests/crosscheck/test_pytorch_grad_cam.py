@@ -38,7 +38,7 @@ from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 from skimage import data  # noqa: E402
 
-from gradcam_client import contract  # noqa: E402
+from gradcam_client.remote import contract  # noqa: E402
 from gradcam_server import efficientnet_lite0 as lite0  # noqa: E402
 from gradcam_server.explainer import GradCamModule  # noqa: E402
 from gradcam_server.model_sources import efficientnet_lite0  # noqa: E402

@@ -13,7 +13,7 @@ from media import write_photo
 from streamlit.testing.v1 import AppTest
 from triton_server import free_port, running_triton
 
-from gradcam_client.wire import Wire
+from gradcam_client.remote.wire import Wire
 from gradcam_dashboard import charts, jobs, media, servers
 from gradcam_dashboard.sessions import SessionFolders
 

@@ -27,8 +27,8 @@ from browser_support import CHROMIUM_ARGS, chromium, video_state
 from media import write_clip, write_text_file
 from triton_server import free_port, running_triton
 
-from gradcam_client.sample_stream import SampleStream
-from gradcam_client.samples import pan_zoom_frames
+from gradcam_client.live.sample_stream import SampleStream
+from gradcam_client.media.samples import pan_zoom_frames
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

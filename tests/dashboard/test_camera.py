@@ -13,10 +13,10 @@ import av
 import numpy as np
 import pytest
 
-from gradcam_client.contract import LayerInfo, ModelInfo
 from gradcam_client.errors import ServerError
-from gradcam_client.pipeline import JobSettings
-from gradcam_client.triton import BatchResult, RequestCancelled, RetryNotice
+from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
+from gradcam_client.remote.server import BatchResult, RequestCancelled, RetryNotice
 from gradcam_dashboard import launch
 from gradcam_dashboard.camera import CameraRun, fit_within
 from gradcam_dashboard.camera_view import CameraFeed, notice_picture

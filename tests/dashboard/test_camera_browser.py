@@ -35,7 +35,7 @@ from test_browser import (
 )
 from triton_server import running_triton
 
-from gradcam_client.triton import GradcamServer
+from gradcam_client.remote.server import GradcamServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

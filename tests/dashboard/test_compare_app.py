@@ -11,7 +11,7 @@ from app_page import no_exception, page, texts
 from streamlit.testing.v1 import AppTest
 from versioned_models import NO_MAPS, OTHER_CLASSES, VERSIONED
 
-from gradcam_client.compare_results import read_comparisons, read_summary
+from gradcam_client.compare.results import read_comparisons, read_summary
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gradcam_client.wire import Wire
+from gradcam_client.remote.wire import Wire
 from gradcam_dashboard import media, servers
 from gradcam_dashboard.config import DashboardConfig, Limits, ServerChoice, metrics_url_for
 

@@ -16,8 +16,8 @@ from media import write_clip
 from served_models import TINY
 from triton_server import running_triton
 
-from gradcam_client.triton import GradcamServer
-from gradcam_client.wire import Wire, is_local
+from gradcam_client.remote.server import GradcamServer
+from gradcam_client.remote.wire import Wire, is_local
 from gradcam_dashboard import jobs, servers
 from gradcam_server.triton_config import ServingOptions, build_config, config_text
 

@@ -13,8 +13,8 @@ from media import write_clip
 from streamlit.testing.v1 import AppTest
 from triton_server import free_port
 
-from gradcam_client.sample_stream import SampleStream
-from gradcam_client.video_io import open_media
+from gradcam_client.live.sample_stream import SampleStream
+from gradcam_client.media import open_media
 from gradcam_dashboard.live_view import OTHER
 
 pytestmark = pytest.mark.integration

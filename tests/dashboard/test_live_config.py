@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gradcam_client.source_guard import SourceGuard, parse_networks
+from gradcam_client.live.source_guard import SourceGuard, parse_networks
 from gradcam_dashboard import launch
 from gradcam_dashboard.config import (
     DashboardConfig,

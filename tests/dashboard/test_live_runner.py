@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from gradcam_client.errors import GradcamError, SourceError
-from gradcam_client.live import LiveEvent, LiveFrame, LiveResult, LiveStats
-from gradcam_client.live_source import SourceInfo
-from gradcam_client.live_streams import StreamOutcome
-from gradcam_client.source_guard import SourceGuard, SourceRefused
-from gradcam_client.triton import RetryNotice
+from gradcam_client.live.job import LiveEvent, LiveFrame, LiveResult, LiveStats
+from gradcam_client.live.source import SourceInfo
+from gradcam_client.live.source_guard import SourceGuard, SourceRefused
+from gradcam_client.live.streams import StreamOutcome
+from gradcam_client.remote.server import RetryNotice
 from gradcam_dashboard.config import LiveSourceChoice
 from gradcam_dashboard.live_runner import VISITOR_FAILURE, LiveSession, LiveSlots
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from media import write_clip, write_photo
 
-from gradcam_client.compose import Layout
-from gradcam_client.contract import LayerInfo, ModelInfo
 from gradcam_client.errors import GradcamError
-from gradcam_client.video_io import open_media
+from gradcam_client.media import open_media
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
+from gradcam_client.render.compose import Layout
 from gradcam_dashboard import charts, jobs, launch, media
 
 

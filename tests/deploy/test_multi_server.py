@@ -62,7 +62,7 @@ def frame_count(path: Path) -> int:
 
 
 def test_two_servers_share_one_video(deploy_repository, tmp_path) -> None:
-    from gradcam_client.samples import write_sample_clip
+    from gradcam_client.media.samples import write_sample_clip
 
     clip = write_sample_clip(tmp_path / "clip.mp4", seconds=2.0, fps=15, size=(320, 240))
     frames = frame_count(clip)

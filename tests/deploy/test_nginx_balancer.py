@@ -121,7 +121,7 @@ def test_one_connection_is_spread_over_both_replicas(balancer, tmp_path) -> None
 
 @pytest.mark.slow
 def test_gradcam_video_through_the_balancer(balancer, deploy_repository, tmp_path) -> None:
-    from gradcam_client.samples import write_sample_clip
+    from gradcam_client.media.samples import write_sample_clip
 
     clip = write_sample_clip(tmp_path / "clip.mp4", seconds=1.0, fps=16, size=(224, 160))
     logs = tmp_path / "logs"

@@ -14,9 +14,9 @@ from triton_server import free_port, running_triton
 from tritonclient.utils import InferenceServerException
 
 from gradcam_client import cli
-from gradcam_client.pipeline import JobSettings, process_media
-from gradcam_client.triton import GradcamServer, RetryPolicy
-from gradcam_client.video_io import read_timestamps
+from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.media import read_timestamps
+from gradcam_client.remote.server import GradcamServer, RetryPolicy
 
 pytestmark = pytest.mark.integration
 

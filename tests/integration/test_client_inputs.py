@@ -15,7 +15,7 @@ import pytest
 from client_runs import read_jsonl, run_cli
 from served_models import TINY
 
-from gradcam_client.video_io import iter_frames, probe, read_timestamps
+from gradcam_client.media import iter_frames, probe, read_timestamps
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 from client_runs import read_jsonl, run_cli
 from served_models import EFFNET, TINY
 
-from gradcam_client.video_io import read_timestamps
+from gradcam_client.media import read_timestamps
 
 pytestmark = pytest.mark.integration
 

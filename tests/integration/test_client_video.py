@@ -13,12 +13,12 @@ import pytest
 from client_runs import psnr, read_jsonl, run_cli
 from served_models import ALL_METHODS, TINY
 
-from gradcam_client import pipeline
-from gradcam_client.compose import draw_label, format_label, overlay
-from gradcam_client.compose_yuv import planes
-from gradcam_client.pipeline import JobSettings, process_media
-from gradcam_client.triton import GradcamServer
-from gradcam_client.video_io import VideoWriter, iter_frames, open_media, probe, read_timestamps
+from gradcam_client.jobs import file_job as pipeline
+from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.media import VideoWriter, iter_frames, open_media, probe, read_timestamps
+from gradcam_client.remote.server import GradcamServer
+from gradcam_client.render.compose import draw_label, format_label, overlay
+from gradcam_client.render.compose_yuv import planes
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,12 @@ import pytest
 from client_runs import read_jsonl, run_cli
 from versioned_models import export_versions, tiny_source
 
-from gradcam_client.compare import compare_media
-from gradcam_client.compare_results import read_comparisons, read_summary
+from gradcam_client.compare.agreement import compare_maps
+from gradcam_client.compare.job import compare_media
+from gradcam_client.compare.results import read_comparisons, read_summary
 from gradcam_client.errors import Cancelled, ModelNotFound
-from gradcam_client.map_agreement import compare_maps
-from gradcam_client.pipeline import JobSettings, process_media
-from gradcam_client.triton import GradcamServer, RetryPolicy
+from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.remote.server import GradcamServer, RetryPolicy
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ from served_models import EFFNET, TINY
 from triton_server import free_port, running_triton
 
 from gradcam_client.errors import ServerUnavailable, SourceError
-from gradcam_client.live import LiveJob, LiveSettings
-from gradcam_client.live_streams import LiveStreams
-from gradcam_client.sample_stream import SampleStream
-from gradcam_client.triton import FramesTurnedAway, GradcamServer, RetryPolicy
+from gradcam_client.live.job import LiveJob, LiveSettings
+from gradcam_client.live.sample_stream import SampleStream
+from gradcam_client.live.streams import LiveStreams
+from gradcam_client.remote.server import FramesTurnedAway, GradcamServer, RetryPolicy
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,10 @@ from served_models import EFFNET, TINY
 from triton_server import running_triton
 from tritonclient.utils import InferenceServerException
 
-from gradcam_client import cli, contract
-from gradcam_client.triton import GradcamServer, InFlightWindow, RetryPolicy
-from gradcam_client.video_io import read_timestamps
+from gradcam_client import cli
+from gradcam_client.media import read_timestamps
+from gradcam_client.remote import contract
+from gradcam_client.remote.server import GradcamServer, InFlightWindow, RetryPolicy
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from client_runs import run_cli
 from triton_server import running_triton, write_python_model
 
-from gradcam_client.contract import LayerInfo, ModelInfo
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
 from gradcam_server import model_sources
 from gradcam_server.exporter import export
 from gradcam_server.triton_config import ServingOptions, build_config, config_text
@@ -97,7 +97,7 @@ def test_the_client_refuses_a_map_holding_infinity(server, clip, tmp_path, capsy
 
 
 def test_black_frames_of_the_same_model_are_served(server):
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.remote.server import GradcamServer
 
     result = GradcamServer(server.urls.grpc, "overflow").infer(
         np.zeros((2, 16, 16, 3), np.uint8), np.array([-1, 1])

@@ -10,9 +10,9 @@ import tensorflow as tf
 from onnx_models import tiny_cnn, tiny_vit
 from triton_server import running_triton
 
-from gradcam_client import contract
-from gradcam_client.triton import GradcamServer
-from gradcam_client.wire import Wire
+from gradcam_client.remote import contract
+from gradcam_client.remote.server import GradcamServer
+from gradcam_client.remote.wire import Wire
 from gradcam_server import cli
 from gradcam_server.explainer import GradCamModule
 from gradcam_server.onnx_source import onnx_file

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from served_models import EFFNET
 
-from gradcam_client.samples import photo
-from gradcam_client.triton import GradcamServer
+from gradcam_client.media.samples import photo
+from gradcam_client.remote.server import GradcamServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

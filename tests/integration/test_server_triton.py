@@ -14,8 +14,8 @@ import tritonclient.grpc as grpcclient
 from served_models import ALL_METHODS, EFFNET, TINY
 from tritonclient.utils import InferenceServerException
 
-from gradcam_client import contract
-from gradcam_client.triton import GradcamServer
+from gradcam_client.remote import contract
+from gradcam_client.remote.server import GradcamServer
 from gradcam_server.triton_config import model_info_from_config, parse_config_text
 
 pytestmark = pytest.mark.integration

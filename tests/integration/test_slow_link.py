@@ -22,7 +22,7 @@ from map_quality import pearson
 from media import write_clip
 from served_models import EFFNET, SMALL_224, export_small_224
 
-from gradcam_client.video_io import read_timestamps
+from gradcam_client.media import read_timestamps
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from map_quality import pearson
 from served_models import EFFNET, TINY
 from tritonclient.utils import InferenceServerException
 
-from gradcam_client import contract
-from gradcam_client.samples import PHOTOS, pan_zoom_frames, photo
-from gradcam_client.triton import GradcamServer
-from gradcam_client.wire import Wire
+from gradcam_client.media.samples import PHOTOS, pan_zoom_frames, photo
+from gradcam_client.remote import contract
+from gradcam_client.remote.server import GradcamServer
+from gradcam_client.remote.wire import Wire
 
 pytestmark = pytest.mark.integration
 

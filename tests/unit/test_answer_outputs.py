@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradcam_client.errors import InvalidResponse
-from gradcam_client.triton import answer_output
+from gradcam_client.remote.server import answer_output
 from gradcam_server.triton_model import check_outputs
 
 

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from gradcam_client import contract
-from gradcam_client.contract import LayerInfo, ModelInfo
+from gradcam_client.remote import contract
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
 from gradcam_server.batching import (
     InferenceFailure,
     RequestError,

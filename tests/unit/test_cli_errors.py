@@ -73,7 +73,7 @@ def test_settings_that_must_be_positive(clip, tmp_path, capsys):
 def test_a_hardware_encoder_that_does_not_open_is_one_line_before_any_request(
     clip, tmp_path, capsys
 ):
-    from gradcam_client.media_writer import usable_encoder
+    from gradcam_client.media.writer import usable_encoder
 
     if usable_encoder("h264_nvenc"):
         pytest.skip("NVENC opens on this machine")

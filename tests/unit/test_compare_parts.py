@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from gradcam_client.cli import build_parser, compared_model
-from gradcam_client.compare_plan import plan_comparison
-from gradcam_client.compare_results import (
+from gradcam_client.compare.agreement import MapAgreement
+from gradcam_client.compare.plan import plan_comparison
+from gradcam_client.compare.results import (
     FrameComparison,
     read_comparisons,
     read_summary,
@@ -20,15 +21,14 @@ from gradcam_client.compare_results import (
     summary_path,
     write_summary,
 )
-from gradcam_client.compare_view import AGREE, MAPS_DIFFER, TOP1_DIFFERS, PairRenderer
-from gradcam_client.compose import CompositionSettings
-from gradcam_client.compose_yuv import RgbToPicture
-from gradcam_client.contract import LayerInfo, ModelInfo
+from gradcam_client.compare.view import AGREE, MAPS_DIFFER, TOP1_DIFFERS, PairRenderer
 from gradcam_client.errors import InputError
-from gradcam_client.map_agreement import MapAgreement
-from gradcam_client.model_ref import ModelRef
-from gradcam_client.pipeline import JobSettings, MapRenderer, Panel
-from gradcam_client.results import PredictionLog
+from gradcam_client.jobs.file_job import JobSettings, MapRenderer, Panel
+from gradcam_client.jobs.results import PredictionLog
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
+from gradcam_client.remote.model_ref import ModelRef
+from gradcam_client.render.compose import CompositionSettings
+from gradcam_client.render.compose_yuv import RgbToPicture
 
 
 def info(

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gradcam_client.compose import (
+from gradcam_client.render.compose import (
     COLORMAPS,
     CompositionSettings,
     Layout,

@@ -1,4 +1,4 @@
-"""Composing on yuv420p pictures: gradcam_client.compose_yuv against the RGB composition."""
+"""Composing on yuv420p pictures: gradcam_client.render.compose_yuv against the RGB composition."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from media import pan_zoom_frames
 
-from gradcam_client.compose import INTERPOLATIONS, colorize, draw_label, overlay
-from gradcam_client.compose_yuv import (
+from gradcam_client.render.compose import INTERPOLATIONS, colorize, draw_label, overlay
+from gradcam_client.render.compose_yuv import (
     _resize_matrices,
     color_planes,
     colormap_yuv,

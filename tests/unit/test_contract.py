@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from google.protobuf import json_format
 
-from gradcam_client import contract
-from gradcam_client.contract import LayerInfo, ModelInfo
+from gradcam_client.remote import contract
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
 from gradcam_server import model_sources
 from gradcam_server.exporter import ExportError, export
 from gradcam_server.triton_config import (

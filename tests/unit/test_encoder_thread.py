@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcam_client.media_types import Frame
-from gradcam_client.pipeline import EncoderThread
+from gradcam_client.jobs.file_job import EncoderThread
+from gradcam_client.media.frames import Frame
 
 
 class Renderer:

@@ -11,7 +11,7 @@ from http_files import http_folder
 from media import write_clip
 
 from gradcam_client.errors import GradcamError
-from gradcam_client.video_io import open_media
+from gradcam_client.media import open_media
 
 
 def transport_stream(folder: Path) -> Path:

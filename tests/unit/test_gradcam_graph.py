@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from served_models import ALL_METHODS, make_tiny_classifier
 
-from gradcam_client import contract
+from gradcam_client.remote import contract
 from gradcam_server.explainer import GradCamModule
 from gradcam_server.preprocessing import caffe
 

@@ -11,11 +11,11 @@ import pytest
 from media import write_clip
 from test_pipeline_stream import INFO, FakeClient, server_with
 
-from gradcam_client.compose import CompositionSettings, compose_frame
 from gradcam_client.errors import Cancelled, ServerUnavailable
-from gradcam_client.pipeline import JobSettings, partial_video_path, process_media
-from gradcam_client.triton import BatchResult, RetryNotice
-from gradcam_client.video_io import open_media
+from gradcam_client.jobs.file_job import JobSettings, partial_video_path, process_media
+from gradcam_client.media import open_media
+from gradcam_client.remote.server import BatchResult, RetryNotice
+from gradcam_client.render.compose import CompositionSettings, compose_frame
 
 
 class StandInServer:

@@ -25,18 +25,18 @@ import pytest
 from http_files import http_folder
 from triton_server import free_port
 
-from gradcam_client import live_source
 from gradcam_client.errors import OutputError, SourceError
-from gradcam_client.live_output import restream_format, segment_path
-from gradcam_client.live_source import (
+from gradcam_client.jobs.results import PredictionLog
+from gradcam_client.live import source as live_source
+from gradcam_client.live.output import restream_format, segment_path
+from gradcam_client.live.sample_stream import SampleStream
+from gradcam_client.live.source import (
     LiveSource,
     SourceEvent,
     is_camera,
     is_live_address,
     open_source,
 )
-from gradcam_client.results import PredictionLog
-from gradcam_client.sample_stream import SampleStream
 
 
 @pytest.mark.parametrize(
@@ -309,9 +309,9 @@ WRITE_FOREVER = textwrap.dedent(
     import sys, numpy as np
     from pathlib import Path
     from fractions import Fraction
-    from gradcam_client.media_types import VideoInfo
-    from gradcam_client.media_writer import VideoWriter
-    from gradcam_client.results import PredictionLog
+    from gradcam_client.media.frames import VideoInfo
+    from gradcam_client.media.writer import VideoWriter
+    from gradcam_client.jobs.results import PredictionLog
     info = VideoInfo(Path(sys.argv[1]), 64, 48, 25.0, None, None, False, 0, "h264",
                      Fraction(1, 90000))
     writer = VideoWriter(sys.argv[1], info, fragmented=True, keyframe_seconds=0.2)
@@ -369,7 +369,7 @@ def test_restream_addresses_choose_their_container():
 
 
 def test_an_http_address_of_a_file_is_read_whole_not_in_real_time(tmp_path):
-    from gradcam_client.samples import pan_zoom_frames, write_frames
+    from gradcam_client.media.samples import pan_zoom_frames, write_frames
 
     write_frames(tmp_path / "clip.mp4", pan_zoom_frames(30, (96, 64)), 30, (96, 64), 25)
     with http_folder(tmp_path) as (base, _):

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gradcam_client.map_agreement import (
+from gradcam_client.compare.agreement import (
     compare_maps,
     hot_iou,
     hot_region,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from served_models import make_tiny_classifier
 
-from gradcam_client.contract import LayerInfo, ModelInfo
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
 from gradcam_server import model_sources
 from gradcam_server.cli import main as server_main
 from gradcam_server.exporter import ExportError, export

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from map_quality import flicker, normalize_sequence
 
-from gradcam_client.normalize import (
+from gradcam_client.render.normalize import (
     Normalizer,
     Scope,
     TemporalSmoother,

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_models import GraphBuilder, conv, groupnorm_cnn, tiny_cnn, tiny_vit
 from test_gradcam_graph import reference_maps
 
-from gradcam_client import contract
+from gradcam_client.remote import contract
 from gradcam_server import cli
 from gradcam_server.explainer import GradCamModule
 from gradcam_server.exporter import export

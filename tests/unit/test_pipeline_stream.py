@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from gradcam_client.contract import LayerInfo, ModelInfo
 from gradcam_client.errors import Cancelled, InvalidResponse, ModelNotFound, ServerUnavailable
-from gradcam_client.pipeline import InferenceStream, JobSettings
-from gradcam_client.triton import (
+from gradcam_client.jobs.file_job import InferenceStream, JobSettings
+from gradcam_client.media import Frame
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
+from gradcam_client.remote.server import (
     BatchResult,
     GradcamServer,
     RequestCancelled,
     RetryPolicy,
     check_finite,
 )
-from gradcam_client.video_io import Frame
 
 INFO = ModelInfo("m", 4, 4, ("a", "b", "c"), (LayerInfo("l", 2, 2),), ("gradcam",), 8)
 
@@ -242,7 +242,7 @@ def test_an_answer_holding_nan_or_infinity_is_refused_as_the_servers_fault(bad):
 
 def test_an_older_model_gets_raw_frames_when_the_wire_was_chosen_for_the_user():
     from gradcam_client.errors import GradcamError
-    from gradcam_client.wire import Wire
+    from gradcam_client.remote.wire import Wire
 
     assert not INFO.encoded_frames  # a model exported before encoded frames existed
     for wire, fallback in ((Wire("jpeg", automatic=True), True), (Wire("png"), False)):

@@ -6,7 +6,7 @@ import map_quality as quality
 import numpy as np
 import pytest
 
-from gradcam_client.normalize import TemporalSmoother
+from gradcam_client.render.normalize import TemporalSmoother
 
 SIZE = 64
 OBJECT = (40, 8, 60, 28)  # x0, y0, x1, y1: off-centre, top right

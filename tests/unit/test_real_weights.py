@@ -11,7 +11,7 @@ import pytest
 import skimage.data
 import tensorflow as tf
 
-from gradcam_client import contract
+from gradcam_client.remote import contract
 from gradcam_server import model_sources
 from gradcam_server.explainer import GradCamModule
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradcam_client.errors import OutputError
-from gradcam_client.results import MapStore, PredictionLog, frame_record
+from gradcam_client.jobs.results import MapStore, PredictionLog, frame_record
 
 NAMES = ("a", "b", "c", "d", "e", "f")
 

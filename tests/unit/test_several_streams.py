@@ -10,9 +10,9 @@ import pytest
 from client_runs import run_cli
 
 from gradcam_client.errors import InputError
-from gradcam_client.live_cli import per_stream, read_sources, restream_for, streams_from
-from gradcam_client.live_share import FairShare
-from gradcam_client.live_streams import check_name
+from gradcam_client.live.cli import per_stream, read_sources, restream_for, streams_from
+from gradcam_client.live.share import FairShare
+from gradcam_client.live.streams import check_name
 
 NOWHERE = "127.0.0.1:1"
 

@@ -19,14 +19,14 @@ from tls_certs import write_tls_files
 from triton_server import free_port
 
 from gradcam_client.errors import SourceError
-from gradcam_client.live_source import LiveSource, open_source
-from gradcam_client.samples import pan_zoom_frames, write_frames
-from gradcam_client.source_guard import (
+from gradcam_client.live.source import LiveSource, open_source
+from gradcam_client.live.source_guard import (
     PROTOCOLS,
     SourceGuard,
     SourceRefused,
     parse_networks,
 )
+from gradcam_client.media.samples import pan_zoom_frames, write_frames
 
 FRAMES = 20
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradcam_client.contract import PREDICTED_CLASS
 from gradcam_client.errors import InputError
-from gradcam_client.targets import TargetChoice, find_class, video_class
+from gradcam_client.jobs.targets import TargetChoice, find_class, video_class
+from gradcam_client.remote.contract import PREDICTED_CLASS
 
 NAMES = (
     "tabby",  # 0

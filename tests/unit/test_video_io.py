@@ -1,4 +1,4 @@
-"""Reading and writing media files through gradcam_client.video_io (clips from tests/media.py)."""
+"""Reading and writing media files through gradcam_client.media (clips from tests/media.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import media
 import numpy as np
 import pytest
 
-from gradcam_client import video_io as vio
+from gradcam_client import media as vio
 from gradcam_client.errors import (
     CorruptFrameError,
     EmptyMediaError,
@@ -490,7 +490,7 @@ def test_rotated_input_has_no_pictures(tmp_path: Path) -> None:
 
 
 def test_auto_encoder_falls_back_to_libx264_without_a_device(tmp_path: Path) -> None:
-    from gradcam_client.media_writer import choose_encoder, usable_encoder
+    from gradcam_client.media.writer import choose_encoder, usable_encoder
 
     src = media.write_clip(tmp_path / "in.mp4", n_frames=3)
     reader = vio.open_media(src)
@@ -505,7 +505,7 @@ def test_auto_encoder_falls_back_to_libx264_without_a_device(tmp_path: Path) -> 
 
 def test_an_encoder_named_must_exist_and_open(tmp_path: Path) -> None:
     from gradcam_client.errors import OutputError
-    from gradcam_client.media_writer import usable_encoder
+    from gradcam_client.media.writer import usable_encoder
 
     info = vio.probe(media.write_clip(tmp_path / "in.mp4", n_frames=2))
     with pytest.raises(ValueError, match="unknown encoder 'h264_vaapi'; choose from auto, libx264"):
@@ -518,7 +518,7 @@ def test_an_encoder_named_must_exist_and_open(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [(640, 360), (642, 362), (96, 64)])
 def test_a_picture_is_the_decoded_planes_without_their_padding(size) -> None:
-    from gradcam_client.media_reader import copy_planes
+    from gradcam_client.media.reader import copy_planes
 
     rgb = np.random.default_rng(1).integers(0, 255, (size[1], size[0], 3), np.uint8)
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")

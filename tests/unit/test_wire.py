@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from gradcam_client import cli
-from gradcam_client.samples import photo
-from gradcam_client.wire import Wire, default_format, is_local
+from gradcam_client.media.samples import photo
+from gradcam_client.remote.wire import Wire, default_format, is_local
 
 
 def test_png_is_lossless_and_jpeg_is_small_and_close():

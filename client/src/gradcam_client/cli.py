@@ -11,20 +11,20 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from gradcam_client.compare import compare_media
-from gradcam_client.compose import COLORMAPS, CompositionSettings, Layout
+from gradcam_client.compare.job import compare_media
 from gradcam_client.errors import GradcamError, InputError
-from gradcam_client.live import LiveFrame, LiveJob, LiveSettings
-from gradcam_client.live_cli import run_streams, streams_from
-from gradcam_client.live_source import is_live_address
-from gradcam_client.live_streams import DEFAULT_IN_FLIGHT
-from gradcam_client.media_writer import ENCODERS
-from gradcam_client.model_ref import ModelRef
-from gradcam_client.normalize import DEFAULT_SMOOTHING, Scope
-from gradcam_client.pipeline import ENCODER_PRESETS, JobSettings, process_media
-from gradcam_client.targets import PREDICTED
-from gradcam_client.triton import Connection, GradcamServer, RetryNotice, RetryPolicy
-from gradcam_client.wire import DEFAULT_JPEG_QUALITY, WIRE_CHOICES, Wire, choose_wire
+from gradcam_client.jobs.file_job import ENCODER_PRESETS, JobSettings, process_media
+from gradcam_client.jobs.targets import PREDICTED
+from gradcam_client.live.cli import run_streams, streams_from
+from gradcam_client.live.job import LiveFrame, LiveJob, LiveSettings
+from gradcam_client.live.source import is_live_address
+from gradcam_client.live.streams import DEFAULT_IN_FLIGHT
+from gradcam_client.media.writer import ENCODERS
+from gradcam_client.remote.model_ref import ModelRef
+from gradcam_client.remote.server import Connection, GradcamServer, RetryNotice, RetryPolicy
+from gradcam_client.remote.wire import DEFAULT_JPEG_QUALITY, WIRE_CHOICES, Wire, choose_wire
+from gradcam_client.render.compose import COLORMAPS, CompositionSettings, Layout
+from gradcam_client.render.normalize import DEFAULT_SMOOTHING, Scope
 
 DEFAULT_URL = os.environ.get("GRADCAM_URL", "localhost:8001")
 DEFAULT_MODEL = os.environ.get("GRADCAM_MODEL", "efficientnet-lite0")

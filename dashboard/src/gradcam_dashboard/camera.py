@@ -22,11 +22,7 @@ import cv2
 import numpy as np
 
 from gradcam_client.errors import GradcamError, InputError
-from gradcam_client.live_output import TIME_BASE, recording_info
-from gradcam_client.live_types import LATENCY_WINDOW, Latencies
-from gradcam_client.media_writer import VideoWriter
-from gradcam_client.normalize import Scope
-from gradcam_client.pipeline import (
+from gradcam_client.jobs.file_job import (
     JobSettings,
     MapRenderer,
     explanation,
@@ -34,9 +30,13 @@ from gradcam_client.pipeline import (
     resize_for_model,
     select_panels,
 )
-from gradcam_client.results import PredictionLog, frame_record
-from gradcam_client.targets import TargetChoice
-from gradcam_client.triton import GradcamServer, RequestCancelled, RetryNotice
+from gradcam_client.jobs.results import PredictionLog, frame_record
+from gradcam_client.jobs.targets import TargetChoice
+from gradcam_client.live.data import LATENCY_WINDOW, Latencies
+from gradcam_client.live.output import TIME_BASE, recording_info
+from gradcam_client.media.writer import VideoWriter
+from gradcam_client.remote.server import GradcamServer, RequestCancelled, RetryNotice
+from gradcam_client.render.normalize import Scope
 
 RECORDING = "camera.mp4"
 PREDICTIONS = "predictions.jsonl"

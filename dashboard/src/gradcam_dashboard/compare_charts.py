@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-from gradcam_client.compare_results import FrameComparison
+from gradcam_client.compare.results import FrameComparison
 
 MEASURES = {"map_correlation": "map correlation", "hot_iou": "hottest-20% IoU"}
 """The per-frame measures drawn as lines (both 1 where the maps agree)."""

@@ -14,12 +14,12 @@ from typing import Protocol
 import numpy as np
 import streamlit as st
 
-from gradcam_client.compare_plan import ComparePlan, Side
-from gradcam_client.compare_results import FrameComparison, read_comparisons
-from gradcam_client.compose import COLORMAPS
-from gradcam_client.contract import ModelInfo
+from gradcam_client.compare.plan import ComparePlan, Side
+from gradcam_client.compare.results import FrameComparison, read_comparisons
 from gradcam_client.errors import GradcamError
-from gradcam_client.model_ref import ModelRef
+from gradcam_client.remote.contract import ModelInfo
+from gradcam_client.remote.model_ref import ModelRef
+from gradcam_client.render.compose import COLORMAPS
 from gradcam_dashboard import charts, compare_charts, compare_models, jobs, media, servers
 from gradcam_dashboard.compare_models import CompareRequest
 from gradcam_dashboard.compare_runner import CompareOutput, CompareRun

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradcam_client.compare_plan import ComparePlan, plan_comparison
-from gradcam_client.compose import CompositionSettings, Layout
-from gradcam_client.contract import ModelInfo
-from gradcam_client.model_ref import ModelRef
-from gradcam_client.pipeline import JobSettings
+from gradcam_client.compare.plan import ComparePlan, plan_comparison
+from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.remote.contract import ModelInfo
+from gradcam_client.remote.model_ref import ModelRef
+from gradcam_client.render.compose import CompositionSettings, Layout
 from gradcam_dashboard import jobs
 from gradcam_dashboard.servers import ServerStatus
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gradcam_client.compare import compare_media
-from gradcam_client.compare_plan import ComparePlan
-from gradcam_client.compare_results import CompareSummary
-from gradcam_client.triton import GradcamServer, RetryNotice
+from gradcam_client.compare.job import compare_media
+from gradcam_client.compare.plan import ComparePlan
+from gradcam_client.compare.results import CompareSummary
+from gradcam_client.remote.server import GradcamServer, RetryNotice
 from gradcam_dashboard.compare_models import CompareRequest
 from gradcam_dashboard.runner import BackgroundRun, Failure
 

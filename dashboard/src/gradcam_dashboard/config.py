@@ -67,10 +67,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gradcam_client.live_source import is_live_address
-from gradcam_client.source_guard import Network, SourceGuard, parse_networks
-from gradcam_client.triton import Connection
-from gradcam_client.wire import WIRE_CHOICES
+from gradcam_client.live.source import is_live_address
+from gradcam_client.live.source_guard import Network, SourceGuard, parse_networks
+from gradcam_client.remote.server import Connection
+from gradcam_client.remote.wire import WIRE_CHOICES
 from gradcam_dashboard.webrtc_network import IceServer, parse_addresses, parse_ice_servers
 
 ENV_URL = "GRADCAM_URL"

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gradcam_client.compose import CompositionSettings, Layout
-from gradcam_client.contract import ModelInfo
-from gradcam_client.pipeline import JobSettings, process_media
-from gradcam_client.triton import GradcamServer
+from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.remote.contract import ModelInfo
+from gradcam_client.remote.server import GradcamServer
+from gradcam_client.render.compose import CompositionSettings, Layout
 
 LAYOUTS: dict[str, str] = {
     "overlay": "Overlay",

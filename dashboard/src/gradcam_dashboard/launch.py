@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradcam_client.wire import WIRE_CHOICES
+from gradcam_client.remote.wire import WIRE_CHOICES
 from gradcam_dashboard import config
 
 APP = Path(__file__).with_name("app.py")

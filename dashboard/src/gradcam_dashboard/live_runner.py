@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from gradcam_client.errors import GradcamError, SourceError
-from gradcam_client.live import LiveEvent, LiveFrame, LiveJob, LiveResult, LiveStats
-from gradcam_client.live_streams import LiveStreams, StreamOutcome
-from gradcam_client.source_guard import SourceGuard
-from gradcam_client.triton import RetryNotice
+from gradcam_client.live.job import LiveEvent, LiveFrame, LiveJob, LiveResult, LiveStats
+from gradcam_client.live.source_guard import SourceGuard
+from gradcam_client.live.streams import LiveStreams, StreamOutcome
+from gradcam_client.remote.server import RetryNotice
 from gradcam_dashboard.config import LiveSourceChoice
 
 log = logging.getLogger(__name__)

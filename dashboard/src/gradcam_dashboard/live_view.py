@@ -12,9 +12,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from gradcam_client.live import LiveEvent, LiveSettings, LiveStats
-from gradcam_client.live_output import segment_path
-from gradcam_client.live_streams import LiveStreams
+from gradcam_client.live.job import LiveEvent, LiveSettings, LiveStats
+from gradcam_client.live.output import segment_path
+from gradcam_client.live.streams import LiveStreams
 from gradcam_dashboard import charts, servers
 from gradcam_dashboard.config import (
     ENV_LIVE_SOURCES,

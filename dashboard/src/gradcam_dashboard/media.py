@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gradcam_client.compose import colorize
-from gradcam_client.pipeline import IMAGE_SUFFIXES
-from gradcam_client.video_io import open_media, read_image
+from gradcam_client.jobs.file_job import IMAGE_SUFFIXES
+from gradcam_client.media import open_media, read_image
+from gradcam_client.render.compose import colorize
 from gradcam_dashboard.config import Limits
 
 VIDEO_TYPES = ("mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "wmv", "flv", "3gp", "ts")
@@ -289,7 +289,7 @@ SAMPLE_PHOTOS: dict[str, str] = {
 
 def sample_clip(folder: Path, name: str, seconds: float = 4.0) -> Path:
     """The pan-and-zoom sample clip of a photo, made once and then reused from `folder`."""
-    from gradcam_client.samples import write_sample_clip
+    from gradcam_client.media.samples import write_sample_clip
 
     path = folder / f"{name}-{seconds:g}s.mp4"
     if path.is_file():

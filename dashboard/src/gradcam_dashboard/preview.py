@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from gradcam_client.errors import GradcamError
-from gradcam_client.video_io import VideoWriter, open_media
+from gradcam_client.media import VideoWriter, open_media
 from gradcam_dashboard.media import fit_width
 
 PREVIEW_WIDTH = 640

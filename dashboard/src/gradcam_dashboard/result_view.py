@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from gradcam_client.contract import ModelInfo
+from gradcam_client.remote.contract import ModelInfo
 from gradcam_dashboard import charts, jobs, media, servers
 from gradcam_dashboard.jobs import RunOutput
 from gradcam_dashboard.preview import Preview

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradcam_client.errors import Cancelled, GradcamError, ServerUnavailable
-from gradcam_client.pipeline import partial_video_path
-from gradcam_client.triton import GradcamServer, RetryNotice
+from gradcam_client.jobs.file_job import partial_video_path
+from gradcam_client.remote.server import GradcamServer, RetryNotice
 from gradcam_dashboard import jobs
 from gradcam_dashboard.jobs import RunOutput, RunRequest
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gradcam_client import contract
-from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
-from gradcam_client.triton import Connection, GradcamServer, RetryNotice, RetryPolicy
-from gradcam_client.wire import choose_wire
+from gradcam_client.remote import contract
+from gradcam_client.remote.contract import ModelInfo
+from gradcam_client.remote.server import Connection, GradcamServer, RetryNotice, RetryPolicy
+from gradcam_client.remote.wire import choose_wire
 
 PROBE_RETRY = RetryPolicy(deadline_s=1.5, first_delay_s=0.1, max_delay_s=0.5)
 """Status checks give up quickly: a page should say "down" within seconds."""

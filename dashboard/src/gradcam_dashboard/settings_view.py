@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from gradcam_client.compose import COLORMAPS
-from gradcam_client.contract import ModelInfo
+from gradcam_client.remote.contract import ModelInfo
+from gradcam_client.render.compose import COLORMAPS
 from gradcam_dashboard import (
     jobs,
     media,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcam_client import contract
-from gradcam_client.contract import ModelInfo
+from gradcam_client.remote import contract
+from gradcam_client.remote.contract import ModelInfo
 
 MAX_DECODED_PIXELS = 4096 * 4096
 """Largest picture an encoded frame may decode to (a small PNG can claim gigapixels)."""

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from gradcam_client.contract import METHODS
+from gradcam_client.remote.contract import METHODS
 from gradcam_server.export_format import has_current_version
 from gradcam_server.first_start import BUILTIN_MODELS
 from gradcam_server.launcher import RESTRICTED_APIS

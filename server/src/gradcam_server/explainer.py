@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from gradcam_client import contract
+from gradcam_client.remote import contract
 from gradcam_server.cam_methods import CAM_METHODS, check_methods
 from gradcam_server.keras_network import KerasNetwork
 from gradcam_server.network import Network

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from gradcam_client.contract import LayerInfo, ModelInfo
+from gradcam_client.remote.contract import LayerInfo, ModelInfo
 from gradcam_server.explainer import GradCamModule
 from gradcam_server.export_format import version_folders, write_format
 from gradcam_server.model_sources import SourceModel

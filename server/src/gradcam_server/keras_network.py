@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from gradcam_client import contract
+from gradcam_client.remote import contract
 from gradcam_server.cam_methods import NEEDS_NONNEGATIVE_ACTIVATIONS
 from gradcam_server.layer_signs import is_nonnegative
 from gradcam_server.network import ExplainableLayer

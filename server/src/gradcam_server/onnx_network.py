@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from gradcam_client import contract
+from gradcam_client.remote import contract
 from gradcam_server.cam_methods import NEEDS_NONNEGATIVE_ACTIVATIONS
 from gradcam_server.layer_signs import onnx_is_nonnegative
 from gradcam_server.network import ExplainableLayer

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from gradcam_client import contract
-from gradcam_client.contract import ModelInfo
+from gradcam_client.remote import contract
+from gradcam_client.remote.contract import ModelInfo
 
 
 def _proto_dtype(name: str) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from gradcam_client import contract
-from gradcam_client.contract import ModelInfo
+from gradcam_client.remote import contract
+from gradcam_client.remote.contract import ModelInfo
 from gradcam_server.batching import InferenceFailure, RequestError, RequestInputs, run_requests
 
 SAVEDMODEL_DIR = "model.savedmodel"

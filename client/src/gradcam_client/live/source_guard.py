@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import SourceError
+from gradcam_client.errors import SourceError
 
 log = logging.getLogger(__name__)
 

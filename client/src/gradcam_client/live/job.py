@@ -2,9 +2,9 @@
 
 The library API of live runs; ``gradcam-video URL ...`` and the dashboard's Live mode use it::
 
-    from gradcam_client.live import LiveJob, LiveSettings
-    from gradcam_client.pipeline import JobSettings
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.live.job import LiveJob, LiveSettings
+    from gradcam_client.jobs.file_job import JobSettings
+    from gradcam_client.remote.server import GradcamServer
 
     server = GradcamServer("localhost:8001", "efficientnet-lite0")
     job = LiveJob(
@@ -59,25 +59,9 @@ from pathlib import Path
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .engine import RenderStages, RequestLoop
-from .errors import Cancelled, GradcamError, InputError, OutputError
-from .live_output import TIME_BASE, Restream, recording_info, segment_path
-from .live_share import FairShare
-from .live_source import Arrival, LiveSource, SourceEvent, SourceInfo
-from .live_types import (
-    LATENCY_WINDOW,
-    Latencies,
-    LiveEvent,
-    LiveFrame,
-    LiveResult,
-    LiveSettings,
-    LiveStats,
-)
-from .media_reader import Scalers
-from .media_types import Frame
-from .media_writer import VideoWriter, rgb_to_yuv420p
-from .normalize import Scope
-from .pipeline import (
+from gradcam_client.errors import Cancelled, GradcamError, InputError, OutputError
+from gradcam_client.jobs.engine import RenderStages, RequestLoop
+from gradcam_client.jobs.file_job import (
     FrameOutput,
     JobSettings,
     MapRenderer,
@@ -87,9 +71,25 @@ from .pipeline import (
     frame_outputs,
     select_panels,
 )
-from .results import PredictionLog, frame_record
-from .targets import TargetChoice
-from .triton import BatchResult, GradcamServer
+from gradcam_client.jobs.results import PredictionLog, frame_record
+from gradcam_client.jobs.targets import TargetChoice
+from gradcam_client.live.data import (
+    LATENCY_WINDOW,
+    Latencies,
+    LiveEvent,
+    LiveFrame,
+    LiveResult,
+    LiveSettings,
+    LiveStats,
+)
+from gradcam_client.live.output import TIME_BASE, Restream, recording_info, segment_path
+from gradcam_client.live.share import FairShare
+from gradcam_client.live.source import Arrival, LiveSource, SourceEvent, SourceInfo
+from gradcam_client.media.frames import Frame
+from gradcam_client.media.reader import Scalers
+from gradcam_client.media.writer import VideoWriter, rgb_to_yuv420p
+from gradcam_client.remote.server import BatchResult, GradcamServer
+from gradcam_client.render.normalize import Scope
 
 __all__ = [
     "LiveEvent",

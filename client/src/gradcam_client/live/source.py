@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import av
 import av.error
 
-from .errors import NoVideoStreamError, SourceError
-from .media_checks import codec_name, ffmpeg_reason, video_stream
-from .source_guard import Prepared, SourceGuard, SourceRefused
+from gradcam_client.errors import NoVideoStreamError, SourceError
+from gradcam_client.live.source_guard import Prepared, SourceGuard, SourceRefused
+from gradcam_client.media.checks import codec_name, ffmpeg_reason, video_stream
 
 MAX_BACKOFF_S = 4.0
 """Longest wait between two attempts to reopen a source."""

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradcam_client.compare.agreement import MapAgreement
 from gradcam_client.errors import InputError, OutputError
-from gradcam_client.map_agreement import MapAgreement
 
 WORST_FRAMES = 10
 """How many of the worst frames the summary names."""

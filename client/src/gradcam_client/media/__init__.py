@@ -6,9 +6,16 @@ Modelled on supervision's ``utils/video.py``: `VideoInfo` describes a file, `ope
 
 from __future__ import annotations
 
-from .media_reader import MediaReader, iter_frames, open_media, probe, read_image, read_timestamps
-from .media_types import DecodeReport, Frame, SkippedFrame, VideoInfo
-from .media_writer import MP4_COPY_AUDIO_CODECS, VideoWriter, write_image
+from gradcam_client.media.frames import DecodeReport, Frame, SkippedFrame, VideoInfo
+from gradcam_client.media.reader import (
+    MediaReader,
+    iter_frames,
+    open_media,
+    probe,
+    read_image,
+    read_timestamps,
+)
+from gradcam_client.media.writer import MP4_COPY_AUDIO_CODECS, VideoWriter, write_image
 
 __all__ = [
     "MP4_COPY_AUDIO_CODECS",

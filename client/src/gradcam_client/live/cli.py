@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InputError
-from .live_source import is_live_address
-from .live_streams import LiveStreams, check_name
-from .live_types import LiveEvent, LiveSettings
-from .pipeline import JobSettings
-from .triton import GradcamServer
+from gradcam_client.errors import InputError
+from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.live.data import LiveEvent, LiveSettings
+from gradcam_client.live.source import is_live_address
+from gradcam_client.live.streams import LiveStreams, check_name
+from gradcam_client.remote.server import GradcamServer
 
 PORT_SCHEMES = ("udp", "tcp", "srt")
 """Re-stream addresses whose port is shifted per stream (the others get a path per stream)."""

@@ -24,9 +24,9 @@ import av
 import av.error
 import numpy as np
 
-from .errors import OutputError
-from .media_checks import ffmpeg_reason
-from .media_types import VideoInfo
+from gradcam_client.errors import OutputError
+from gradcam_client.media.checks import ffmpeg_reason
+from gradcam_client.media.frames import VideoInfo
 
 RESTREAM_FORMATS = {
     "udp": "mpegts",

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gradcam_client.video_io import VideoInfo, VideoWriter
+from gradcam_client.media import VideoInfo, VideoWriter
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 """scikit-image photos usable as sources: a tabby cat, a coffee cup, an astronaut, a rocket."""
@@ -90,11 +90,11 @@ def write_sample_clip(
 
 
 def main() -> None:
-    """`python -m gradcam_client.samples OUT.mp4 [PHOTO]`: write a sample clip."""
+    """`python -m gradcam_client.media.samples OUT.mp4 [PHOTO]`: write a sample clip."""
     import sys
 
     if len(sys.argv) < 2:
-        sys.exit(f"usage: python -m gradcam_client.samples OUT.mp4 [{'|'.join(PHOTOS)}]")
+        sys.exit(f"usage: python -m gradcam_client.media.samples OUT.mp4 [{'|'.join(PHOTOS)}]")
     print(write_sample_clip(sys.argv[1], *sys.argv[2:3]))
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcam_client.contract import PREDICTED_CLASS
 from gradcam_client.errors import InputError
+from gradcam_client.remote.contract import PREDICTED_CLASS
 
 PREDICTED = "predicted"
 VIDEO = "video"

@@ -2,7 +2,7 @@
 
 `gradcam-video` with several live sources and any program watching several cameras use it::
 
-    from gradcam_client.live_streams import LiveStreams
+    from gradcam_client.live.streams import LiveStreams
 
     server = GradcamServer("localhost:8001", "efficientnet-lite0")
     say = lambda name, event: print(name, event.message)
@@ -37,13 +37,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GradcamError, InputError
-from .live import LiveJob
-from .live_share import FairShare
-from .live_types import LATENCY_WINDOW, LiveEvent, LiveFrame, LiveResult, LiveSettings, LiveStats
-from .pipeline import JobSettings
-from .source_guard import SourceGuard
-from .triton import GradcamServer
+from gradcam_client.errors import GradcamError, InputError
+from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.live.data import (
+    LATENCY_WINDOW,
+    LiveEvent,
+    LiveFrame,
+    LiveResult,
+    LiveSettings,
+    LiveStats,
+)
+from gradcam_client.live.job import LiveJob
+from gradcam_client.live.share import FairShare
+from gradcam_client.live.source_guard import SourceGuard
+from gradcam_client.remote.server import GradcamServer
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """A stream's name: it goes into file names (``out-NAME.mp4``)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from gradcam_client.errors import Cancelled
-from gradcam_client.triton import BatchResult, FramesTurnedAway, RequestCancelled
+from gradcam_client.remote.server import BatchResult, FramesTurnedAway, RequestCancelled
 
 Item = TypeVar("Item")
 

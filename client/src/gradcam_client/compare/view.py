@@ -17,11 +17,16 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from gradcam_client.compare_results import FrameComparison
-from gradcam_client.compose import FONT, pad_to_even
-from gradcam_client.compose_yuv import RgbToPicture, picture_size, resize_picture, tile_pictures
-from gradcam_client.media_types import Frame
-from gradcam_client.pipeline import MapRenderer
+from gradcam_client.compare.results import FrameComparison
+from gradcam_client.jobs.file_job import MapRenderer
+from gradcam_client.media.frames import Frame
+from gradcam_client.render.compose import FONT, pad_to_even
+from gradcam_client.render.compose_yuv import (
+    RgbToPicture,
+    picture_size,
+    resize_picture,
+    tile_pictures,
+)
 
 MAX_WIDTH = 3840
 """The widest comparison frame (both halves)."""

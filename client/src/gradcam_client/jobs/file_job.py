@@ -23,11 +23,6 @@ import av
 import cv2
 import numpy as np
 
-from gradcam_client import contract
-from gradcam_client.compose import CompositionSettings, Layout, compose_frame, format_label
-from gradcam_client.compose_yuv import draw_label_yuv, overlay_yuv
-from gradcam_client.contract import ModelInfo
-from gradcam_client.engine import RenderStages, RequestLoop
 from gradcam_client.errors import (
     Cancelled,
     GradcamError,
@@ -35,18 +30,10 @@ from gradcam_client.errors import (
     NoFramesError,
     OutputError,
 )
-from gradcam_client.media_writer import ENCODERS, choose_encoder
-from gradcam_client.normalize import (
-    DEFAULT_DECAY,
-    DEFAULT_SMOOTHING,
-    Normalizer,
-    Scope,
-    TemporalSmoother,
-)
-from gradcam_client.results import MapStore, PredictionLog, frame_record
-from gradcam_client.targets import TargetChoice, video_class
-from gradcam_client.triton import BatchResult, GradcamServer
-from gradcam_client.video_io import (
+from gradcam_client.jobs.engine import RenderStages, RequestLoop
+from gradcam_client.jobs.results import MapStore, PredictionLog, frame_record
+from gradcam_client.jobs.targets import TargetChoice, video_class
+from gradcam_client.media import (
     DecodeReport,
     Frame,
     MediaReader,
@@ -54,6 +41,19 @@ from gradcam_client.video_io import (
     VideoWriter,
     open_media,
     write_image,
+)
+from gradcam_client.media.writer import ENCODERS, choose_encoder
+from gradcam_client.remote import contract
+from gradcam_client.remote.contract import ModelInfo
+from gradcam_client.remote.server import BatchResult, GradcamServer
+from gradcam_client.render.compose import CompositionSettings, Layout, compose_frame, format_label
+from gradcam_client.render.compose_yuv import draw_label_yuv, overlay_yuv
+from gradcam_client.render.normalize import (
+    DEFAULT_DECAY,
+    DEFAULT_SMOOTHING,
+    Normalizer,
+    Scope,
+    TemporalSmoother,
 )
 
 Progress = Callable[[int, int | None], None]

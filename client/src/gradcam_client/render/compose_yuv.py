@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .compose import (
+from gradcam_client.render.compose import (
     BOX_SHADE,
     FONT,
     INTERPOLATIONS,

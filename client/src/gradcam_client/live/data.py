@@ -1,6 +1,6 @@
 """What a live run is told and what it reports: settings, counters, frames, results, events.
 
-These are the types of `live.LiveJob`'s interface, importable from `gradcam_client.live`.
+These are the types of `live.LiveJob`'s interface, importable from `gradcam_client.live.job`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import av
 import numpy as np
 
-from .errors import InputError
-from .live_output import restream_format
-from .live_source import SourceEvent, SourceInfo
-from .source_guard import SourceGuard
+from gradcam_client.errors import InputError
+from gradcam_client.live.output import restream_format
+from gradcam_client.live.source import SourceEvent, SourceInfo
+from gradcam_client.live.source_guard import SourceGuard
 
 LiveEvent = SourceEvent
 """Something that happened during a run (``kind``, one-line ``message``): "listening",

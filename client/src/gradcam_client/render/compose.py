@@ -1,7 +1,7 @@
 """Composing heat-map frames: upsample, colour-map, blend, label, lay out.
 
 Input is an original RGB frame (uint8, any size) and one or more *normalised* maps in [0, 1] at
-the explained layer's resolution (see `gradcam_client.normalize`). The order is fixed:
+the explained layer's resolution (see `gradcam_client.render.normalize`). The order is fixed:
 
 1. upsample the [0, 1] heat to the frame's resolution (`upsample`), clipped to [0, 1];
 2. colour-map the upsampled heat (`colorize`): colour-mapping first and resizing afterwards

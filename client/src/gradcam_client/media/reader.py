@@ -29,8 +29,13 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .errors import CorruptFrameError, NoFramesError, NotMediaError, TruncatedMediaError
-from .media_checks import (
+from gradcam_client.errors import (
+    CorruptFrameError,
+    NoFramesError,
+    NotMediaError,
+    TruncatedMediaError,
+)
+from gradcam_client.media.checks import (
     codec_name,
     ffmpeg_reason,
     file_head,
@@ -39,7 +44,7 @@ from .media_checks import (
     truncation,
     video_stream,
 )
-from .media_types import (
+from gradcam_client.media.frames import (
     CorruptPolicy,
     DecodeReport,
     Frame,

@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import av.error
 
-from .errors import (
+from gradcam_client.errors import (
     EmptyMediaError,
     InputError,
     MediaNotFoundError,

@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gradcam_client.contract import PREDICTED_CLASS, ModelInfo
 from gradcam_client.errors import InputError
-from gradcam_client.pipeline import JobSettings, Panel, select_panels
-from gradcam_client.targets import PREDICTED, VIDEO, find_class
+from gradcam_client.jobs.file_job import JobSettings, Panel, select_panels
+from gradcam_client.jobs.targets import PREDICTED, VIDEO, find_class
+from gradcam_client.remote.contract import PREDICTED_CLASS, ModelInfo
 
 
 @dataclass(frozen=True)

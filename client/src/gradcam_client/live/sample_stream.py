@@ -1,6 +1,6 @@
 """A live test source: a sample clip sent as MPEG-TS at its frame rate, as a camera would.
 
-    python -m gradcam_client.sample_stream udp://127.0.0.1:23456 --fps 25 --size 640x360
+    python -m gradcam_client.live.sample_stream udp://127.0.0.1:23456 --fps 25 --size 640x360
     gradcam-video udp://127.0.0.1:23456 -o live.mp4      # in another terminal
 
 The clip (a camera panning over a scikit-image photo, see `samples.pan_zoom_frames`) loops
@@ -25,7 +25,7 @@ import av
 import av.error
 import numpy as np
 
-from .samples import PHOTOS, pan_zoom_frames
+from gradcam_client.media.samples import PHOTOS, pan_zoom_frames
 
 LOOP_FRAMES = 100
 """Distinct frames of the looping clip (4 s at 25 frames/s)."""
@@ -102,7 +102,7 @@ class SampleStream:
         self.command = [
             sys.executable,
             "-m",
-            "gradcam_client.sample_stream",
+            "gradcam_client.live.sample_stream",
             url,
             "--fps",
             f"{fps:g}",
@@ -156,7 +156,7 @@ class SampleStream:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m gradcam_client.sample_stream", description=__doc__.splitlines()[0]
+        prog="python -m gradcam_client.live.sample_stream", description=__doc__.splitlines()[0]
     )
     parser.add_argument("url", help="where to send: udp://HOST:PORT, tcp://HOST:PORT?listen=1")
     parser.add_argument("--fps", type=float, default=25.0)

@@ -3,10 +3,10 @@
 The library API of ``gradcam-video IN -o OUT --model A --compare B``; the dashboard's compare
 mode uses it::
 
-    from gradcam_client.compare import compare_media
-    from gradcam_client.compare_results import read_comparisons
-    from gradcam_client.pipeline import JobSettings
-    from gradcam_client.triton import GradcamServer
+    from gradcam_client.compare.job import compare_media
+    from gradcam_client.compare.results import read_comparisons
+    from gradcam_client.jobs.file_job import JobSettings
+    from gradcam_client.remote.server import GradcamServer
 
     a = GradcamServer("localhost:8001", "efficientnet-lite0:1")   # NAME or NAME:VERSION
     b = GradcamServer("localhost:8001", "efficientnet-lite0:2")   # another model works too
@@ -50,8 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from gradcam_client.compare_plan import ComparePlan, Side, plan_comparison
-from gradcam_client.compare_results import (
+from gradcam_client.compare.agreement import compare_maps
+from gradcam_client.compare.plan import ComparePlan, Side, plan_comparison
+from gradcam_client.compare.results import (
     CompareSummary,
     FrameComparison,
     predictions_path,
@@ -59,14 +60,9 @@ from gradcam_client.compare_results import (
     summary_path,
     write_summary,
 )
-from gradcam_client.compare_view import PairRenderer
-from gradcam_client.compose import Layout
-from gradcam_client.contract import ModelInfo
+from gradcam_client.compare.view import PairRenderer
 from gradcam_client.errors import Cancelled, GradcamError, InputError, NoFramesError
-from gradcam_client.map_agreement import compare_maps
-from gradcam_client.media_writer import choose_encoder
-from gradcam_client.normalize import Scope
-from gradcam_client.pipeline import (
+from gradcam_client.jobs.file_job import (
     EncoderThread,
     FrameOutput,
     InferenceStream,
@@ -80,9 +76,13 @@ from gradcam_client.pipeline import (
     resize_for_model,
     skipped_summary,
 )
-from gradcam_client.results import MapStore, PredictionLog, frame_record
-from gradcam_client.triton import BatchResult, GradcamServer
-from gradcam_client.video_io import Frame, open_media, write_image
+from gradcam_client.jobs.results import MapStore, PredictionLog, frame_record
+from gradcam_client.media import Frame, open_media, write_image
+from gradcam_client.media.writer import choose_encoder
+from gradcam_client.remote.contract import ModelInfo
+from gradcam_client.remote.server import BatchResult, GradcamServer
+from gradcam_client.render.compose import Layout
+from gradcam_client.render.normalize import Scope
 
 
 @dataclass

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .errors import OutputError
-from .media_checks import FILE_ONLY, codec_name, ffmpeg_reason
-from .media_types import VideoInfo, frame_step, to_seconds
+from gradcam_client.errors import OutputError
+from gradcam_client.media.checks import FILE_ONLY, codec_name, ffmpeg_reason
+from gradcam_client.media.frames import VideoInfo, frame_step, to_seconds
 
 MP4_COPY_AUDIO_CODECS = frozenset({"aac", "mp3"})
 """Audio codecs copied into the output as they are; any other audio is re-encoded to AAC."""

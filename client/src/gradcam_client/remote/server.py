@@ -38,8 +38,6 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from gradcam_client import contract
-from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import (
     GradcamError,
     InvalidResponse,
@@ -50,8 +48,10 @@ from gradcam_client.errors import (
     ServerUnavailable,
     TlsError,
 )
-from gradcam_client.model_ref import ModelRef
-from gradcam_client.wire import Wire
+from gradcam_client.remote import contract
+from gradcam_client.remote.contract import ModelInfo
+from gradcam_client.remote.model_ref import ModelRef
+from gradcam_client.remote.wire import Wire
 
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
 QUEUE_FULL = "exceeds maximum queue size"  # Triton's message when a model's queue is full
