@@ -284,7 +284,8 @@ def test_the_camera_is_explained_live_on_loopback_and_its_files_are_offered(
         # the overlay changes in place
         grids = [np.array(s["shown"]["grid"], np.float64) for s in samples]
         changes = [float(np.abs(a - b).mean()) for a, b in itertools.pairwise(grids)]
-        assert sum(change > 1.0 for change in changes) >= len(changes) // 3, changes
+        # (several times over the 6 s sampled, a rate a loaded machine still keeps)
+        assert sum(change > 1.0 for change in changes) >= 6, changes
         # latency from capture to overlay, read from the page: both numbers at one instant
         lags = []
         for s in samples:
