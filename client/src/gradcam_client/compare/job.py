@@ -26,12 +26,12 @@ mode uses it::
 Every frame is decoded once, with one model-size thumbnail made by the decoder's scaler for
 both models; the two models' requests for a batch go out together (each side with its own
 bound on requests in flight, both in flight at once); the two halves are composed, in yuv420p
-on the decoded pictures as a single model's video is (`compare_view`), and encoded into one
+on the decoded pictures as a single model's video is (`compare.view`), and encoded into one
 video on the composing and encoding threads of a heat-map job (`EncoderThread`). Per frame
-the JSON lines hold both predictions and how the maps agree (`map_agreement`: correlation,
+the JSON lines hold both predictions and how the maps agree (`compare.agreement`: correlation,
 hottest-20 % IoU, earth mover's distance); the summary (also
 printed by the command line) holds the agreement rate, the mean and worst of each measure and
-the worst frames. See `compare_results` for the files and `compare_view` for the picture.
+the worst frames. See `compare.results` for the files and `compare.view` for the picture.
 
 Everything that can be wrong is said before any frame is sent, as a `GradcamError` with one
 line: a model or version the server does not serve (`ModelNotFound`), a model without maps,
@@ -237,7 +237,7 @@ class _CompareJob:
 
     def frames(self) -> Iterable[Frame]:
         """The input's frames: yuv420p pictures with the models' thumbnail when composing in
-        yuv420p (see `compose_yuv`), else RGB images."""
+        yuv420p (see `render.compose_yuv`), else RGB images."""
         if self.yuv:
             return self.reader.pictures(self.stream.thumbnail_size())
         return self.reader

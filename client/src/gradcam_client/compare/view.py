@@ -126,7 +126,7 @@ class PairRenderer:
     docstring.
 
     `compose` has the signature `EncoderThread` calls; the explanations are what
-    `pipeline.explanation` gives for each side's answer.
+    `file_job.explanation` gives for each side's answer.
     """
 
     def __init__(

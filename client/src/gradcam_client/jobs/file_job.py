@@ -184,7 +184,7 @@ def select_panels(info: ModelInfo, settings: JobSettings) -> list[Panel]:
 
 
 def composes_in_yuv(settings: JobSettings, yuv_ready: bool) -> bool:
-    """Whether frames can be composed on their yuv420p pictures (see `compose_yuv`): the
+    """Whether frames can be composed on their yuv420p pictures (see `render.compose_yuv`): the
     input allows it (`yuv_ready`) and the layout is a plain overlay at the input's size."""
     composition = settings.composition
     return (
@@ -430,8 +430,8 @@ class MapRenderer:
     def render_picture(
         self, picture: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
     ) -> np.ndarray:
-        """`render` for the overlay layout on a yuv420p picture (see `compose_yuv`), in place:
-        the picture becomes the output frame."""
+        """`render` for the overlay layout on a yuv420p picture (see `render.compose_yuv`), in
+        place: the picture becomes the output frame."""
         ((title, heat),) = self._heats(maps).items()
         composition = self.settings.composition
         out = overlay_yuv(

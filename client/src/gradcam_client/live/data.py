@@ -32,7 +32,7 @@ class LiveSettings:
     open_timeout / read_timeout: seconds to wait for a source to start / for its next data.
     reconnect_deadline: seconds to keep reopening a source that stopped (0: end the run).
     duration: stop after this many seconds (None: until stopped or the source ends).
-    restream: an address to send the composed frames to (see `live_output.Restream`).
+    restream: an address to send the composed frames to (see `live.output.Restream`).
     batch_size / max_in_flight: frames per request at most, and requests in flight at most;
         small values keep the latency low (None: in real time one frame, the newest, per
         request, otherwise `JobSettings`' batch size up to 4; in flight at most 2).
@@ -43,7 +43,7 @@ class LiveSettings:
     keyframe_seconds: key-frame interval of the recording and the re-stream, which is how
         much a crash can lose at most.
     guard: for an address a stranger typed: every opening is checked and confined (see
-        `source_guard`); None trusts the address.
+        `live.source_guard`); None trusts the address.
     max_size: the largest frame (long side, short side) in either orientation: a source
         declaring larger frames is refused, one whose frames grow larger is stopped.
     max_fps: a source declaring a higher frame rate is refused.

@@ -43,7 +43,7 @@ on the thread that raised the event.
 
 Requests carry `LiveSettings.queue_timeout`: the server drops one that waited longer in its
 queue (or refuses it when the queue is full), and its frames count as skipped
-(`LiveStats.turned_away`). Several sources in one process: `live_streams.LiveStreams`.
+(`LiveStats.turned_away`). Several sources in one process: `live.streams.LiveStreams`.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class LiveJob:
     output: the recording (.mp4; later segments ``<stem>-2.mp4``, ...), or None.
     predictions: the JSON-lines file, or None.
     on_frame: called with each `LiveFrame`; on_event: with each `LiveEvent`.
-    share: request slots shared with other streams of this client (see `live_streams`): a
+    share: request slots shared with other streams of this client (see `live.streams`): a
         request is sent only with one of them, the newest waiting frames then.
     """
 

@@ -3,7 +3,7 @@
 Anything FFmpeg opens by address: RTSP, RTMP, HTTP(S) (a live stream or a file), SRT where
 FFmpeg has libsrt, UDP/TCP MPEG-TS, and local V4L2 cameras given by device path (``/dev/video0``).
 An address a stranger typed is opened through a `SourceGuard` (public hosts only, network
-protocols only; see `source_guard`).
+protocols only; see `live.source_guard`).
 
 `LiveSource` opens the source with time-outs on opening and on every read (a source that is
 unreachable or never starts fails in one line, never hangs), then decodes it on a background
@@ -191,7 +191,7 @@ def open_source(
     """Open a live source and its video stream, or raise `SourceError` in one line.
 
     guard: for an address a stranger typed: checked (`SourceRefused` when not allowed) and
-        opened as the guard says (see `source_guard`).
+        opened as the guard says (see `live.source_guard`).
     """
     try:
         prepared = guard.prepare(address) if guard is not None else None
@@ -232,7 +232,7 @@ class LiveSource:
     reconnect_deadline: seconds to keep reopening a source that stopped (0: never).
     on_event: told (from a background thread) when the source listens, is lost, reopened
         or given up.
-    guard: for an address a stranger typed (every opening is checked; see `source_guard`).
+    guard: for an address a stranger typed (every opening is checked; see `live.source_guard`).
     """
 
     def __init__(

@@ -1,4 +1,5 @@
-"""The client's media files in one import: reading (`media_reader`) and writing (`media_writer`).
+"""Video and images in and out: reading (`media.reader`) and writing (`media.writer`), in one
+import.
 
 Modelled on supervision's ``utils/video.py``: `VideoInfo` describes a file, `open_media` /
 `iter_frames` yield its frames, `VideoWriter` is the sink; drawing code never touches files.
