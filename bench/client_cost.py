@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
-    from gradcam_client.jobs.file_job import JobSettings
+    from gradcam_client.jobs.settings import JobSettings
 
     args.preset = args.preset or JobSettings.encoder_preset
     args.crf = JobSettings.crf if args.crf is None else args.crf
@@ -157,7 +157,8 @@ def transcode(clip: Path, out: Path, preset: str, crf: int) -> int:
 
 def run_client(clip: Path, out: Path, url: str, model: str, preset: str, crf: int) -> int:
     """`gradcam-video` with its defaults, as a library call."""
-    from gradcam_client.jobs.file_job import JobSettings, process_media
+    from gradcam_client.jobs.file_job import process_media
+    from gradcam_client.jobs.settings import JobSettings
     from gradcam_client.remote.server import GradcamServer
 
     settings = JobSettings(encoder_preset=preset, crf=crf)
@@ -387,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         report["markdown"] += "\n\n" + lever_md
         report["data"]["levers"] = lever_results
     print(report["text"])
-    from gradcam_client.jobs.file_job import JobSettings
+    from gradcam_client.jobs.settings import JobSettings
 
     name = NAME
     if (args.preset, args.crf) != (JobSettings.encoder_preset, JobSettings.crf):

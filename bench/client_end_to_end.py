@@ -198,13 +198,10 @@ def decoded_frames(clip: Path) -> list[Any]:
 
 def stage_costs(client: Any, clip: Path, work: Path, args) -> dict[str, dict[str, float | None]]:
     """Each client stage alone on the clip, one thread: wall and CPU ms per frame."""
-    from gradcam_client.jobs.file_job import (
-        JobSettings,
-        MapRenderer,
-        resize_for_model,
-        select_panels,
-    )
+    from gradcam_client.jobs.file_stream import resize_for_model
+    from gradcam_client.jobs.settings import JobSettings, select_panels
     from gradcam_client.media import VideoWriter, open_media
+    from gradcam_client.render.renderer import MapRenderer
 
     info = client.model_info()
     settings = JobSettings(batch_size=args.batch_size, max_in_flight=args.in_flight)
@@ -681,7 +678,8 @@ def summarize(rounds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gradcam_client.jobs.file_job import JobSettings, resize_for_model
+    from gradcam_client.jobs.file_stream import resize_for_model
+    from gradcam_client.jobs.settings import JobSettings
     from gradcam_client.remote.server import GradcamServer
 
     machine = benchlib.machine_info()

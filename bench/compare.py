@@ -115,7 +115,8 @@ def cost_round(
 ) -> dict[str, dict[str, float]]:
     """Wall seconds, client and server CPU seconds of each job of `JOBS`, in turns."""
     from gradcam_client.compare.job import compare_media
-    from gradcam_client.jobs.file_job import JobSettings, process_media
+    from gradcam_client.jobs.file_job import process_media
+    from gradcam_client.jobs.settings import JobSettings
     from gradcam_client.remote.server import GradcamServer
 
     url = triton.urls.grpc

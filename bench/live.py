@@ -35,7 +35,8 @@ import benchlib
 from benchlib import log
 from local_triton import free_port
 
-from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.jobs.file_job import process_media
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.live.job import LiveJob, LiveSettings
 from gradcam_client.live.sample_stream import SampleStream
 from gradcam_client.media.samples import pan_zoom_frames, write_frames

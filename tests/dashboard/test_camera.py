@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gradcam_client.errors import ServerError
-from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.remote.contract import LayerInfo, ModelInfo
 from gradcam_client.remote.server import BatchResult, RequestCancelled, RetryNotice
 from gradcam_dashboard import launch

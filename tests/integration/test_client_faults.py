@@ -14,7 +14,8 @@ from triton_server import free_port, running_triton
 from tritonclient.utils import InferenceServerException
 
 from gradcam_client import cli
-from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.jobs.file_job import process_media
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.media import read_timestamps
 from gradcam_client.remote.server import GradcamServer, RetryPolicy
 

@@ -14,7 +14,8 @@ from client_runs import psnr, read_jsonl, run_cli
 from served_models import ALL_METHODS, TINY
 
 from gradcam_client.jobs import file_job as pipeline
-from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.jobs.file_job import process_media
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.media import VideoWriter, iter_frames, open_media, probe, read_timestamps
 from gradcam_client.remote.server import GradcamServer
 from gradcam_client.render.compose import draw_label, format_label, overlay

@@ -23,7 +23,8 @@ from gradcam_client.compare.agreement import compare_maps
 from gradcam_client.compare.job import compare_media
 from gradcam_client.compare.results import read_comparisons, read_summary
 from gradcam_client.errors import Cancelled, ModelNotFound
-from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.jobs.file_job import process_media
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.remote.server import GradcamServer, RetryPolicy
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from served_models import EFFNET
 from triton_server import free_port
 
 from gradcam_client.errors import InputError
-from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.live.job import LiveEvent, LiveFrame, LiveJob, LiveSettings
 from gradcam_client.live.sample_stream import SampleStream
 from gradcam_client.remote.server import GradcamServer

@@ -23,12 +23,13 @@ from gradcam_client.compare.results import (
 )
 from gradcam_client.compare.view import AGREE, MAPS_DIFFER, TOP1_DIFFERS, PairRenderer
 from gradcam_client.errors import InputError
-from gradcam_client.jobs.file_job import JobSettings, MapRenderer, Panel
 from gradcam_client.jobs.results import PredictionLog
+from gradcam_client.jobs.settings import JobSettings, Panel
 from gradcam_client.remote.contract import LayerInfo, ModelInfo
 from gradcam_client.remote.model_ref import ModelRef
 from gradcam_client.render.compose import CompositionSettings
 from gradcam_client.render.compose_yuv import RgbToPicture
+from gradcam_client.render.renderer import MapRenderer
 
 
 def info(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcam_client.jobs.file_job import EncoderThread
+from gradcam_client.jobs.file_stream import EncoderThread
 from gradcam_client.media.frames import Frame
 
 

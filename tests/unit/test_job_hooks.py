@@ -12,7 +12,8 @@ from media import write_clip
 from test_pipeline_stream import INFO, FakeClient, server_with
 
 from gradcam_client.errors import Cancelled, ServerUnavailable
-from gradcam_client.jobs.file_job import JobSettings, partial_video_path, process_media
+from gradcam_client.jobs.file_job import partial_video_path, process_media
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.media import open_media
 from gradcam_client.remote.server import BatchResult, RetryNotice
 from gradcam_client.render.compose import CompositionSettings, compose_frame

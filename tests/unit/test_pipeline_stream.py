@@ -12,7 +12,8 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from gradcam_client.errors import Cancelled, InvalidResponse, ModelNotFound, ServerUnavailable
-from gradcam_client.jobs.file_job import InferenceStream, JobSettings
+from gradcam_client.jobs.file_stream import InferenceStream
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.media import Frame
 from gradcam_client.remote.contract import LayerInfo, ModelInfo
 from gradcam_client.remote.server import (

@@ -13,9 +13,10 @@ from typing import NoReturn
 
 from gradcam_client.compare.job import compare_media
 from gradcam_client.errors import GradcamError, InputError
-from gradcam_client.jobs.file_job import ENCODER_PRESETS, JobSettings, process_media
+from gradcam_client.jobs.file_job import process_media
+from gradcam_client.jobs.settings import ENCODER_PRESETS, JobSettings
 from gradcam_client.jobs.targets import PREDICTED
-from gradcam_client.live.cli import run_streams, streams_from
+from gradcam_client.live.cli import run_streams, streams_from, tell
 from gradcam_client.live.job import LiveFrame, LiveJob, LiveSettings
 from gradcam_client.live.source import is_live_address
 from gradcam_client.live.streams import DEFAULT_IN_FLIGHT
@@ -518,7 +519,7 @@ def run_several(args: argparse.Namespace, server: GradcamServer, settings: JobSe
 
     def say(text: str) -> None:
         if not args.quiet:
-            print(f"gradcam-video: {text}", file=sys.stderr, flush=True)
+            tell(text)
 
     return run_streams(
         streams,
@@ -544,7 +545,7 @@ def run_live(args: argparse.Namespace, server: GradcamServer, settings: JobSetti
 
     def say(text: str) -> None:
         if not args.quiet:
-            print(f"gradcam-video: {text}", file=sys.stderr, flush=True)
+            tell(text)
 
     last_status = [time.monotonic()]
 

@@ -22,21 +22,16 @@ import cv2
 import numpy as np
 
 from gradcam_client.errors import GradcamError, InputError
-from gradcam_client.jobs.file_job import (
-    JobSettings,
-    MapRenderer,
-    explanation,
-    frame_outputs,
-    resize_for_model,
-    select_panels,
-)
+from gradcam_client.jobs.file_stream import resize_for_model
 from gradcam_client.jobs.results import PredictionLog, frame_record
+from gradcam_client.jobs.settings import JobSettings, select_panels
 from gradcam_client.jobs.targets import TargetChoice
 from gradcam_client.live.data import LATENCY_WINDOW, Latencies
 from gradcam_client.live.output import TIME_BASE, recording_info
 from gradcam_client.media.writer import VideoWriter
 from gradcam_client.remote.server import GradcamServer, RequestCancelled, RetryNotice
 from gradcam_client.render.normalize import Scope
+from gradcam_client.render.renderer import MapRenderer, explanation, frame_outputs
 
 RECORDING = "camera.mp4"
 PREDICTIONS = "predictions.jsonl"

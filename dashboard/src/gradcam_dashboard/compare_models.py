@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradcam_client.compare.plan import ComparePlan, plan_comparison
-from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.remote.contract import ModelInfo
 from gradcam_client.remote.model_ref import ModelRef
 from gradcam_client.render.compose import CompositionSettings, Layout

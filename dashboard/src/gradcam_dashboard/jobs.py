@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gradcam_client.jobs.file_job import JobSettings, process_media
+from gradcam_client.jobs.file_job import process_media
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.remote.contract import ModelInfo
 from gradcam_client.remote.server import GradcamServer
 from gradcam_client.render.compose import CompositionSettings, Layout

@@ -5,7 +5,7 @@ mode uses it::
 
     from gradcam_client.compare.job import compare_media
     from gradcam_client.compare.results import read_comparisons
-    from gradcam_client.jobs.file_job import JobSettings
+    from gradcam_client.jobs.settings import JobSettings
     from gradcam_client.remote.server import GradcamServer
 
     a = GradcamServer("localhost:8001", "efficientnet-lite0:1")   # NAME or NAME:VERSION
@@ -62,27 +62,22 @@ from gradcam_client.compare.results import (
 )
 from gradcam_client.compare.view import PairRenderer
 from gradcam_client.errors import Cancelled, GradcamError, InputError, NoFramesError
-from gradcam_client.jobs.file_job import (
+from gradcam_client.jobs.file_job import check_output_suffix, skipped_summary
+from gradcam_client.jobs.file_stream import (
     EncoderThread,
-    FrameOutput,
     InferenceStream,
-    JobSettings,
-    MapRenderer,
-    Progress,
-    check_output_suffix,
-    explanation,
-    frame_outputs,
     heat_map_writer,
     resize_for_model,
-    skipped_summary,
 )
 from gradcam_client.jobs.results import MapStore, PredictionLog, frame_record
+from gradcam_client.jobs.settings import JobSettings, Progress
 from gradcam_client.media import Frame, open_media, write_image
 from gradcam_client.media.writer import choose_encoder
 from gradcam_client.remote.contract import ModelInfo
 from gradcam_client.remote.server import BatchResult, GradcamServer
 from gradcam_client.render.compose import Layout
 from gradcam_client.render.normalize import Scope
+from gradcam_client.render.renderer import FrameOutput, MapRenderer, explanation, frame_outputs
 
 
 @dataclass

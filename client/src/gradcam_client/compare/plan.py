@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gradcam_client.errors import InputError
-from gradcam_client.jobs.file_job import JobSettings, Panel, select_panels
+from gradcam_client.jobs.settings import JobSettings, Panel, select_panels
 from gradcam_client.jobs.targets import PREDICTED, VIDEO, find_class
 from gradcam_client.remote.contract import PREDICTED_CLASS, ModelInfo
 

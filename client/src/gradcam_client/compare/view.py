@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 
 from gradcam_client.compare.results import FrameComparison
-from gradcam_client.jobs.file_job import MapRenderer
 from gradcam_client.media.frames import Frame
 from gradcam_client.render.compose import FONT, pad_to_even
 from gradcam_client.render.compose_yuv import (
@@ -27,6 +26,7 @@ from gradcam_client.render.compose_yuv import (
     resize_picture,
     tile_pictures,
 )
+from gradcam_client.render.renderer import MapRenderer
 
 MAX_WIDTH = 3840
 """The widest comparison frame (both halves)."""

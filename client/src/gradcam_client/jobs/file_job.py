@@ -1,26 +1,20 @@
-"""Process a video (or an image) through a Grad-CAM server into a heat-map video.
+"""The file job: a video (or an image) through a Grad-CAM server into a heat-map video.
 
-Frames are decoded in a background thread, resized to the model's input size, sent in
-batches with a bounded number of requests in flight, and put back in frame order before they
-are composed on the original full-resolution frames and encoded. Memory stays flat: about
-``batch_size * max_in_flight`` frames wait for the server, fewer for huge frames (see
-`FRAME_MEMORY_BUDGET`); maps go to disk when a whole-clip pass needs them.
+`process_media` is its front end over the stream engine (`file_stream`): frames are decoded
+ahead, sent in batches with a bounded number of requests in flight, and composed on the
+original full-resolution frames and encoded, in order, on threads of their own. Memory stays
+flat (see `file_stream.FRAME_MEMORY_BUDGET`); maps go to disk when a whole-clip pass needs
+them.
 """
 
 from __future__ import annotations
 
-import functools
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-import av
-import cv2
 import numpy as np
 
 from gradcam_client.errors import (
@@ -30,105 +24,27 @@ from gradcam_client.errors import (
     NoFramesError,
     OutputError,
 )
-from gradcam_client.jobs.engine import RenderStages, RequestLoop
+from gradcam_client.jobs.file_stream import EncoderThread, InferenceStream, heat_map_writer
 from gradcam_client.jobs.results import MapStore, PredictionLog, frame_record
+from gradcam_client.jobs.settings import JobSettings, Progress, composes_in_yuv, select_panels
 from gradcam_client.jobs.targets import TargetChoice, video_class
 from gradcam_client.media import (
     DecodeReport,
     Frame,
     MediaReader,
-    VideoInfo,
     VideoWriter,
     open_media,
     write_image,
 )
-from gradcam_client.media.writer import ENCODERS, choose_encoder
+from gradcam_client.media.writer import choose_encoder
 from gradcam_client.remote import contract
-from gradcam_client.remote.contract import ModelInfo
-from gradcam_client.remote.server import BatchResult, GradcamServer
-from gradcam_client.render.compose import CompositionSettings, Layout, compose_frame, format_label
-from gradcam_client.render.compose_yuv import draw_label_yuv, overlay_yuv
+from gradcam_client.remote.server import GradcamServer
 from gradcam_client.render.normalize import (
-    DEFAULT_DECAY,
-    DEFAULT_SMOOTHING,
-    Normalizer,
     Scope,
-    TemporalSmoother,
 )
+from gradcam_client.render.renderer import FrameOutput, MapRenderer, clip_maxima, explanation
 
-Progress = Callable[[int, int | None], None]
-"""Called with (frames done, total frames if known) as the job advances."""
-
-ENCODER_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    """Everything about a job except its files and its server."""
-
-    target: str | None = None  # None/"predicted", "video", a class index or a class name
-    layers: tuple[str, ...] = ()  # default: the model's first layer (all of them in a grid)
-    methods: tuple[str, ...] = ()  # default: the model's first method
-    scope: str = "running"
-    smoothing: float = DEFAULT_SMOOTHING
-    decay: float = DEFAULT_DECAY
-    composition: CompositionSettings = field(default_factory=CompositionSettings)
-    batch_size: int = 8
-    max_in_flight: int = 4
-    on_corrupt: str = "skip"
-    top_k: int = 5
-    # libx264: superfast at CRF 21 looks as good as veryfast at CRF 20 (luma PSNR and SSIM on
-    # heat-map frames) for 0.54-0.58 of its CPU and 1.35-1.4 times the bytes
-    # (bench/encoder_cost.py)
-    encoder_preset: str = "superfast"
-    crf: int = 21
-    yuv: bool = True  # compose on the decoded yuv420p pictures when the input and layout allow
-    encoder: str = "auto"  # H.264 encoder (ENCODERS): "auto" is NVENC when it opens, else libx264
-    encoder_threads: int = 0  # 0: the encoder's own choice
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_in_flight < 1:
-            raise InputError("batch size and requests in flight must be at least 1")
-        if self.encoder_preset not in ENCODER_PRESETS:
-            raise InputError(
-                f"unknown encoder preset {self.encoder_preset!r}; choose from "
-                f"{', '.join(ENCODER_PRESETS)}"
-            )
-        if not 0 <= self.crf <= 51:
-            raise InputError(f"crf must be between 0 and 51; got {self.crf}")
-        if self.encoder not in ENCODERS:
-            raise InputError(f"unknown encoder {self.encoder!r}; choose from {', '.join(ENCODERS)}")
-        Scope.parse(self.scope)
-        TemporalSmoother(self.smoothing)
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One map shown in the output: a layer, one of its methods, and its title."""
-
-    layer: str
-    method_index: int
-    title: str
-
-
-@dataclass
-class FrameOutput:
-    """The server's answer for one frame."""
-
-    probabilities: np.ndarray
-    class_index: int
-    maps: dict[str, np.ndarray]  # layer -> [methods, h, w]
 
 
 @dataclass
@@ -146,340 +62,6 @@ class JobResult:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def select_panels(info: ModelInfo, settings: JobSettings) -> list[Panel]:
-    """The maps to show, checked against what the model offers."""
-    grid = settings.composition.layout is Layout.GRID
-    layers = list(settings.layers) or (info.layer_names if grid else info.layer_names[:1])
-    methods = list(settings.methods) or list(info.methods[:1])
-    for layer in layers:
-        if layer not in info.layer_names:
-            raise InputError(
-                f"model {info.name!r} explains no layer {layer!r}; it has: "
-                f"{', '.join(info.layer_names)}"
-            )
-    for method in methods:
-        if method not in info.methods:
-            raise InputError(
-                f"model {info.name!r} computes no method {method!r}; it has: "
-                f"{', '.join(info.methods)}"
-            )
-    panels = []
-    for layer in layers:
-        for method in methods:
-            name = contract.METHODS.get(method, method)
-            title = (
-                f"{layer} {name}"
-                if len(layers) > 1 and len(methods) > 1
-                else (layer if len(layers) > 1 else name)
-            )
-            panels.append(Panel(layer, info.methods.index(method), title))
-    if not grid and len(panels) > 1:
-        raise InputError(
-            "the overlay and side-by-side layouts show one map; use the grid "
-            "layout for several layers or methods"
-        )
-    return panels
-
-
-def composes_in_yuv(settings: JobSettings, yuv_ready: bool) -> bool:
-    """Whether frames can be composed on their yuv420p pictures (see `render.compose_yuv`): the
-    input allows it (`yuv_ready`) and the layout is a plain overlay at the input's size."""
-    composition = settings.composition
-    return (
-        settings.yuv
-        and yuv_ready
-        and composition.layout is Layout.OVERLAY
-        and not composition.heat_weighted
-        and composition.max_width is None
-    )
-
-
-def resize_for_model(image: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """The frame at the model's input size (area interpolation when shrinking)."""
-    h, w = image.shape[:2]
-    size = (info.input_width, info.input_height)
-    shrinking = h >= info.input_height and w >= info.input_width
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
-FRAME_MEMORY_BUDGET = 1 << 30
-"""Bytes of full-resolution frames the stream may hold while they wait for the server."""
-
-STOP_POLL_S = 0.05
-"""How often a stream waiting for decoded frames looks whether it was cancelled."""
-
-
-class InferenceStream:
-    """Frames in, (frame, server output) out, in order, with bounded requests in flight.
-
-    With `frame_bytes` (the size of one full-resolution frame) the batch size, requests in
-    flight and decoding queue shrink so that the frames held stay within `memory_budget`
-    (but at least one request of one frame proceeds, however large the frames).
-    """
-
-    def __init__(
-        self,
-        server: GradcamServer,
-        info: ModelInfo,
-        settings: JobSettings,
-        frame_bytes: int | None = None,
-        memory_budget: int = FRAME_MEMORY_BUDGET,
-    ) -> None:
-        self.server = server
-        self.info = info
-        batch = min(settings.batch_size, info.max_batch_size)
-        in_flight = settings.max_in_flight
-        queued = batch * in_flight
-        if frame_bytes:
-            # Held at once: the requests in flight, the batch being composed, the queue.
-            frames = max(2, memory_budget // frame_bytes)
-            if (in_flight + 1) * batch + queued > frames:
-                batch = max(1, min(batch, frames // 4))
-                in_flight = max(1, min(in_flight, frames // batch - 2))
-                queued = max(1, frames - (in_flight + 1) * batch)
-        self.batch_size = batch
-        self.max_in_flight = in_flight
-        self.queue_size = queued
-
-    def _decode(self, frames: Iterable[Frame], out: queue.Queue, stop: threading.Event) -> None:
-        """Background decoding: (frame, model-size image) items, then None or an exception."""
-        try:
-            for frame in frames:
-                if stop.is_set():
-                    return
-                out.put((replace(frame, thumbnail=None), self.model_input(frame)))
-            out.put(None)
-        except av.error.FFmpegError as error:  # not anticipated by the reader: still one line
-            path = getattr(frames, "path", None)
-            out.put(InputError(f"decoding failed ({error.strerror or error})", path))
-        except BaseException as error:  # handed to the consumer thread
-            out.put(error)
-
-    def model_input(self, frame: Frame) -> Any:
-        """What is sent for `frame`: the decoder's thumbnail, else the frame resized."""
-        if frame.thumbnail is not None:
-            return frame.thumbnail
-        return resize_for_model(frame.image, self.info)
-
-    requests_per_batch = 1
-    """Requests `send` makes for each batch (the thread pool holds that many per batch)."""
-
-    def send(
-        self, pool: ThreadPoolExecutor, inputs: list[Any], target: Any, stop: threading.Event
-    ) -> list[Future[BatchResult]]:
-        """Submit the requests of one batch (`model_input` of each frame)."""
-        targets = np.full(len(inputs), target, np.int32)
-        return [pool.submit(self.server.infer, np.stack(inputs), targets, stop)]
-
-    def outputs(self, results: list[BatchResult]) -> list[Any]:
-        """The per-frame outputs of one batch's answers."""
-        (result,) = results
-        return frame_outputs(result)
-
-    def _take(
-        self, items: queue.Queue, batch_size: int, keep_images: bool
-    ) -> Callable[[threading.Event], list[tuple[Frame, Any]]]:
-        """The engine's `take`: the next decoded frames, up to a batch ([] at the end)."""
-
-        def take(stopping: threading.Event) -> list[tuple[Frame, Any]]:
-            batch: list[tuple[Frame, Any]] = []
-            while len(batch) < batch_size and not stopping.is_set():
-                try:
-                    item = items.get(timeout=STOP_POLL_S)
-                except queue.Empty:
-                    continue
-                if isinstance(item, BaseException):
-                    raise item
-                if item is None:
-                    items.put(None)  # the end stays visible to the next take
-                    break
-                frame, small = item
-                batch.append((frame if keep_images else _without_image(frame), small))
-            return batch
-
-        return take
-
-    def _send(
-        self, target: Any
-    ) -> Callable[[ThreadPoolExecutor, list[tuple[Frame, Any]], threading.Event], list[Future]]:
-        def send(
-            pool: ThreadPoolExecutor, batch: list[tuple[Frame, Any]], cancel: threading.Event
-        ) -> list[Future]:
-            return self.send(pool, [small for _, small in batch], target, cancel)
-
-        return send
-
-    def run(
-        self,
-        frames: Iterable[Frame],
-        target: Any,
-        keep_images: bool = True,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[tuple[Frame, Any]]:
-        """Yield every decoded frame with its result, in frame order.
-
-        Without ``keep_images`` the full-resolution pixels are dropped as soon as the frame is
-        resized, for passes that only need the server's answers. Setting `cancel` ends the
-        stream within a batch: decoding stops, requests not yet answered are dropped or end
-        their retries (`RequestCancelled`), and waiting for the next frames raises `Cancelled`.
-        """
-        items: queue.Queue = queue.Queue(maxsize=self.queue_size)
-        stop = threading.Event()
-        decoder = threading.Thread(target=self._decode, args=(frames, items, stop), daemon=True)
-        decoder.start()
-        loop = RequestLoop(
-            self._take(items, self.batch_size, keep_images),
-            self._send(target),
-            self.max_in_flight,
-            requests_per_batch=self.requests_per_batch,
-            abort=cancel,
-        )
-        try:
-            for answer in loop.answers():
-                assert answer.results is not None  # a file job is never stopped gracefully
-                outputs = self.outputs(answer.results)
-                yield from zip((frame for frame, _ in answer.batch), outputs, strict=True)
-        finally:
-            stop.set()
-            while decoder.is_alive():  # unblock a decoder waiting on a full queue
-                try:
-                    items.get_nowait()
-                except queue.Empty:
-                    decoder.join(STOP_POLL_S)
-
-
-def _without_image(frame: Frame) -> Frame:
-    return replace(frame, image=np.empty((0, 0, 3), np.uint8))
-
-
-def explanation(out: FrameOutput) -> tuple[dict[str, np.ndarray], int, float]:
-    """The maps, the explained class and its probability: what a frame's label shows."""
-    return out.maps, out.class_index, float(out.probabilities[out.class_index])
-
-
-def frame_outputs(result: BatchResult) -> list[FrameOutput]:
-    """A batch's answer split into one `FrameOutput` per frame."""
-    return [
-        FrameOutput(
-            probabilities=result.probabilities[i],
-            class_index=int(result.class_index[i]),
-            maps={layer: maps[i] for layer, maps in result.maps.items()},
-        )
-        for i in range(len(result.class_index))
-    ]
-
-
-class MapRenderer:
-    """Smooths, normalises and composes the selected maps onto full-resolution frames.
-
-    Creating one makes OpenCV run on the calling thread only (`cv2.setNumThreads(1)`, for
-    the whole process): the frames of a job are decoded, composed and encoded on threads of
-    their own already, and OpenCV's worker threads only added their hand-offs and spinning
-    (see "Where the client's time goes" in `bench/README.md`).
-    """
-
-    def __init__(
-        self,
-        panels: list[Panel],
-        settings: JobSettings,
-        class_names: tuple[str, ...],
-        clip_maxima: list[float] | None = None,
-    ) -> None:
-        cv2.setNumThreads(1)
-        self.panels = panels
-        self.settings = settings
-        self.class_names = class_names
-        self.smoothers = [TemporalSmoother(settings.smoothing) for _ in panels]
-        scope = Scope.parse(settings.scope)
-        self.normalizers = [
-            Normalizer(
-                scope,
-                maximum=None if clip_maxima is None else clip_maxima[i],
-                decay=settings.decay,
-            )
-            for i in range(len(panels))
-        ]
-
-    def smoothed(self, maps: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [
-            smoother(maps[panel.layer][panel.method_index])
-            for panel, smoother in zip(self.panels, self.smoothers, strict=True)
-        ]
-
-    def _heats(self, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        heats = {
-            panel.title: normalizer(raw)
-            for panel, normalizer, raw in zip(
-                self.panels, self.normalizers, self.smoothed(maps), strict=True
-            )
-        }
-        composition = self.settings.composition
-        if composition.layout is not Layout.GRID and not composition.show_titles:
-            heats = {"": next(iter(heats.values()))}
-        return heats
-
-    def render(
-        self, image: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
-    ) -> np.ndarray:
-        """The output frame: maps of this frame over the full-resolution image, labelled."""
-        label = format_label(self.class_names[class_index], probability)
-        return compose_frame(image, self._heats(maps), self.settings.composition, label)
-
-    def render_picture(
-        self, picture: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
-    ) -> np.ndarray:
-        """`render` for the overlay layout on a yuv420p picture (see `render.compose_yuv`), in
-        place: the picture becomes the output frame."""
-        ((title, heat),) = self._heats(maps).items()
-        composition = self.settings.composition
-        out = overlay_yuv(
-            picture,
-            heat,
-            composition.colormap,
-            composition.alpha,
-            interpolation=composition.interpolation,
-            out=picture,
-        )
-        if composition.show_titles and title:
-            draw_label_yuv(out, title, "top-left")
-        if composition.show_label:
-            label = format_label(self.class_names[class_index], probability)
-            draw_label_yuv(out, label, "bottom-left")
-        return out
-
-    def compose(self, frame: Frame, maps: dict[str, np.ndarray], *explained: Any) -> Frame:
-        """The output frame of `frame` (RGB or yuv420p, as decoded), with its timing."""
-        if frame.pixel_format == "yuv420p":
-            return replace(frame, image=self.render_picture(frame.image, maps, *explained))
-        return replace(frame, image=self.render(frame.image, maps, *explained))
-
-    def write(
-        self, sink: VideoWriter, frame: Frame, maps: dict[str, np.ndarray], *explained: Any
-    ) -> None:
-        """Compose one frame and hand it to the encoder."""
-        encode(sink, self.compose(frame, maps, *explained))
-
-
-def encode(sink: VideoWriter, composed: Frame) -> None:
-    """Hand a composed frame (see `MapRenderer.compose`) to the encoder."""
-    if composed.pixel_format == "yuv420p":
-        sink.write_picture(composed.image, composed.pts, duration=composed.duration)
-    else:
-        sink.write(composed.image, composed.pts, duration=composed.duration)
-
-
-def clip_maxima(store: MapStore, panels: list[Panel], smoothing: float) -> list[float]:
-    """Per panel, the maximum of its smoothed maps over the whole clip."""
-    maxima = []
-    for panel in panels:
-        smoother = TemporalSmoother(smoothing)
-        peak = 0.0
-        for raw in store.read(panel.layer)[:, panel.method_index]:
-            peak = max(peak, float(smoother(raw).max()))
-        maxima.append(peak)
-    return maxima
 
 
 def check_output_suffix(source: MediaReader, output: Path) -> None:
@@ -722,68 +304,6 @@ class _Job:
         if sink is not None:
             sink.close()
         return count
-
-
-class EncoderThread:
-    """Composes a heat-map video's frames and encodes them on the engine's `RenderStages`:
-    the caller keeps receiving results and sending requests while earlier frames are composed
-    and encoded, and composing the next frame overlaps with encoding the last one."""
-
-    def __init__(
-        self, writer: VideoWriter, renderer: MapRenderer, depth: int = 8, composed_depth: int = 2
-    ) -> None:
-        self.writer = writer
-        self.writer.open()
-        self.stages = RenderStages(
-            renderer.compose,
-            functools.partial(encode, writer),
-            depth,
-            composed_depth,
-            deliver_name="encode",
-        )
-
-    def put(self, frame: Frame, explained: tuple[Any, ...]) -> None:
-        """Queue one frame with what the renderer's `compose` takes besides it (for a
-        `MapRenderer`: its maps, explained class and probability)."""
-        self.stages.put(frame, *explained)
-
-    def finish(self, path: Path | None = None) -> int:
-        """Wait for the queued frames, then close the file (as `path` if given); returns the
-        frames written."""
-        self.stages.join()
-        if self.stages.error is not None:
-            self.writer.abort()
-            raise self.stages.error
-        self.writer.close(path)
-        return self.writer.frames_written
-
-    def finish_partial(self, path: Path) -> Path | None:
-        """After a failure: keep the frames encoded so far as `path` (None if there are none)."""
-        try:
-            self.finish(path)
-        except Exception:  # nothing (usable) was encoded: the failure that got here matters
-            self.writer.abort()
-            return None
-        return path
-
-    def abort(self) -> None:
-        """Stop, dropping queued frames, and delete the partial output."""
-        self.stages.join(drop=True)
-        self.writer.abort()
-
-
-def heat_map_writer(
-    output: Path, info: VideoInfo, settings: JobSettings, encoder: str
-) -> VideoWriter:
-    """The H.264 sink of a heat-map video, with the job's preset, CRF, encoder and threads."""
-    return VideoWriter(
-        output,
-        info,
-        preset=settings.encoder_preset,
-        crf=settings.crf,
-        encoder=encoder,
-        threads=settings.encoder_threads,
-    )
 
 
 def partial_video_path(output: str | Path) -> Path:

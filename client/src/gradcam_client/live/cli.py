@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from gradcam_client.errors import InputError
-from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.live.data import LiveEvent, LiveSettings
 from gradcam_client.live.source import is_live_address
 from gradcam_client.live.streams import LiveStreams, check_name
@@ -93,6 +94,16 @@ STATUS_EVERY_S = 10.0
 """Seconds between the status lines of a run."""
 
 
+_STDERR = threading.Lock()
+
+
+def tell(text: str) -> None:
+    """One whole line on stderr, also when several streams' threads speak at once."""
+    with _STDERR:
+        sys.stderr.write(f"gradcam-video: {text}\n")
+        sys.stderr.flush()
+
+
 def run_streams(
     streams: list[tuple[str, str]],
     server: GradcamServer,
@@ -112,7 +123,7 @@ def run_streams(
     def on_event(name: str, event: LiveEvent) -> None:
         if event.kind == "failed":  # said at once, whatever --quiet says; the others go on
             message = " ".join(event.message.split())
-            print(f"gradcam-video: error: {name}: {message}", file=sys.stderr, flush=True)
+            tell(f"error: {name}: {message}")
         elif event.kind != "stopped":
             say(f"{name}: {event.message}")
 

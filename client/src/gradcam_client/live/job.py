@@ -3,7 +3,7 @@
 The library API of live runs; ``gradcam-video URL ...`` and the dashboard's Live mode use it::
 
     from gradcam_client.live.job import LiveJob, LiveSettings
-    from gradcam_client.jobs.file_job import JobSettings
+    from gradcam_client.jobs.settings import JobSettings
     from gradcam_client.remote.server import GradcamServer
 
     server = GradcamServer("localhost:8001", "efficientnet-lite0")
@@ -61,17 +61,8 @@ from av.video.reformatter import VideoReformatter
 
 from gradcam_client.errors import Cancelled, GradcamError, InputError, OutputError
 from gradcam_client.jobs.engine import RenderStages, RequestLoop
-from gradcam_client.jobs.file_job import (
-    FrameOutput,
-    JobSettings,
-    MapRenderer,
-    composes_in_yuv,
-    encode,
-    explanation,
-    frame_outputs,
-    select_panels,
-)
 from gradcam_client.jobs.results import PredictionLog, frame_record
+from gradcam_client.jobs.settings import JobSettings, composes_in_yuv, select_panels
 from gradcam_client.jobs.targets import TargetChoice
 from gradcam_client.live.data import (
     LATENCY_WINDOW,
@@ -90,6 +81,13 @@ from gradcam_client.media.reader import Scalers
 from gradcam_client.media.writer import VideoWriter, rgb_to_yuv420p
 from gradcam_client.remote.server import BatchResult, GradcamServer
 from gradcam_client.render.normalize import Scope
+from gradcam_client.render.renderer import (
+    FrameOutput,
+    MapRenderer,
+    encode,
+    explanation,
+    frame_outputs,
+)
 
 __all__ = [
     "LiveEvent",

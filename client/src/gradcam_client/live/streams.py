@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from gradcam_client.errors import GradcamError, InputError
-from gradcam_client.jobs.file_job import JobSettings
+from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.live.data import (
     LATENCY_WINDOW,
     LiveEvent,
