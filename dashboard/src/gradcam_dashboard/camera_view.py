@@ -22,6 +22,7 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from gradcam_dashboard import servers
+from gradcam_dashboard.background import ENDED, FAILED
 from gradcam_dashboard.camera import CameraRun, CameraView
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
 from gradcam_dashboard.jobs import RunRequest
@@ -164,7 +165,7 @@ class CameraFeed:
         """What the page shows: the newest overlay; the camera itself, dimmed, before the
         first one or after the run failed."""
         view = run.view()
-        if view.phase == "failed":
+        if view.phase == FAILED:
             return av.VideoFrame.from_ndarray(
                 notice_picture(image, "not explained: see the page"), format="rgb24"
             )
@@ -315,7 +316,7 @@ def _ms(seconds: float | None) -> str:
 def status_ui(view: CameraView) -> None:
     """One line: starting, what the camera shows, the server not answering, or the end."""
     with st.container(key="camera-status"):
-        if view.phase == "failed":
+        if view.phase == FAILED:
             st.error(
                 f"**The camera run stopped:** {view.error}. Stop the camera for what was "
                 "recorded so far.",
@@ -323,7 +324,7 @@ def status_ui(view: CameraView) -> None:
             )
         elif view.outage is not None:
             st.warning(f"**Not explained:** {view.outage}", icon=":material/cloud_off:")
-        elif view.phase == "ended":
+        elif view.phase == ENDED:
             st.info(f"**Ended:** {view.ended}.", icon=":material/stop_circle:")
         elif view.class_name is None:
             st.info("Starting: the first frame is on its way to the server...")
@@ -360,7 +361,7 @@ def ended_ui(run: CameraRun) -> None:
         )
     )
     with st.container(key="camera-ended"):
-        if view.phase == "failed":
+        if view.phase == FAILED:
             st.error(
                 f"**The camera run stopped:** {view.error} ({summary}).", icon=":material/error:"
             )

@@ -21,10 +21,10 @@ from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import GradcamError
 from gradcam_client.model_ref import ModelRef
 from gradcam_dashboard import charts, compare_charts, compare_models, jobs, media, servers
+from gradcam_dashboard.background import FINISHING, STARTING, Failure
 from gradcam_dashboard.compare_models import CompareRequest
 from gradcam_dashboard.compare_runner import CompareOutput, CompareRun
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
-from gradcam_dashboard.runner import Failure
 from gradcam_dashboard.servers import ServerStatus
 from gradcam_dashboard.sessions import new_subfolder
 
@@ -301,9 +301,9 @@ def progress_ui(config: DashboardConfig) -> None:
             shutil.rmtree(run.folder, ignore_errors=True)
             state[STOPPED] = True
         st.rerun()
-    if snapshot.phase == "starting":
+    if snapshot.phase == STARTING:
         fraction, text = 0.0, "Starting..."
-    elif snapshot.phase == "finishing":
+    elif snapshot.phase == FINISHING:
         fraction, text = 1.0, "Finishing..."
     else:
         fraction = jobs.progress_fraction(snapshot.done, snapshot.total)

@@ -1,5 +1,5 @@
 """A comparison in a background thread (`compare_media`), with the file mode's progress,
-outage notice and stop (`runner.BackgroundRun`), and the files it made."""
+outage notice and stop (`runner.FramesRun`), and the files it made."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from gradcam_client.compare import compare_media
 from gradcam_client.compare_plan import ComparePlan
 from gradcam_client.compare_results import CompareSummary
 from gradcam_client.triton import GradcamServer, RetryNotice
+from gradcam_dashboard.background import FINISHING, RUNNING
 from gradcam_dashboard.compare_models import CompareRequest
-from gradcam_dashboard.runner import BackgroundRun, Failure
+from gradcam_dashboard.runner import FramesRun
 
 PairFactory = Callable[[Callable[[RetryNotice], None]], tuple[GradcamServer, GradcamServer]]
 """Makes the clients of models A and B, given the function that hears of failed requests."""
@@ -84,8 +85,10 @@ def run_comparison(
     )
 
 
-class CompareRun(BackgroundRun):
+class CompareRun(FramesRun):
     """One comparison in a daemon thread; `result` is a `CompareOutput` once done."""
+
+    what = "comparison"
 
     def __init__(
         self,
@@ -98,41 +101,31 @@ class CompareRun(BackgroundRun):
         max_frames: int | None = None,
         finish: Callable[[CompareOutput], None] | None = None,
     ) -> None:
-        super().__init__(None, None, source, folder, is_image, max_frames)  # type: ignore[arg-type]
+        super().__init__(source, folder, is_image, max_frames)
         self.make_servers = make_servers
-        self.compare_request = request
+        self.request = request
         self.plan = plan
-        self.finish_compare = finish
-        self.result: CompareOutput | None = None  # type: ignore[assignment]
+        self.finish = finish
+        self.result: CompareOutput | None = None
 
-    def _work(self) -> None:
-        pair: tuple[GradcamServer, GradcamServer] | None = None
+    def _run(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        pair = self.make_servers(self._on_retry)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            pair = self.make_servers(self._on_retry)
             result = run_comparison(
                 pair,
-                self.compare_request,
+                self.request,
                 self.plan,
                 self.source,
                 self.folder,
                 self.is_image,
-                self._progress("frames"),
+                self._progress(RUNNING),
                 self.cancel,
             )
-            self._set_phase("finishing")
-            if self.finish_compare is not None:
-                self.finish_compare(result)
+            self._set_phase(FINISHING)
+            if self.finish is not None:
+                self.finish(result)
             self.result = result
-            self._set_phase("done")
-        except Exception as error:
-            self._ended_by(error, "comparison")
         finally:
-            for server in pair or ():
+            for server in pair:
                 server.close()
-
-    def _fail(self, message: str, server_lost: bool) -> None:
-        with self._lock:
-            done, total = self._done, self._total
-        self.failure = Failure(message, done, total, server_lost)
-        self._set_phase("failed")

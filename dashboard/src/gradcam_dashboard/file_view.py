@@ -15,10 +15,11 @@ from gradcam_dashboard import (
     media,
     servers,
 )
+from gradcam_dashboard.background import FINISHING, STARTING, Failure
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
 from gradcam_dashboard.jobs import RunOutput, RunRequest
 from gradcam_dashboard.result_view import partial_downloads_ui, results_ui
-from gradcam_dashboard.runner import BackgroundRun, Failure, Snapshot
+from gradcam_dashboard.runner import FIRST_PASS, FileRun, Snapshot
 from gradcam_dashboard.server_panel import retry_server
 from gradcam_dashboard.sessions import (
     new_subfolder,
@@ -39,7 +40,7 @@ class FailedRun:
 def stop_run() -> None:
     """The Stop button: end the run and remove its files."""
     state = st.session_state
-    run: BackgroundRun | None = state.pop("active_run", None)
+    run: FileRun | None = state.pop("active_run", None)
     if run is not None:
         run.stop()
     state["stopped"] = True
@@ -118,7 +119,7 @@ def start_run(
             source_path, out.output, out.folder / "frames", out.frames
         )
 
-    run = BackgroundRun(
+    run = FileRun(
         make_server,
         request,
         source.path,
@@ -135,12 +136,12 @@ def start_run(
 
 def _progress_line(snapshot: Snapshot) -> tuple[float, str]:
     """The progress bar's fraction and text for a snapshot."""
-    if snapshot.phase == "starting":
+    if snapshot.phase == STARTING:
         return 0.0, "Starting..."
-    if snapshot.phase == "finishing":
+    if snapshot.phase == FINISHING:
         return 1.0, "Finishing..."
     fraction = jobs.progress_fraction(snapshot.done, snapshot.total)
-    if snapshot.phase == "first pass":
+    if snapshot.phase == FIRST_PASS:
         what = "Whole-clip pass: frame"
         return fraction, jobs.progress_text(
             snapshot.done, snapshot.total, snapshot.pass_elapsed, what
@@ -152,7 +153,7 @@ def _progress_line(snapshot: Snapshot) -> tuple[float, str]:
 def progress_ui(config: DashboardConfig) -> None:
     """The running run's progress, a notice while the server does not answer, and Stop."""
     state = st.session_state
-    run: BackgroundRun | None = state.get("active_run")
+    run: FileRun | None = state.get("active_run")
     if run is None:  # stopped meanwhile
         st.rerun()
         return
@@ -173,7 +174,7 @@ def progress_ui(config: DashboardConfig) -> None:
     st.button("Stop", on_click=stop_run, key="stop", icon=":material/stop:")
 
 
-def finish_run(run: BackgroundRun) -> None:
+def finish_run(run: FileRun) -> None:
     """Move a finished run's outcome into the page's state."""
     state = st.session_state
     state.pop("active_run", None)

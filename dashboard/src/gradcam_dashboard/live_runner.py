@@ -31,6 +31,16 @@ from gradcam_client.live import LiveEvent, LiveFrame, LiveJob, LiveResult, LiveS
 from gradcam_client.live_streams import LiveStreams, StreamOutcome
 from gradcam_client.source_guard import SourceGuard
 from gradcam_client.triton import RetryNotice
+from gradcam_dashboard.background import (
+    ENDED,
+    FAILED,
+    FINISHED,
+    RUNNING,
+    STARTING,
+    STOPPING,
+    BackgroundTask,
+    failure_of,
+)
 from gradcam_dashboard.config import LiveSourceChoice
 
 log = logging.getLogger(__name__)
@@ -54,9 +64,6 @@ RATE_WINDOW_S = 5.0
 
 EVENTS_KEPT = 6
 """Recent event lines shown per stream."""
-
-OUTAGE_NOTICE_EVERY_S = 5.0
-"""At most one "the server is not answering" line this often."""
 
 StreamsFactory = Callable[
     [
@@ -99,7 +106,7 @@ class LiveView:
     key: str  # the stream's name in the session ("s1", "s2", ...)
     name: str  # the source's name, as visitors see it
     folder: Path  # its recording and predictions
-    phase: str  # "opening", "running", "stopping", "ended", "failed"
+    phase: str  # see `background` ("starting": the source is being opened)
     frame: LiveFrame | None  # the newest composed frame
     records: list[dict[str, Any]]  # predictions of the last `WINDOW_S` seconds
     stats: LiveStats | None
@@ -109,7 +116,7 @@ class LiveView:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("ended", "failed")
+        return self.phase in FINISHED
 
     def recent_fps(self, seconds: float = RATE_WINDOW_S) -> float | None:
         """Frames explained per second of stream over the last `seconds` (None: too few)."""
@@ -129,7 +136,7 @@ class _Stream:
         self.source = source
         self.folder = folder
         self.job: LiveJob | None = None
-        self.phase = "opening"
+        self.phase = STARTING
         self.frame: LiveFrame | None = None
         self.records: deque[dict[str, Any]] = deque()
         self.events: deque[LiveEvent] = deque(maxlen=EVENTS_KEPT)
@@ -140,7 +147,7 @@ class _Stream:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("ended", "failed")
+        return self.phase in FINISHED
 
     def view(self) -> LiveView:
         stats = self.result.stats if self.result is not None else None
@@ -162,13 +169,17 @@ class _Stream:
         )
 
 
-class LiveSession:
+class LiveSession(BackgroundTask):
     """The live streams of one browser session (one `LiveStreams`), with the hand-over the
-    page reads.
+    page reads. The session has ended once every stream has (none can be added then); its
+    thread stops the streams when the page's lease lapses, and closes the server connection
+    at the end.
 
     capacity: streams running at once in this session.
     guard: how a visitor's own address is checked (the operator's sources are trusted).
     """
+
+    thread_name = "live-session"
 
     def __init__(
         self,
@@ -181,23 +192,18 @@ class LiveSession:
         lease_s: float = LEASE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(clock)
         self.folder = folder
         self.slots = slots
         self.capacity = capacity
         self.guard = guard
         self.lease_s = lease_s
-        self.clock = clock
-        self._lock = threading.Lock()
         self._streams: dict[str, _Stream] = {}
         self._added = 0
-        self._closed = False
         self._discard = False
-        self._last_outage = -OUTAGE_NOTICE_EVERY_S
-        self._last_seen = clock()
-        self._done = threading.Event()
+        self._last_seen = self.started
         self.engine = make_streams(self._on_frame, self._on_event, self._on_end, self._on_retry)
-        self._watchdog = threading.Thread(target=self._watch, name="live-lease", daemon=True)
-        self._watchdog.start()
+        self.start()
 
     # -- the page's side
 
@@ -206,7 +212,7 @@ class LiveSession:
 
         A source that cannot be opened is not refused here: its stream fails in its panel."""
         with self._lock:
-            if self._closed:
+            if self._phase in (STOPPING, *FINISHED):
                 return "these live streams have ended; start again"
             running = [s for s in self._streams.values() if not s.finished]
             if any(s.source.url == source.url for s in running):
@@ -258,12 +264,6 @@ class LiveSession:
         with self._lock:
             return [s.source.name for s in self._streams.values() if not s.finished]
 
-    @property
-    def finished(self) -> bool:
-        """Every stream has ended (none can be added any more)."""
-        with self._lock:
-            return self._closed
-
     def rgb(self, key: str, frame: LiveFrame) -> np.ndarray:
         """A frame of a stream as RGB, converted once (here, never on the stream's thread)."""
         with self._lock:
@@ -284,20 +284,19 @@ class LiveSession:
                 return
             if stream.stop_reason is None:
                 stream.stop_reason = reason
-            stream.phase = "stopping"
+            stream.phase = STOPPING
             job = stream.job
         if job is not None:
             job.stop(reason)
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask every stream to end (returns at once; `wait` for them)."""
+        super().stop(reason)
         with self._lock:
             keys = list(self._streams)
-            idle = not any(not s.finished for s in self._streams.values())
         for key in keys:
             self.remove(key, reason)
-        if idle:
-            self._close()
+        self._end_if_idle()
 
     def forget(self, key: str) -> None:
         """Drop an ended stream's panel and its files."""
@@ -313,12 +312,8 @@ class LiveSession:
         with self._lock:
             self._discard = True
         self.stop()
-        if self.finished:
+        if self.finished:  # else the session's thread removes them when it closes
             shutil.rmtree(self.folder, ignore_errors=True)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for every stream to end; whether they have."""
-        return self._done.wait(timeout)
 
     # -- the streams' side
 
@@ -332,8 +327,9 @@ class LiveSession:
             stream.records.append(record)
             while stream.records and stream.records[0]["time"] < record["time"] - WINDOW_S:
                 stream.records.popleft()
-            if stream.phase == "opening":
-                stream.phase = "running"
+            if stream.phase == STARTING:
+                stream.phase = RUNNING
+        self._progressed()
 
     def _on_event(self, key: str, event: LiveEvent) -> None:
         if event.kind == "failed":
@@ -347,16 +343,15 @@ class LiveSession:
             event = LiveEvent(event.kind, f"the source did not come back: {VISITOR_FAILURE}")
         with self._lock:
             stream.events.append(LiveEvent(event.kind, stream.source.redact(event.message)))
-            if event.kind == "opened" and stream.phase == "opening":
-                stream.phase = "running"
+            if event.kind == "opened" and stream.phase == STARTING:
+                stream.phase = RUNNING
 
     def _on_retry(self, notice: RetryNotice) -> None:
-        """A request failed and is retried: one line in every running stream's panel."""
-        now = self.clock()
+        """A request failed and is retried: one line in every running stream's panel when
+        an outage begins."""
+        if not self._note_outage(notice):
+            return
         with self._lock:
-            if now - self._last_outage < OUTAGE_NOTICE_EVERY_S:
-                return
-            self._last_outage = now
             keys = [key for key, stream in self._streams.items() if not stream.finished]
         event = LiveEvent("server", f"the server is not answering ({notice.problem}); retrying")
         for key in keys:
@@ -367,39 +362,40 @@ class LiveSession:
             stream = self._streams.get(key)
         if stream is None:
             return
-        error = outcome.error
-        message: str | None = None
-        if error is not None and stream.stop_reason is None:  # not just stopped while opening
-            message = str(error)
-            if stream.source.visitor and isinstance(error, SourceError):
-                log.warning("a visitor's live source failed: %s", error)
+        message = None
+        if outcome.error is not None and stream.stop_reason is None:  # not just stopped
+            message = failure_of(outcome.error).message
+            if stream.source.visitor and isinstance(outcome.error, SourceError):
+                log.warning("a visitor's live source failed: %s", outcome.error)
                 message = VISITOR_FAILURE
         with self._lock:
             stream.result = outcome.result
             stream.error = stream.source.redact(message) if message else None
-            stream.phase = "failed" if message else "ended"
-            idle = not any(not s.finished for s in self._streams.values())
+            stream.phase = FAILED if message else ENDED
         self.slots.release()
-        if idle:
-            self._close()
+        self._end_if_idle()
 
-    def _close(self) -> None:
-        """Every stream has ended: close the server connection, and remove the files if the
-        session was discarded."""
+    def _end_if_idle(self) -> None:
+        """The session ends once no stream runs (after at least one, or a stop)."""
         with self._lock:
-            if self._closed:
+            if any(not s.finished for s in self._streams.values()):
                 return
-            self._closed = True
-            discard = self._discard
+            if self._streams or self._phase == STOPPING:
+                self._set_phase(ENDED)
+
+    def _run(self) -> None:
+        """Stop every stream when the page has not asked for them within the lease; once
+        every stream has ended, close the server connection (and the files of a discarded
+        session)."""
+        while True:
+            with self._lock:
+                if self._phase in FINISHED:
+                    discard = self._discard
+                    break
+                self._lock.wait(min(5.0, self.lease_s / 4))
+                lapsed = self.clock() - self._last_seen > self.lease_s
+            if lapsed:
+                self.stop("the page was closed")
         self.engine.server.close()
         if discard:
             shutil.rmtree(self.folder, ignore_errors=True)
-        self._done.set()
-
-    def _watch(self) -> None:
-        """Stop every stream when the page has not asked for them within the lease."""
-        while not self._done.wait(min(5.0, self.lease_s / 4)):
-            with self._lock:
-                idle = self.clock() - self._last_seen
-            if idle > self.lease_s:
-                self.stop("the page was closed")

@@ -16,6 +16,7 @@ from gradcam_client.live import LiveEvent, LiveSettings, LiveStats
 from gradcam_client.live_output import segment_path
 from gradcam_client.live_streams import LiveStreams
 from gradcam_dashboard import charts, servers
+from gradcam_dashboard.background import FAILED, RUNNING, STARTING, STOPPING
 from gradcam_dashboard.config import (
     ENV_LIVE_SOURCES,
     DashboardConfig,
@@ -351,13 +352,13 @@ def panel(session: LiveSession, view: LiveView, several: bool) -> None:
 
 def status_ui(view: LiveView, label: str) -> None:
     """One line: opening, live, stopping, how it ended, or why it failed."""
-    if view.phase == "opening":
+    if view.phase == STARTING:
         st.info(f"Opening {label}...", icon=":material/hourglass_top:")
-    elif view.phase == "running":
+    elif view.phase == RUNNING:
         st.success(f"Live: {label}", icon=":material/sensors:")
-    elif view.phase == "stopping":
+    elif view.phase == STOPPING:
         st.info(f"Stopping {label}...", icon=":material/hourglass_bottom:")
-    elif view.phase == "failed":
+    elif view.phase == FAILED:
         with st.container(key=f"live-failed-{view.key}"):
             st.error(f"**The live stream failed:** {view.error}", icon=":material/error:")
     elif view.result is not None:

@@ -14,7 +14,7 @@ from gradcam_dashboard import (
     servers,
 )
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
-from gradcam_dashboard.runner import BackgroundRun, Snapshot
+from gradcam_dashboard.runner import FramesRun, Snapshot
 from gradcam_dashboard.servers import ServerStatus
 
 LOAD_REFRESH_S = 5
@@ -91,7 +91,7 @@ def status_fragment(config: DashboardConfig, choice: ServerChoice) -> None:
     never says something else than the status line.
     """
     state = st.session_state
-    run: BackgroundRun | None = state.get("active_run") or state.get(compare_mode.RUN)
+    run: FramesRun | None = state.get("active_run") or state.get(compare_mode.RUN)
     snapshot = run.snapshot() if run is not None else None
     if snapshot is None:
         status = server_status(choice.url, state.get("attempt", 0), config)
