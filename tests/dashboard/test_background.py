@@ -10,16 +10,7 @@ import pytest
 
 from gradcam_client.errors import Cancelled, InputError, ServerUnavailable
 from gradcam_client.triton import RetryNotice
-from gradcam_dashboard.background import (
-    DONE,
-    ENDED,
-    FAILED,
-    RUNNING,
-    STARTING,
-    STOPPING,
-    BackgroundTask,
-    Failure,
-)
+from gradcam_dashboard.background import BackgroundTask, Failure, Phase
 
 
 class Task(BackgroundTask):
@@ -57,12 +48,12 @@ def notice(problem: str, give_up_in: float, clock: Clock) -> RetryNotice:
 def test_a_task_that_is_done_ends_once_and_says_so():
     ends = []
     task = Task(on_end=lambda: ends.append(1))
-    assert task.phase == STARTING and not task.wait(0)
+    assert task.phase == Phase.STARTING and not task.wait(0)
     task.start()
-    assert task.progressed.wait(5) and task.phase == RUNNING
+    assert task.progressed.wait(5) and task.phase == Phase.RUNNING
     task.release.set()
     assert task.wait(5)
-    assert (task.phase, task.ended, task.failure) == (ENDED, DONE, None)
+    assert (task.phase, task.ended, task.failure) == (Phase.ENDED, "done", None)
     assert task.finished and task.cancel.is_set() and ends == [1]
 
 
@@ -70,17 +61,17 @@ def test_a_stopped_task_keeps_its_first_reason_and_an_error_after_the_stop_is_no
     task = Task(error=InputError("the file went away")).start()
     assert task.progressed.wait(5)
     task.stop("removed")
-    assert task.phase == STOPPING and task.ended is None  # not ended yet
+    assert task.phase == Phase.STOPPING and task.ended is None  # not ended yet
     task.stop("stopped")
     assert task.wait(5)
-    assert (task.phase, task.ended, task.failure) == (ENDED, "removed", None)
+    assert (task.phase, task.ended, task.failure) == (Phase.ENDED, "removed", None)
 
 
 def test_progress_while_stopping_leaves_the_phase_alone():
     task = Task()
     task.stop()
     task._progressed()
-    assert task.phase == STOPPING
+    assert task.phase == Phase.STOPPING
 
 
 @pytest.mark.parametrize(
@@ -95,13 +86,13 @@ def test_a_failure_is_one_line_for_the_page(error, failure):
     task = Task(error=error).start()
     task.release.set()
     assert task.wait(5)
-    assert (task.phase, task.failure, task.ended) == (FAILED, failure, None)
+    assert (task.phase, task.failure, task.ended) == (Phase.FAILED, failure, None)
 
 
 def test_a_cancelled_task_ended_and_did_not_fail():
     task = Task(error=Cancelled("stopped by its caller")).start()
     task.release.set()
-    assert task.wait(5) and (task.phase, task.failure) == (ENDED, None)
+    assert task.wait(5) and (task.phase, task.failure) == (Phase.ENDED, None)
 
 
 def test_an_outage_begins_once_keeps_its_start_and_clears_after_progress():

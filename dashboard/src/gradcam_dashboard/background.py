@@ -3,33 +3,43 @@
 A `BackgroundTask` runs its `_run` on a daemon thread, so the page's script never waits for
 the server. The page reads the task's phase, asks it to `stop` (with a reason) and `wait`s for
 it. The thread reports progress, hears of every failed request (an `Outage` while the server
-is retried) and, once `_run` returns or raises, the task ends: `ENDED` with the reason it
-ended, or `FAILED` with one line for the page (`Failure`), never a traceback.
+is retried) and, once `_run` returns or raises, the task ends: `Phase.ENDED` with the reason
+it ended, or `Phase.FAILED` with one line for the page (`Failure`), never a traceback.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TypeVar
 
 from gradcam_client.errors import Cancelled, GradcamError, ServerUnavailable
-from gradcam_client.triton import RetryNotice
+from gradcam_client.triton import GradcamServer, RetryNotice
 
-STARTING = "starting"  # before the first frame (a live source is being opened)
-RUNNING = "running"  # frames are being explained
-STOPPING = "stopping"  # asked to stop, not ended yet
-FINISHING = "finishing"  # the frames are done, the last files are being made
-ENDED = "ended"  # done, stopped, or ended by itself: `ended` says why
-FAILED = "failed"  # `failure` says why
-FINISHED = (ENDED, FAILED)
+ServerFactory = Callable[[Callable[[RetryNotice], None]], GradcamServer]
+"""Makes a task's server client, given the callback told of its every failed request."""
 
-DONE = "done"
-"""Why a task ended whose work was done (no stop asked)."""
+
+class Phase(str, Enum):
+    """Where a task is: the same words for every runner."""
+
+    STARTING = "starting"  # before the first frame (a live source is being opened)
+    FIRST_PASS = "first pass"  # a file run's whole-clip pass, before the frames
+    RUNNING = "running"  # frames are being explained
+    STOPPING = "stopping"  # asked to stop, not ended yet
+    FINISHING = "finishing"  # the frames are done, the last files are being made
+    ENDED = "ended"  # done, stopped, or ended by itself: `BackgroundTask.ended` says why
+    FAILED = "failed"  # `BackgroundTask.failure` says why
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.ENDED, Phase.FAILED)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,11 @@ class Outage:
     since: float
     until: float
     problem: str
+
+    @property
+    def until_clock(self) -> str:
+        """When the retries end, as the page says it (HH:MM:SS, local time)."""
+        return datetime.datetime.fromtimestamp(self.until).strftime("%H:%M:%S")
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ class BackgroundTask:
     """`_run` on a daemon thread, with its phase, stop, outage notice and ending.
 
     `_lock` (a re-entrant condition) guards the task's state, the subclass's too; it is
-    notified whenever the phase changes or a stop is asked.
+    notified when a stop is asked and when the task ends.
     """
 
     thread_name = "background-task"
@@ -87,7 +102,7 @@ class BackgroundTask:
         self.failure: Failure | None = None
         self.started = clock()
         self._lock = threading.Condition()
-        self._phase = STARTING
+        self._phase = Phase.STARTING
         self._ended: str | None = None
         self._outage: Outage | None = None
         self._last_notice = self._last_progress = self.started
@@ -103,10 +118,9 @@ class BackgroundTask:
     def stop(self, reason: str = "stopped") -> None:
         """Ask the task to end (returns at once; `wait` for it); the first reason given stays."""
         with self._lock:
-            if self._ended is None:
-                self._ended = reason
-            if self._phase not in FINISHED:
-                self._phase = STOPPING
+            self._ended = self._ended or reason
+            if not self._phase.finished:
+                self._phase = Phase.STOPPING
             self.cancel.set()
             self._lock.notify_all()
 
@@ -115,19 +129,19 @@ class BackgroundTask:
         return self._exited.wait(timeout)
 
     @property
-    def phase(self) -> str:
+    def phase(self) -> Phase:
         with self._lock:
             return self._phase
 
     @property
     def finished(self) -> bool:
-        return self.phase in FINISHED
+        return self.phase.finished
 
     @property
     def ended(self) -> str | None:
         """Why the task ended (None while it runs, or when it failed)."""
         with self._lock:
-            return self._ended if self._phase == ENDED else None
+            return self._ended if self._phase is Phase.ENDED else None
 
     @property
     def outage(self) -> Outage | None:
@@ -136,7 +150,7 @@ class BackgroundTask:
             in_outage = self._outage is not None and (
                 self._last_progress <= self._last_notice + self.outage_clears_s
             )
-            return self._outage if in_outage and self._phase not in FINISHED else None
+            return self._outage if in_outage and not self._phase.finished else None
 
     # -- the thread's side
 
@@ -151,16 +165,11 @@ class BackgroundTask:
             stopped = self._ended is not None or isinstance(error, Cancelled)
         return None if stopped else failure_of(error)
 
-    def _set_phase(self, phase: str) -> None:
-        with self._lock:
-            self._phase = phase
-            self._lock.notify_all()
-
-    def _progressed(self, phase: str = RUNNING) -> None:
+    def _progressed(self, phase: Phase = Phase.RUNNING) -> None:
         """Work advanced (an outage notice clears after a while); `phase` unless stopping."""
         with self._lock:
             self._last_progress = self.clock()
-            if self._phase not in (STOPPING, *FINISHED):
+            if self._phase is not Phase.STOPPING and not self._phase.finished:
                 self._phase = phase
 
     def _note_outage(self, notice: RetryNotice) -> bool:
@@ -188,8 +197,8 @@ class BackgroundTask:
             failure = self._ended_by(error)
         with self._lock:
             self.failure = failure
-            self._ended = self._ended or DONE
-            self._phase = FAILED if failure is not None else ENDED
+            self._ended = self._ended or "done"
+            self._phase = Phase.FAILED if failure is not None else Phase.ENDED
             self.cancel.set()
             self._lock.notify_all()
         self._exited.set()

@@ -11,7 +11,6 @@ overlay is never further behind the camera than one request. The page reads `vie
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,7 @@ from gradcam_client.pipeline import (
 )
 from gradcam_client.results import PredictionLog, frame_record
 from gradcam_client.targets import TargetChoice
-from gradcam_client.triton import GradcamServer, RequestCancelled, RetryNotice
-from gradcam_dashboard.background import FINISHED, BackgroundTask
+from gradcam_dashboard.background import BackgroundTask, Phase, ServerFactory
 
 RECORDING = "camera.mp4"
 PREDICTIONS = "predictions.jsonl"
@@ -47,15 +45,12 @@ IDLE_S = 10.0
 NOMINAL_FPS = 30.0
 """The recording's declared rate; each frame keeps its own arrival time."""
 
-ServerFactory = Callable[[Callable[[RetryNotice], None]], GradcamServer]
-"""Makes the run's server client, given the callback told of every failed request."""
-
 
 @dataclass(frozen=True)
 class CameraView:
     """What the page shows of a camera run."""
 
-    phase: str  # see `background`
+    phase: Phase
     received: int  # frames the camera sent
     explained: int  # frames explained and composed
     dropped: int  # frames that arrived while the server was busy
@@ -70,7 +65,7 @@ class CameraView:
 
     @property
     def finished(self) -> bool:
-        return self.phase in FINISHED
+        return self.phase.finished
 
 
 def fit_within(image: np.ndarray, max_size: tuple[int, int] | None) -> np.ndarray:
@@ -122,9 +117,8 @@ class CameraRun(BackgroundTask):
         duration: float | None = None,
         idle_s: float = IDLE_S,
         on_end: Callable[[], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(clock, on_end)
+        super().__init__(on_end=on_end)
         self.make_server = make_server
         self.settings = settings
         self.folder = folder
@@ -170,13 +164,11 @@ class CameraRun(BackgroundTask):
     def overlay(self) -> tuple[int, np.ndarray] | None:
         """The newest composed overlay (RGB) and its number among the explained frames."""
         with self._lock:
-            if self._overlay is None:
-                return None
-            return self._overlay_index, self._overlay
+            return None if self._overlay is None else (self._overlay_index, self._overlay)
 
     def view(self) -> CameraView:
-        outage = self.outage
         with self._lock:
+            outage = self.outage
             p50, p95 = self._latencies.percentiles(LATENCY_WINDOW)
             record = self._record
             return CameraView(
@@ -227,10 +219,7 @@ class CameraRun(BackgroundTask):
                 image, arrived = item
                 image = fit_within(image, self.max_size)
                 thumbnail = resize_for_model(image, info)[None]
-                try:
-                    result = server.infer(thumbnail, target, self.cancel)
-                except RequestCancelled:
-                    break  # stopped while the server was being retried
+                result = server.infer(thumbnail, target, self.cancel)  # cancelled by a stop
                 self._progressed()
                 (out,) = frame_outputs(result)
                 maps, class_index, probability = explanation(out)

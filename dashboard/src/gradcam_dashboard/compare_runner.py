@@ -11,7 +11,7 @@ from gradcam_client.compare import compare_media
 from gradcam_client.compare_plan import ComparePlan
 from gradcam_client.compare_results import CompareSummary
 from gradcam_client.triton import GradcamServer, RetryNotice
-from gradcam_dashboard.background import FINISHING, RUNNING
+from gradcam_dashboard.background import Phase
 from gradcam_dashboard.compare_models import CompareRequest
 from gradcam_dashboard.runner import FramesRun
 
@@ -42,49 +42,6 @@ class CompareOutput:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def output_name(is_image: bool) -> str:
-    return "compare.png" if is_image else "compare.mp4"
-
-
-def run_comparison(
-    servers: tuple[GradcamServer, GradcamServer],
-    request: CompareRequest,
-    plan: ComparePlan,
-    source: Path,
-    folder: Path,
-    is_image: bool,
-    progress: Callable[[int, int | None], None],
-    cancel,
-) -> CompareOutput:
-    """Compare `source` into `folder` (compare.mp4, compare.jsonl, compare.json, a.npz, b.npz)."""
-    maps = (folder / "a.npz", folder / "b.npz")
-    result = compare_media(
-        *servers,
-        source,
-        folder / output_name(is_image),
-        request.job_settings(),
-        predictions=folder / "compare.jsonl",
-        summary=folder / "compare.json",
-        maps=maps,
-        progress=progress,
-        cancel=cancel,
-    )
-    return CompareOutput(
-        request=request,
-        plan=plan,
-        source=source,
-        folder=folder,
-        output=result.output,
-        predictions=result.predictions,
-        summary_path=result.summary_path,
-        maps=result.maps or maps,
-        summary=result.summary,
-        is_image=is_image,
-        frames=result.frames,
-        seconds=result.seconds,
-    )
-
-
 class CompareRun(FramesRun):
     """One comparison in a daemon thread; `result` is a `CompareOutput` once done."""
 
@@ -109,23 +66,41 @@ class CompareRun(FramesRun):
         self.result: CompareOutput | None = None
 
     def _run(self) -> None:
+        """Compare into the folder: compare.mp4 (.png for an image), compare.jsonl,
+        compare.json, a.npz and b.npz."""
         self.folder.mkdir(parents=True, exist_ok=True)
         pair = self.make_servers(self._on_retry)
+        maps = (self.folder / "a.npz", self.folder / "b.npz")
         try:
-            result = run_comparison(
-                pair,
-                self.request,
-                self.plan,
+            result = compare_media(
+                *pair,
                 self.source,
-                self.folder,
-                self.is_image,
-                self._progress(RUNNING),
-                self.cancel,
+                self.folder / ("compare.png" if self.is_image else "compare.mp4"),
+                self.request.job_settings(),
+                predictions=self.folder / "compare.jsonl",
+                summary=self.folder / "compare.json",
+                maps=maps,
+                progress=self._progress(Phase.RUNNING),
+                cancel=self.cancel,
             )
-            self._set_phase(FINISHING)
+            output = CompareOutput(
+                request=self.request,
+                plan=self.plan,
+                source=self.source,
+                folder=self.folder,
+                output=result.output,
+                predictions=result.predictions,
+                summary_path=result.summary_path,
+                maps=result.maps or maps,
+                summary=result.summary,
+                is_image=self.is_image,
+                frames=result.frames,
+                seconds=result.seconds,
+            )
+            self._progressed(Phase.FINISHING)
             if self.finish is not None:
-                self.finish(result)
-            self.result = result
+                self.finish(output)
+            self.result = output
         finally:
             for server in pair:
                 server.close()

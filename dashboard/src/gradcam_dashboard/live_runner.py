@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,16 +30,7 @@ from gradcam_client.live import LiveEvent, LiveFrame, LiveJob, LiveResult, LiveS
 from gradcam_client.live_streams import LiveStreams, StreamOutcome
 from gradcam_client.source_guard import SourceGuard
 from gradcam_client.triton import RetryNotice
-from gradcam_dashboard.background import (
-    ENDED,
-    FAILED,
-    FINISHED,
-    RUNNING,
-    STARTING,
-    STOPPING,
-    BackgroundTask,
-    failure_of,
-)
+from gradcam_dashboard.background import BackgroundTask, Phase, failure_of
 from gradcam_dashboard.config import LiveSourceChoice
 
 log = logging.getLogger(__name__)
@@ -106,7 +96,7 @@ class LiveView:
     key: str  # the stream's name in the session ("s1", "s2", ...)
     name: str  # the source's name, as visitors see it
     folder: Path  # its recording and predictions
-    phase: str  # see `background` ("starting": the source is being opened)
+    phase: Phase
     frame: LiveFrame | None  # the newest composed frame
     records: list[dict[str, Any]]  # predictions of the last `WINDOW_S` seconds
     stats: LiveStats | None
@@ -116,7 +106,7 @@ class LiveView:
 
     @property
     def finished(self) -> bool:
-        return self.phase in FINISHED
+        return self.phase.finished
 
     def recent_fps(self, seconds: float = RATE_WINDOW_S) -> float | None:
         """Frames explained per second of stream over the last `seconds` (None: too few)."""
@@ -136,7 +126,7 @@ class _Stream:
         self.source = source
         self.folder = folder
         self.job: LiveJob | None = None
-        self.phase = STARTING
+        self.phase = Phase.STARTING
         self.frame: LiveFrame | None = None
         self.records: deque[dict[str, Any]] = deque()
         self.events: deque[LiveEvent] = deque(maxlen=EVENTS_KEPT)
@@ -144,10 +134,6 @@ class _Stream:
         self.result: LiveResult | None = None
         self.stop_reason: str | None = None
         self.rgb: tuple[int, np.ndarray] | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.phase in FINISHED
 
     def view(self) -> LiveView:
         stats = self.result.stats if self.result is not None else None
@@ -190,9 +176,8 @@ class LiveSession(BackgroundTask):
         capacity: int = 1,
         guard: SourceGuard | None = None,
         lease_s: float = LEASE_S,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(clock)
+        super().__init__()
         self.folder = folder
         self.slots = slots
         self.capacity = capacity
@@ -212,9 +197,9 @@ class LiveSession(BackgroundTask):
 
         A source that cannot be opened is not refused here: its stream fails in its panel."""
         with self._lock:
-            if self._phase in (STOPPING, *FINISHED):
+            if self._phase is Phase.STOPPING or self._phase.finished:
                 return "these live streams have ended; start again"
-            running = [s for s in self._streams.values() if not s.finished]
+            running = [s for s in self._streams.values() if not s.phase.finished]
             if any(s.source.url == source.url for s in running):
                 return f"{source.name} is running already"
             if len(running) >= self.capacity:
@@ -262,7 +247,7 @@ class LiveSession(BackgroundTask):
     def running(self) -> list[str]:
         """The names of the sources whose streams have not ended."""
         with self._lock:
-            return [s.source.name for s in self._streams.values() if not s.finished]
+            return [s.source.name for s in self._streams.values() if not s.phase.finished]
 
     def rgb(self, key: str, frame: LiveFrame) -> np.ndarray:
         """A frame of a stream as RGB, converted once (here, never on the stream's thread)."""
@@ -280,11 +265,10 @@ class LiveSession(BackgroundTask):
         """Ask one stream to end (returns at once); the others go on."""
         with self._lock:
             stream = self._streams.get(key)
-            if stream is None or stream.finished:
+            if stream is None or stream.phase.finished:
                 return
-            if stream.stop_reason is None:
-                stream.stop_reason = reason
-            stream.phase = STOPPING
+            stream.stop_reason = stream.stop_reason or reason
+            stream.phase = Phase.STOPPING
             job = stream.job
         if job is not None:
             job.stop(reason)
@@ -302,7 +286,7 @@ class LiveSession(BackgroundTask):
         """Drop an ended stream's panel and its files."""
         with self._lock:
             stream = self._streams.get(key)
-            if stream is None or not stream.finished:
+            if stream is None or not stream.phase.finished:
                 return
             del self._streams[key]
         shutil.rmtree(stream.folder, ignore_errors=True)
@@ -327,8 +311,8 @@ class LiveSession(BackgroundTask):
             stream.records.append(record)
             while stream.records and stream.records[0]["time"] < record["time"] - WINDOW_S:
                 stream.records.popleft()
-            if stream.phase == STARTING:
-                stream.phase = RUNNING
+            if stream.phase == Phase.STARTING:
+                stream.phase = Phase.RUNNING
         self._progressed()
 
     def _on_event(self, key: str, event: LiveEvent) -> None:
@@ -343,8 +327,8 @@ class LiveSession(BackgroundTask):
             event = LiveEvent(event.kind, f"the source did not come back: {VISITOR_FAILURE}")
         with self._lock:
             stream.events.append(LiveEvent(event.kind, stream.source.redact(event.message)))
-            if event.kind == "opened" and stream.phase == STARTING:
-                stream.phase = RUNNING
+            if event.kind == "opened" and stream.phase == Phase.STARTING:
+                stream.phase = Phase.RUNNING
 
     def _on_retry(self, notice: RetryNotice) -> None:
         """A request failed and is retried: one line in every running stream's panel when
@@ -352,7 +336,7 @@ class LiveSession(BackgroundTask):
         if not self._note_outage(notice):
             return
         with self._lock:
-            keys = [key for key, stream in self._streams.items() if not stream.finished]
+            keys = [key for key, stream in self._streams.items() if not stream.phase.finished]
         event = LiveEvent("server", f"the server is not answering ({notice.problem}); retrying")
         for key in keys:
             self._on_event(key, event)
@@ -371,17 +355,17 @@ class LiveSession(BackgroundTask):
         with self._lock:
             stream.result = outcome.result
             stream.error = stream.source.redact(message) if message else None
-            stream.phase = FAILED if message else ENDED
+            stream.phase = Phase.FAILED if message else Phase.ENDED
         self.slots.release()
         self._end_if_idle()
 
     def _end_if_idle(self) -> None:
         """The session ends once no stream runs (after at least one, or a stop)."""
         with self._lock:
-            if any(not s.finished for s in self._streams.values()):
-                return
-            if self._streams or self._phase == STOPPING:
-                self._set_phase(ENDED)
+            idle = all(s.phase.finished for s in self._streams.values())
+            if idle and (self._streams or self._phase is Phase.STOPPING):
+                self._phase = Phase.ENDED
+                self._lock.notify_all()
 
     def _run(self) -> None:
         """Stop every stream when the page has not asked for them within the lease; once
@@ -389,7 +373,7 @@ class LiveSession(BackgroundTask):
         session)."""
         while True:
             with self._lock:
-                if self._phase in FINISHED:
+                if self._phase.finished:
                     discard = self._discard
                     break
                 self._lock.wait(min(5.0, self.lease_s / 4))

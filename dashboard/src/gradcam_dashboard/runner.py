@@ -7,48 +7,43 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gradcam_client.pipeline import partial_video_path
-from gradcam_client.triton import GradcamServer, RetryNotice
+from gradcam_client.triton import GradcamServer
 from gradcam_dashboard import jobs
-from gradcam_dashboard.background import (
-    FINISHED,
-    FINISHING,
-    RUNNING,
-    BackgroundTask,
-    Failure,
-    Outage,
-)
+from gradcam_dashboard.background import BackgroundTask, Failure, Outage, Phase, ServerFactory
 from gradcam_dashboard.jobs import RunOutput, RunRequest
-
-ServerFactory = Callable[[Callable[[RetryNotice], None]], GradcamServer]
-"""Makes the run's client, given the function that hears of its failed requests."""
 
 Finisher = Callable[[RunOutput, GradcamServer], None]
 """Work after the frames are done (e.g. pictures for the frame inspector), in the thread."""
-
-FIRST_PASS = "first pass"
-"""The phase of a whole-clip pass before the frames (one target class for the video)."""
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """Where a run is, for the page to draw."""
 
-    phase: str  # see `background`, and `FIRST_PASS`
+    phase: Phase
     done: int  # frames of the current pass
     total: int | None
-    elapsed: float  # seconds since the run started
     pass_elapsed: float  # seconds since the current pass started
     outage: Outage | None = None
 
     @property
     def finished(self) -> bool:
-        return self.phase in FINISHED
+        return self.phase.finished
+
+    def progress_bar(self) -> tuple[float, str]:
+        """The progress bar's fraction and text."""
+        if self.phase is Phase.STARTING:
+            return 0.0, "Starting..."
+        if self.phase is Phase.FINISHING:
+            return 1.0, "Finishing..."
+        fraction = jobs.progress_fraction(self.done, self.total)
+        what = "Whole-clip pass: frame" if self.phase is Phase.FIRST_PASS else "Frame"
+        return fraction, jobs.progress_text(self.done, self.total, self.pass_elapsed, what)
 
 
 def _count_lines(path: Path) -> int:
@@ -73,9 +68,8 @@ class FramesRun(BackgroundTask):
         folder: Path,
         is_image: bool,
         max_frames: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(clock)
+        super().__init__()
         self.source = source
         self.folder = folder
         self.is_image = is_image
@@ -86,17 +80,9 @@ class FramesRun(BackgroundTask):
         self._over_limit = False
 
     def snapshot(self) -> Snapshot:
-        outage = self.outage
         with self._lock:
-            now = self.clock()
-            return Snapshot(
-                self._phase,
-                self._done,
-                self._total,
-                now - self.started,
-                now - self._pass_started,
-                outage,
-            )
+            elapsed = self.clock() - self._pass_started
+            return Snapshot(self._phase, self._done, self._total, elapsed, self.outage)
 
     def stop(self, reason: str = "stopped", timeout: float = 10.0) -> None:
         """Stop the run and remove its files (waits for the thread up to `timeout` s)."""
@@ -104,7 +90,7 @@ class FramesRun(BackgroundTask):
         self.wait(timeout)
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def _progress(self, phase: str) -> Callable[[int, int | None], None]:
+    def _progress(self, phase: Phase) -> Callable[[int, int | None], None]:
         def report(done: int, total: int | None) -> None:
             with self._lock:
                 if phase != self._phase or done < self._done:  # a new pass
@@ -118,13 +104,12 @@ class FramesRun(BackgroundTask):
         return report
 
     def _ended_by(self, error: Exception) -> Failure | None:
+        failure = super()._ended_by(error)
         if self._over_limit:
-            failure: Failure | None = Failure(
+            failure = Failure(
                 f"The video has more than {self.max_frames} frames, the most this page runs; "
                 f"the {self.what} was stopped."
             )
-        else:
-            failure = super()._ended_by(error)
         if failure is None:
             return None
         with self._lock:
@@ -144,9 +129,8 @@ class FileRun(FramesRun):
         is_image: bool,
         max_frames: int | None = None,
         finish: Finisher | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(source, folder, is_image, max_frames, clock)
+        super().__init__(source, folder, is_image, max_frames)
         self.make_server = make_server
         self.request = request
         self.finish = finish
@@ -162,12 +146,12 @@ class FileRun(FramesRun):
                 self.source,
                 self.folder,
                 self.is_image,
-                self._progress(RUNNING),
-                first_pass_progress=self._progress(FIRST_PASS),
+                self._progress(Phase.RUNNING),
+                first_pass_progress=self._progress(Phase.FIRST_PASS),
                 cancel=self.cancel,
                 keep_partial=True,
             )
-            self._set_phase(FINISHING)
+            self._progressed(Phase.FINISHING)
             if self.finish is not None:
                 self.finish(result, server)
             self.result = result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 
 import streamlit as st
@@ -65,7 +64,7 @@ def server_choice_ui(config: DashboardConfig) -> ServerChoice:
 def status_ui(status: ServerStatus, snapshot: Snapshot | None) -> None:
     """One line saying whether the server answers (during a run, as the run sees it)."""
     if snapshot is not None and snapshot.outage is not None:
-        until = datetime.datetime.fromtimestamp(snapshot.outage.until).strftime("%H:%M:%S")
+        until = snapshot.outage.until_clock
         st.error(f"Not answering; retrying until {until}", icon=":material/cloud_off:")
     elif snapshot is not None:
         st.success("Live: your run is in progress", icon=":material/cloud_done:")
