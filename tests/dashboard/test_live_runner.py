@@ -245,7 +245,7 @@ def test_a_stream_removed_before_it_opened_ends_quietly(tmp_path):
     live = session(tmp_path, LiveSlots(1), **{SECRET: {"opening": True}})
     live.remove("s1")  # nothing yet: no effect
     assert live.add(DOOR) is None
-    assert live.view("s1").phase == "opening"
+    assert live.view("s1").phase == "starting"
     live.remove("s1")
     assert live.view("s1").phase == "stopping"
     assert live.wait(10)

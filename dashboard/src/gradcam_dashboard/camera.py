@@ -11,8 +11,6 @@ overlay is never further behind the camera than one request. The page reads `vie
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +27,9 @@ from gradcam_client.jobs.targets import TargetChoice
 from gradcam_client.live.data import LATENCY_WINDOW, Latencies
 from gradcam_client.live.output import TIME_BASE, recording_info
 from gradcam_client.media.writer import VideoWriter
-from gradcam_client.remote.server import GradcamServer, RequestCancelled, RetryNotice
 from gradcam_client.render.normalize import Scope
 from gradcam_client.render.renderer import MapRenderer, explanation, frame_outputs
+from gradcam_dashboard.background import BackgroundTask, Phase, ServerFactory
 
 RECORDING = "camera.mp4"
 PREDICTIONS = "predictions.jsonl"
@@ -42,15 +40,12 @@ IDLE_S = 10.0
 NOMINAL_FPS = 30.0
 """The recording's declared rate; each frame keeps its own arrival time."""
 
-ServerFactory = Callable[[Callable[[RetryNotice], None]], GradcamServer]
-"""Makes the run's server client, given the callback told of every failed request."""
-
 
 @dataclass(frozen=True)
 class CameraView:
     """What the page shows of a camera run."""
 
-    phase: str  # "starting", "running", "ended", "failed"
+    phase: Phase
     received: int  # frames the camera sent
     explained: int  # frames explained and composed
     dropped: int  # frames that arrived while the server was busy
@@ -65,7 +60,7 @@ class CameraView:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("ended", "failed")
+        return self.phase.finished
 
 
 def fit_within(image: np.ndarray, max_size: tuple[int, int] | None) -> np.ndarray:
@@ -93,7 +88,7 @@ def check_live_settings(settings: JobSettings, class_names: tuple[str, ...]) -> 
     return target.request_value()
 
 
-class CameraRun:
+class CameraRun(BackgroundTask):
     """One camera's run: `start`, `offer` frames, `stop`. See the module docstring.
 
     make_server: the server client (made on the worker thread, closed when the run ends).
@@ -102,6 +97,9 @@ class CameraRun:
     max_bytes: the run ends once its files hold this many bytes.
     duration: the run ends after this many seconds.
     """
+
+    thread_name = "camera-run"
+    outage_clears_s = 0.0  # one frame at a time: an answer means the server is back
 
     def __init__(
         self,
@@ -114,8 +112,8 @@ class CameraRun:
         duration: float | None = None,
         idle_s: float = IDLE_S,
         on_end: Callable[[], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(on_end=on_end)
         self.make_server = make_server
         self.settings = settings
         self.folder = folder
@@ -123,20 +121,10 @@ class CameraRun:
         self.max_bytes = max_bytes
         self.duration = duration
         self.idle_s = idle_s
-        self.on_end = on_end
-        self.clock = clock
         self.recording = folder / RECORDING
         self.predictions = folder / PREDICTIONS
-        self._wake = threading.Condition()
         self._pending: tuple[np.ndarray, float] | None = None
-        self._last_arrival = clock()
-        self._started = clock()
-        self._stop = threading.Event()
-        self._cancel = threading.Event()
-        self._ended: str | None = None
-        self._error: str | None = None
-        self._outage: str | None = None
-        self._phase = "starting"
+        self._last_arrival = self.started
         self._received = 0
         self._dropped = 0
         self._explained = 0
@@ -146,16 +134,9 @@ class CameraRun:
         self._overlay: np.ndarray | None = None
         self._overlay_index = -1
         self._writer: VideoWriter | None = None
-        self._size: tuple[int, int] | None = None
         self._log: PredictionLog | None = None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="camera-run", daemon=True)
 
     # -- the camera's and the page's side
-
-    def start(self) -> CameraRun:
-        self._thread.start()
-        return self
 
     def offer(self, image: np.ndarray, arrived: float | None = None, superseded: int = 0) -> None:
         """A frame from the camera (RGB uint8): it replaces the one waiting, if any.
@@ -163,40 +144,26 @@ class CameraRun:
         superseded: frames that arrived just before it, never offered (dropped too).
         """
         arrived = self.clock() if arrived is None else arrived
-        with self._wake:
+        with self._lock:
             self._received += 1 + superseded
             self._dropped += superseded
             self._last_arrival = arrived
-            if self._stop.is_set():
+            if self.cancel.is_set():
                 self._dropped += 1
                 return
             if self._pending is not None:
                 self._dropped += 1
             self._pending = (image, arrived)
-            self._wake.notify()
+            self._lock.notify_all()
 
     def overlay(self) -> tuple[int, np.ndarray] | None:
         """The newest composed overlay (RGB) and its number among the explained frames."""
-        with self._wake:
-            if self._overlay is None:
-                return None
-            return self._overlay_index, self._overlay
-
-    def stop(self, reason: str = "stopped") -> None:
-        """End the run (returns at once; `wait` for it); its files are kept."""
-        with self._wake:
-            if self._ended is None:
-                self._ended = reason
-            self._stop.set()
-            self._wake.notify()
-        self._cancel.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the run to end; whether it has."""
-        return self._done.wait(timeout)
+        with self._lock:
+            return None if self._overlay is None else (self._overlay_index, self._overlay)
 
     def view(self) -> CameraView:
-        with self._wake:
+        with self._lock:
+            outage = self.outage
             p50, p95 = self._latencies.percentiles(LATENCY_WINDOW)
             record = self._record
             return CameraView(
@@ -209,38 +176,34 @@ class CameraRun:
                 latency_last=self._last_latency,
                 class_name=record["class_name"] if record else None,
                 score=record["score"] if record else None,
-                ended=self._ended if self._phase == "ended" else None,
-                error=self._error,
-                outage=self._outage if not self._done.is_set() else None,
+                ended=self.ended,
+                error=self.failure.message if self.failure else None,
+                outage=f"the server is not answering ({outage.problem}); retrying"
+                if outage
+                else None,
             )
 
     # -- the worker
 
-    def _on_retry(self, notice: RetryNotice) -> None:
-        with self._wake:
-            self._outage = f"the server is not answering ({notice.problem}); retrying"
-
     def _next(self) -> tuple[np.ndarray, float] | None:
         """The newest frame, once one arrives; None when the run is to end."""
-        with self._wake:
-            while self._pending is None and not self._stop.is_set():
+        with self._lock:
+            while self._pending is None and not self.cancel.is_set():
                 idle = self.clock() - self._last_arrival
                 if idle >= self.idle_s:
-                    self._ended = self._ended or "the camera stopped sending frames"
-                    return None
-                if self.duration is not None and self.clock() - self._started >= self.duration:
-                    self._ended = self._ended or "the longest run was reached"
-                    return None
-                self._wake.wait(min(0.5, self.idle_s - idle))
-            if self._stop.is_set():
+                    self.stop("the camera stopped sending frames")
+                elif self.duration is not None and self.clock() - self.started >= self.duration:
+                    self.stop("the longest run was reached")
+                else:
+                    self._lock.wait(min(0.5, self.idle_s - idle))
+            if self.cancel.is_set():
                 return None
             pending, self._pending = self._pending, None
             return pending
 
-    def _work(self) -> None:
-        server = None
+    def _run(self) -> None:
+        server = self.make_server(self._on_retry)
         try:
-            server = self.make_server(self._on_retry)
             info = server.model_info()
             panels = select_panels(info, self.settings)
             renderer = MapRenderer(panels, self.settings, info.class_names)
@@ -251,44 +214,27 @@ class CameraRun:
                 image, arrived = item
                 image = fit_within(image, self.max_size)
                 thumbnail = resize_for_model(image, info)[None]
-                try:
-                    result = server.infer(thumbnail, target, self._cancel)
-                except RequestCancelled:
-                    break  # stopped while the server was being retried
-                with self._wake:
-                    self._outage = None
-                    self._phase = "running"
+                result = server.infer(thumbnail, target, self.cancel)  # cancelled by a stop
+                self._progressed()
                 (out,) = frame_outputs(result)
                 maps, class_index, probability = explanation(out)
                 picture = renderer.render(image, maps, class_index, probability)
                 self._record_frame(picture, arrived, out, info.class_names)
-        except GradcamError as error:
-            with self._wake:
-                self._error = str(error) if not self._stop.is_set() else None
-        except Exception as error:  # unforeseen: still one line for the page
-            with self._wake:
-                self._error = f"unexpected {type(error).__name__}: {error}"
         finally:
             self._close_files()
-            if server is not None:
-                server.close()
-            with self._wake:
-                self._phase = "failed" if self._error else "ended"
-                self._ended = self._ended or "stopped"
-                self._stop.set()
+            server.close()
+            with self._lock:
+                self.cancel.set()  # frames offered from now on are dropped
                 if self._pending is not None:
                     self._dropped += 1
                     self._pending = None
-            self._done.set()
-            if self.on_end is not None:
-                self.on_end()
 
     def _record_frame(
         self, picture: np.ndarray, arrived: float, out: Any, class_names: tuple[str, ...]
     ) -> None:
         now = self.clock()
         latency = now - arrived
-        seconds = arrived - self._started
+        seconds = arrived - self.started
         writer = self._open_writer(picture)
         width, height = writer.size or (0, 0)
         recorded = picture
@@ -306,7 +252,7 @@ class CameraRun:
         record["latency_ms"] = round(1000 * latency, 1)
         assert self._log is not None
         self._log.write(record)
-        with self._wake:
+        with self._lock:
             self._latencies.add(latency)
             self._last_latency = latency
             self._record = record

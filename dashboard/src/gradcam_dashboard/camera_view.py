@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +21,12 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from gradcam_dashboard import servers
+from gradcam_dashboard.background import Phase
 from gradcam_dashboard.camera import CameraRun, CameraView
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
 from gradcam_dashboard.jobs import RunRequest
 from gradcam_dashboard.live_runner import LiveSlots
-from gradcam_dashboard.sessions import new_subfolder
+from gradcam_dashboard.sessions import new_subfolder, when_session_ends
 from gradcam_dashboard.webrtc_network import restrict_host_addresses, rtc_configuration
 
 STATUS_REFRESH_S = 0.5
@@ -164,7 +164,7 @@ class CameraFeed:
         """What the page shows: the newest overlay; the camera itself, dimmed, before the
         first one or after the run failed."""
         view = run.view()
-        if view.phase == "failed":
+        if view.phase == Phase.FAILED:
             return av.VideoFrame.from_ndarray(
                 notice_picture(image, "not explained: see the page"), format="rgb24"
             )
@@ -184,9 +184,7 @@ def feed(config: DashboardConfig) -> CameraFeed:
     current: CameraFeed | None = state.get("camera_feed")
     if current is None:
         current = state["camera_feed"] = CameraFeed(camera_slots(config.max_cameras))
-        janitor = state.get("janitor")
-        if janitor is not None:  # a session that ends (tab closed) stops its camera too
-            weakref.finalize(janitor, current.stop, "the session ended")
+        when_session_ends(state, current.stop, "the session ended")
     return current
 
 
@@ -315,7 +313,7 @@ def _ms(seconds: float | None) -> str:
 def status_ui(view: CameraView) -> None:
     """One line: starting, what the camera shows, the server not answering, or the end."""
     with st.container(key="camera-status"):
-        if view.phase == "failed":
+        if view.phase == Phase.FAILED:
             st.error(
                 f"**The camera run stopped:** {view.error}. Stop the camera for what was "
                 "recorded so far.",
@@ -323,7 +321,7 @@ def status_ui(view: CameraView) -> None:
             )
         elif view.outage is not None:
             st.warning(f"**Not explained:** {view.outage}", icon=":material/cloud_off:")
-        elif view.phase == "ended":
+        elif view.phase == Phase.ENDED:
             st.info(f"**Ended:** {view.ended}.", icon=":material/stop_circle:")
         elif view.class_name is None:
             st.info("Starting: the first frame is on its way to the server...")
@@ -360,7 +358,7 @@ def ended_ui(run: CameraRun) -> None:
         )
     )
     with st.container(key="camera-ended"):
-        if view.phase == "failed":
+        if view.phase == Phase.FAILED:
             st.error(
                 f"**The camera run stopped:** {view.error} ({summary}).", icon=":material/error:"
             )

@@ -4,9 +4,7 @@ worst frames and an inspector with both maps and both predictions."""
 
 from __future__ import annotations
 
-import datetime
 import shutil
-import weakref
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
@@ -21,12 +19,12 @@ from gradcam_client.remote.contract import ModelInfo
 from gradcam_client.remote.model_ref import ModelRef
 from gradcam_client.render.compose import COLORMAPS
 from gradcam_dashboard import charts, compare_charts, compare_models, jobs, media, servers
+from gradcam_dashboard.background import Failure
 from gradcam_dashboard.compare_models import CompareRequest
 from gradcam_dashboard.compare_runner import CompareOutput, CompareRun
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
-from gradcam_dashboard.runner import Failure
 from gradcam_dashboard.servers import ServerStatus
-from gradcam_dashboard.sessions import new_subfolder
+from gradcam_dashboard.sessions import new_subfolder, when_session_ends
 
 MODES = {"explain": "Explain with one model", "compare": "Compare two models"}
 OTHER = "__other__"
@@ -277,9 +275,7 @@ def start(
         finish=finish,
     )
     st.session_state[RUN] = run.start()
-    janitor = st.session_state.get("janitor")
-    if janitor is not None:  # a session that ends (tab closed) stops its run too
-        weakref.finalize(janitor, run.cancel.set)
+    when_session_ends(st.session_state, run.cancel.set)
 
 
 @st.fragment(run_every=PROGRESS_REFRESH_S)
@@ -301,18 +297,12 @@ def progress_ui(config: DashboardConfig) -> None:
             shutil.rmtree(run.folder, ignore_errors=True)
             state[STOPPED] = True
         st.rerun()
-    if snapshot.phase == "starting":
-        fraction, text = 0.0, "Starting..."
-    elif snapshot.phase == "finishing":
-        fraction, text = 1.0, "Finishing..."
-    else:
-        fraction = jobs.progress_fraction(snapshot.done, snapshot.total)
-        text = jobs.progress_text(snapshot.done, snapshot.total, snapshot.pass_elapsed)
+    fraction, text = snapshot.progress_bar()
     st.progress(fraction, text=f"Both models · {text}")
     if snapshot.outage is not None:
-        until = datetime.datetime.fromtimestamp(snapshot.outage.until).strftime("%H:%M:%S")
         st.warning(
-            f"**The server is not answering.** The page keeps retrying until {until}. "
+            "**The server is not answering.** The page keeps retrying until "
+            f"{snapshot.outage.until_clock}. "
             f"({snapshot.outage.problem})",
             icon=":material/cloud_off:",
         )

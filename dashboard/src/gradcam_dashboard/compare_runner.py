@@ -1,5 +1,5 @@
 """A comparison in a background thread (`compare_media`), with the file mode's progress,
-outage notice and stop (`runner.BackgroundRun`), and the files it made."""
+outage notice and stop (`runner.FramesRun`), and the files it made."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from gradcam_client.compare.job import compare_media
 from gradcam_client.compare.plan import ComparePlan
 from gradcam_client.compare.results import CompareSummary
 from gradcam_client.remote.server import GradcamServer, RetryNotice
+from gradcam_dashboard.background import Phase
 from gradcam_dashboard.compare_models import CompareRequest
-from gradcam_dashboard.runner import BackgroundRun, Failure
+from gradcam_dashboard.runner import FramesRun
 
 PairFactory = Callable[[Callable[[RetryNotice], None]], tuple[GradcamServer, GradcamServer]]
 """Makes the clients of models A and B, given the function that hears of failed requests."""
@@ -41,51 +42,10 @@ class CompareOutput:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def output_name(is_image: bool) -> str:
-    return "compare.png" if is_image else "compare.mp4"
-
-
-def run_comparison(
-    servers: tuple[GradcamServer, GradcamServer],
-    request: CompareRequest,
-    plan: ComparePlan,
-    source: Path,
-    folder: Path,
-    is_image: bool,
-    progress: Callable[[int, int | None], None],
-    cancel,
-) -> CompareOutput:
-    """Compare `source` into `folder` (compare.mp4, compare.jsonl, compare.json, a.npz, b.npz)."""
-    maps = (folder / "a.npz", folder / "b.npz")
-    result = compare_media(
-        *servers,
-        source,
-        folder / output_name(is_image),
-        request.job_settings(),
-        predictions=folder / "compare.jsonl",
-        summary=folder / "compare.json",
-        maps=maps,
-        progress=progress,
-        cancel=cancel,
-    )
-    return CompareOutput(
-        request=request,
-        plan=plan,
-        source=source,
-        folder=folder,
-        output=result.output,
-        predictions=result.predictions,
-        summary_path=result.summary_path,
-        maps=result.maps or maps,
-        summary=result.summary,
-        is_image=is_image,
-        frames=result.frames,
-        seconds=result.seconds,
-    )
-
-
-class CompareRun(BackgroundRun):
+class CompareRun(FramesRun):
     """One comparison in a daemon thread; `result` is a `CompareOutput` once done."""
+
+    what = "comparison"
 
     def __init__(
         self,
@@ -98,41 +58,49 @@ class CompareRun(BackgroundRun):
         max_frames: int | None = None,
         finish: Callable[[CompareOutput], None] | None = None,
     ) -> None:
-        super().__init__(None, None, source, folder, is_image, max_frames)  # type: ignore[arg-type]
+        super().__init__(source, folder, is_image, max_frames)
         self.make_servers = make_servers
-        self.compare_request = request
+        self.request = request
         self.plan = plan
-        self.finish_compare = finish
-        self.result: CompareOutput | None = None  # type: ignore[assignment]
+        self.finish = finish
+        self.result: CompareOutput | None = None
 
-    def _work(self) -> None:
-        pair: tuple[GradcamServer, GradcamServer] | None = None
+    def _run(self) -> None:
+        """Compare into the folder: compare.mp4 (.png for an image), compare.jsonl,
+        compare.json, a.npz and b.npz."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        pair = self.make_servers(self._on_retry)
+        maps = (self.folder / "a.npz", self.folder / "b.npz")
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            pair = self.make_servers(self._on_retry)
-            result = run_comparison(
-                pair,
-                self.compare_request,
-                self.plan,
+            result = compare_media(
+                *pair,
                 self.source,
-                self.folder,
-                self.is_image,
-                self._progress("frames"),
-                self.cancel,
+                self.folder / ("compare.png" if self.is_image else "compare.mp4"),
+                self.request.job_settings(),
+                predictions=self.folder / "compare.jsonl",
+                summary=self.folder / "compare.json",
+                maps=maps,
+                progress=self._progress(Phase.RUNNING),
+                cancel=self.cancel,
             )
-            self._set_phase("finishing")
-            if self.finish_compare is not None:
-                self.finish_compare(result)
-            self.result = result
-            self._set_phase("done")
-        except Exception as error:
-            self._ended_by(error, "comparison")
+            output = CompareOutput(
+                request=self.request,
+                plan=self.plan,
+                source=self.source,
+                folder=self.folder,
+                output=result.output,
+                predictions=result.predictions,
+                summary_path=result.summary_path,
+                maps=result.maps or maps,
+                summary=result.summary,
+                is_image=self.is_image,
+                frames=result.frames,
+                seconds=result.seconds,
+            )
+            self._progressed(Phase.FINISHING)
+            if self.finish is not None:
+                self.finish(output)
+            self.result = output
         finally:
-            for server in pair or ():
+            for server in pair:
                 server.close()
-
-    def _fail(self, message: str, server_lost: bool) -> None:
-        with self._lock:
-            done, total = self._done, self._total
-        self.failure = Failure(message, done, total, server_lost)
-        self._set_phase("failed")

@@ -2,44 +2,31 @@
 
 from __future__ import annotations
 
-import datetime
 import shutil
-import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from gradcam_dashboard import (
-    jobs,
     media,
     servers,
 )
+from gradcam_dashboard.background import Failure
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
 from gradcam_dashboard.jobs import RunOutput, RunRequest
 from gradcam_dashboard.result_view import partial_downloads_ui, results_ui
-from gradcam_dashboard.runner import BackgroundRun, Failure, Snapshot
+from gradcam_dashboard.runner import FileRun
 from gradcam_dashboard.server_panel import retry_server
-from gradcam_dashboard.sessions import (
-    new_subfolder,
-)
+from gradcam_dashboard.sessions import new_subfolder, when_session_ends
 from gradcam_dashboard.workspace import InputFile, folders
 
 PROGRESS_REFRESH_S = 0.25
 
 
-@dataclass(frozen=True)
-class FailedRun:
-    """A run that failed: why, and what it made; its files stay until the next run."""
-
-    failure: Failure
-    folder: Path
-
-
 def stop_run() -> None:
     """The Stop button: end the run and remove its files."""
     state = st.session_state
-    run: BackgroundRun | None = state.pop("active_run", None)
+    run: FileRun | None = state.pop("active_run", None)
     if run is not None:
         run.stop()
     state["stopped"] = True
@@ -79,7 +66,7 @@ def run_ui(
     if state.get("active_run") is not None:
         progress_ui(config)
     elif "failed" in state:
-        failure_ui(config, state["failed"])
+        failure_ui(config, state["failed"].failure)
 
 
 def _drop_previous() -> None:
@@ -118,7 +105,7 @@ def start_run(
             source_path, out.output, out.folder / "frames", out.frames
         )
 
-    run = BackgroundRun(
+    run = FileRun(
         make_server,
         request,
         source.path,
@@ -128,31 +115,14 @@ def start_run(
         finish=finish,
     )
     st.session_state["active_run"] = run.start()
-    janitor = st.session_state.get("janitor")
-    if janitor is not None:  # a session that ends (tab closed) stops its run too
-        weakref.finalize(janitor, run.cancel.set)
-
-
-def _progress_line(snapshot: Snapshot) -> tuple[float, str]:
-    """The progress bar's fraction and text for a snapshot."""
-    if snapshot.phase == "starting":
-        return 0.0, "Starting..."
-    if snapshot.phase == "finishing":
-        return 1.0, "Finishing..."
-    fraction = jobs.progress_fraction(snapshot.done, snapshot.total)
-    if snapshot.phase == "first pass":
-        what = "Whole-clip pass: frame"
-        return fraction, jobs.progress_text(
-            snapshot.done, snapshot.total, snapshot.pass_elapsed, what
-        )
-    return fraction, jobs.progress_text(snapshot.done, snapshot.total, snapshot.pass_elapsed)
+    when_session_ends(st.session_state, run.cancel.set)
 
 
 @st.fragment(run_every=PROGRESS_REFRESH_S)
 def progress_ui(config: DashboardConfig) -> None:
     """The running run's progress, a notice while the server does not answer, and Stop."""
     state = st.session_state
-    run: BackgroundRun | None = state.get("active_run")
+    run: FileRun | None = state.get("active_run")
     if run is None:  # stopped meanwhile
         st.rerun()
         return
@@ -161,26 +131,26 @@ def progress_ui(config: DashboardConfig) -> None:
         finish_run(run)
         st.rerun()
     folders(config).touch(run.folder.parent)
-    fraction, text = _progress_line(snapshot)
+    fraction, text = snapshot.progress_bar()
     st.progress(fraction, text=text)
     if snapshot.outage is not None:
-        until = datetime.datetime.fromtimestamp(snapshot.outage.until).strftime("%H:%M:%S")
         st.warning(
-            f"**The server is not answering.** The page keeps retrying until {until}; the "
-            f"frames done so far are kept. ({snapshot.outage.problem})",
+            "**The server is not answering.** The page keeps retrying until "
+            f"{snapshot.outage.until_clock}; the frames done so far are kept. "
+            f"({snapshot.outage.problem})",
             icon=":material/cloud_off:",
         )
     st.button("Stop", on_click=stop_run, key="stop", icon=":material/stop:")
 
 
-def finish_run(run: BackgroundRun) -> None:
+def finish_run(run: FileRun) -> None:
     """Move a finished run's outcome into the page's state."""
     state = st.session_state
     state.pop("active_run", None)
     if run.result is not None:
         state["result"] = run.result
     elif run.failure is not None:
-        state["failed"] = FailedRun(run.failure, run.folder)
+        state["failed"] = run  # its files stay until the next run
         if run.failure.server_lost:
             retry_server()  # the status is checked afresh
     else:
@@ -188,9 +158,8 @@ def finish_run(run: BackgroundRun) -> None:
         state["stopped"] = True
 
 
-def failure_ui(config: DashboardConfig, failed: FailedRun) -> None:
+def failure_ui(config: DashboardConfig, failure: Failure) -> None:
     """Why the run failed, how far it got, what it made, and one Try again button."""
-    failure = failed.failure
     of = f" of {failure.total}" if failure.total else ""
     done = f"{failure.frames_done}{of} frames were done"
     if failure.server_lost:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from gradcam_client.live.job import LiveEvent, LiveFrame, LiveJob, LiveResult, L
 from gradcam_client.live.source_guard import SourceGuard
 from gradcam_client.live.streams import LiveStreams, StreamOutcome
 from gradcam_client.remote.server import RetryNotice
+from gradcam_dashboard.background import BackgroundTask, Phase, failure_of
 from gradcam_dashboard.config import LiveSourceChoice
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,6 @@ RATE_WINDOW_S = 5.0
 
 EVENTS_KEPT = 6
 """Recent event lines shown per stream."""
-
-OUTAGE_NOTICE_EVERY_S = 5.0
-"""At most one "the server is not answering" line this often."""
 
 StreamsFactory = Callable[
     [
@@ -99,7 +96,7 @@ class LiveView:
     key: str  # the stream's name in the session ("s1", "s2", ...)
     name: str  # the source's name, as visitors see it
     folder: Path  # its recording and predictions
-    phase: str  # "opening", "running", "stopping", "ended", "failed"
+    phase: Phase
     frame: LiveFrame | None  # the newest composed frame
     records: list[dict[str, Any]]  # predictions of the last `WINDOW_S` seconds
     stats: LiveStats | None
@@ -109,7 +106,7 @@ class LiveView:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("ended", "failed")
+        return self.phase.finished
 
     def recent_fps(self, seconds: float = RATE_WINDOW_S) -> float | None:
         """Frames explained per second of stream over the last `seconds` (None: too few)."""
@@ -129,7 +126,7 @@ class _Stream:
         self.source = source
         self.folder = folder
         self.job: LiveJob | None = None
-        self.phase = "opening"
+        self.phase = Phase.STARTING
         self.frame: LiveFrame | None = None
         self.records: deque[dict[str, Any]] = deque()
         self.events: deque[LiveEvent] = deque(maxlen=EVENTS_KEPT)
@@ -137,10 +134,6 @@ class _Stream:
         self.result: LiveResult | None = None
         self.stop_reason: str | None = None
         self.rgb: tuple[int, np.ndarray] | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.phase in ("ended", "failed")
 
     def view(self) -> LiveView:
         stats = self.result.stats if self.result is not None else None
@@ -162,13 +155,17 @@ class _Stream:
         )
 
 
-class LiveSession:
+class LiveSession(BackgroundTask):
     """The live streams of one browser session (one `LiveStreams`), with the hand-over the
-    page reads.
+    page reads. The session has ended once every stream has (none can be added then); its
+    thread stops the streams when the page's lease lapses, and closes the server connection
+    at the end.
 
     capacity: streams running at once in this session.
     guard: how a visitor's own address is checked (the operator's sources are trusted).
     """
+
+    thread_name = "live-session"
 
     def __init__(
         self,
@@ -179,25 +176,19 @@ class LiveSession:
         capacity: int = 1,
         guard: SourceGuard | None = None,
         lease_s: float = LEASE_S,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.folder = folder
         self.slots = slots
         self.capacity = capacity
         self.guard = guard
         self.lease_s = lease_s
-        self.clock = clock
-        self._lock = threading.Lock()
         self._streams: dict[str, _Stream] = {}
         self._added = 0
-        self._closed = False
         self._discard = False
-        self._last_outage = -OUTAGE_NOTICE_EVERY_S
-        self._last_seen = clock()
-        self._done = threading.Event()
+        self._last_seen = self.started
         self.engine = make_streams(self._on_frame, self._on_event, self._on_end, self._on_retry)
-        self._watchdog = threading.Thread(target=self._watch, name="live-lease", daemon=True)
-        self._watchdog.start()
+        self.start()
 
     # -- the page's side
 
@@ -206,9 +197,9 @@ class LiveSession:
 
         A source that cannot be opened is not refused here: its stream fails in its panel."""
         with self._lock:
-            if self._closed:
+            if self._phase is Phase.STOPPING or self._phase.finished:
                 return "these live streams have ended; start again"
-            running = [s for s in self._streams.values() if not s.finished]
+            running = [s for s in self._streams.values() if not s.phase.finished]
             if any(s.source.url == source.url for s in running):
                 return f"{source.name} is running already"
             if len(running) >= self.capacity:
@@ -256,13 +247,7 @@ class LiveSession:
     def running(self) -> list[str]:
         """The names of the sources whose streams have not ended."""
         with self._lock:
-            return [s.source.name for s in self._streams.values() if not s.finished]
-
-    @property
-    def finished(self) -> bool:
-        """Every stream has ended (none can be added any more)."""
-        with self._lock:
-            return self._closed
+            return [s.source.name for s in self._streams.values() if not s.phase.finished]
 
     def rgb(self, key: str, frame: LiveFrame) -> np.ndarray:
         """A frame of a stream as RGB, converted once (here, never on the stream's thread)."""
@@ -280,30 +265,28 @@ class LiveSession:
         """Ask one stream to end (returns at once); the others go on."""
         with self._lock:
             stream = self._streams.get(key)
-            if stream is None or stream.finished:
+            if stream is None or stream.phase.finished:
                 return
-            if stream.stop_reason is None:
-                stream.stop_reason = reason
-            stream.phase = "stopping"
+            stream.stop_reason = stream.stop_reason or reason
+            stream.phase = Phase.STOPPING
             job = stream.job
         if job is not None:
             job.stop(reason)
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask every stream to end (returns at once; `wait` for them)."""
+        super().stop(reason)
         with self._lock:
             keys = list(self._streams)
-            idle = not any(not s.finished for s in self._streams.values())
         for key in keys:
             self.remove(key, reason)
-        if idle:
-            self._close()
+        self._end_if_idle()
 
     def forget(self, key: str) -> None:
         """Drop an ended stream's panel and its files."""
         with self._lock:
             stream = self._streams.get(key)
-            if stream is None or not stream.finished:
+            if stream is None or not stream.phase.finished:
                 return
             del self._streams[key]
         shutil.rmtree(stream.folder, ignore_errors=True)
@@ -313,12 +296,8 @@ class LiveSession:
         with self._lock:
             self._discard = True
         self.stop()
-        if self.finished:
+        if self.finished:  # else the session's thread removes them when it closes
             shutil.rmtree(self.folder, ignore_errors=True)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for every stream to end; whether they have."""
-        return self._done.wait(timeout)
 
     # -- the streams' side
 
@@ -332,8 +311,9 @@ class LiveSession:
             stream.records.append(record)
             while stream.records and stream.records[0]["time"] < record["time"] - WINDOW_S:
                 stream.records.popleft()
-            if stream.phase == "opening":
-                stream.phase = "running"
+            if stream.phase == Phase.STARTING:
+                stream.phase = Phase.RUNNING
+        self._progressed()
 
     def _on_event(self, key: str, event: LiveEvent) -> None:
         if event.kind == "failed":
@@ -347,17 +327,16 @@ class LiveSession:
             event = LiveEvent(event.kind, f"the source did not come back: {VISITOR_FAILURE}")
         with self._lock:
             stream.events.append(LiveEvent(event.kind, stream.source.redact(event.message)))
-            if event.kind == "opened" and stream.phase == "opening":
-                stream.phase = "running"
+            if event.kind == "opened" and stream.phase == Phase.STARTING:
+                stream.phase = Phase.RUNNING
 
     def _on_retry(self, notice: RetryNotice) -> None:
-        """A request failed and is retried: one line in every running stream's panel."""
-        now = self.clock()
+        """A request failed and is retried: one line in every running stream's panel when
+        an outage begins."""
+        if not self._note_outage(notice):
+            return
         with self._lock:
-            if now - self._last_outage < OUTAGE_NOTICE_EVERY_S:
-                return
-            self._last_outage = now
-            keys = [key for key, stream in self._streams.items() if not stream.finished]
+            keys = [key for key, stream in self._streams.items() if not stream.phase.finished]
         event = LiveEvent("server", f"the server is not answering ({notice.problem}); retrying")
         for key in keys:
             self._on_event(key, event)
@@ -367,39 +346,40 @@ class LiveSession:
             stream = self._streams.get(key)
         if stream is None:
             return
-        error = outcome.error
-        message: str | None = None
-        if error is not None and stream.stop_reason is None:  # not just stopped while opening
-            message = str(error)
-            if stream.source.visitor and isinstance(error, SourceError):
-                log.warning("a visitor's live source failed: %s", error)
+        message = None
+        if outcome.error is not None and stream.stop_reason is None:  # not just stopped
+            message = failure_of(outcome.error).message
+            if stream.source.visitor and isinstance(outcome.error, SourceError):
+                log.warning("a visitor's live source failed: %s", outcome.error)
                 message = VISITOR_FAILURE
         with self._lock:
             stream.result = outcome.result
             stream.error = stream.source.redact(message) if message else None
-            stream.phase = "failed" if message else "ended"
-            idle = not any(not s.finished for s in self._streams.values())
+            stream.phase = Phase.FAILED if message else Phase.ENDED
         self.slots.release()
-        if idle:
-            self._close()
+        self._end_if_idle()
 
-    def _close(self) -> None:
-        """Every stream has ended: close the server connection, and remove the files if the
-        session was discarded."""
+    def _end_if_idle(self) -> None:
+        """The session ends once no stream runs (after at least one, or a stop)."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            discard = self._discard
+            idle = all(s.phase.finished for s in self._streams.values())
+            if idle and (self._streams or self._phase is Phase.STOPPING):
+                self._phase = Phase.ENDED
+                self._lock.notify_all()
+
+    def _run(self) -> None:
+        """Stop every stream when the page has not asked for them within the lease; once
+        every stream has ended, close the server connection (and the files of a discarded
+        session)."""
+        while True:
+            with self._lock:
+                if self._phase.finished:
+                    discard = self._discard
+                    break
+                self._lock.wait(min(5.0, self.lease_s / 4))
+                lapsed = self.clock() - self._last_seen > self.lease_s
+            if lapsed:
+                self.stop("the page was closed")
         self.engine.server.close()
         if discard:
             shutil.rmtree(self.folder, ignore_errors=True)
-        self._done.set()
-
-    def _watch(self) -> None:
-        """Stop every stream when the page has not asked for them within the lease."""
-        while not self._done.wait(min(5.0, self.lease_s / 4)):
-            with self._lock:
-                idle = self.clock() - self._last_seen
-            if idle > self.lease_s:
-                self.stop("the page was closed")

@@ -16,6 +16,7 @@ from gradcam_client.live.job import LiveEvent, LiveSettings, LiveStats
 from gradcam_client.live.output import segment_path
 from gradcam_client.live.streams import LiveStreams
 from gradcam_dashboard import charts, servers
+from gradcam_dashboard.background import Phase
 from gradcam_dashboard.config import (
     ENV_LIVE_SOURCES,
     DashboardConfig,
@@ -32,7 +33,7 @@ from gradcam_dashboard.live_runner import (
     LiveSlots,
     LiveView,
 )
-from gradcam_dashboard.sessions import new_subfolder
+from gradcam_dashboard.sessions import new_subfolder, when_session_ends
 
 FRAME_REFRESH_S = 0.5
 CHART_REFRESH_S = 2.0
@@ -164,9 +165,7 @@ def start_live(
     discard()  # the previous streams and their files
     state["live_run"] = session
     state["live_model"] = request.model
-    janitor = state.get("janitor")
-    if janitor is not None:  # a session that ends (tab closed) stops its streams too
-        weakref.finalize(janitor, _stop_if_running, weakref.ref(session))
+    when_session_ends(state, _stop_if_running, weakref.ref(session))
     return None
 
 
@@ -351,13 +350,13 @@ def panel(session: LiveSession, view: LiveView, several: bool) -> None:
 
 def status_ui(view: LiveView, label: str) -> None:
     """One line: opening, live, stopping, how it ended, or why it failed."""
-    if view.phase == "opening":
+    if view.phase == Phase.STARTING:
         st.info(f"Opening {label}...", icon=":material/hourglass_top:")
-    elif view.phase == "running":
+    elif view.phase == Phase.RUNNING:
         st.success(f"Live: {label}", icon=":material/sensors:")
-    elif view.phase == "stopping":
+    elif view.phase == Phase.STOPPING:
         st.info(f"Stopping {label}...", icon=":material/hourglass_bottom:")
-    elif view.phase == "failed":
+    elif view.phase == Phase.FAILED:
         with st.container(key=f"live-failed-{view.key}"):
             st.error(f"**The live stream failed:** {view.error}", icon=":material/error:")
     elif view.result is not None:

@@ -1,72 +1,49 @@
-"""A run in a background thread: the page polls its progress, can stop it, and reads how it
-ended (its result, or what failed, how many frames were done and what was made so far).
-
-The page's script never waits for the server, so it keeps redrawing (progress, a server that
-is not answering, the load panel) however the server behaves.
+"""A run over the frames of one file in the background: the page polls its progress, can
+stop it, and reads how it ended (its result, or what failed, how many frames were done and
+what was made so far). `FramesRun` is what the file run (`FileRun`) and the comparison share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradcam_client.errors import Cancelled, GradcamError, ServerUnavailable
 from gradcam_client.jobs.file_job import partial_video_path
-from gradcam_client.remote.server import GradcamServer, RetryNotice
+from gradcam_client.remote.server import GradcamServer
 from gradcam_dashboard import jobs
+from gradcam_dashboard.background import BackgroundTask, Failure, Outage, Phase, ServerFactory
 from gradcam_dashboard.jobs import RunOutput, RunRequest
-
-ServerFactory = Callable[[Callable[[RetryNotice], None]], GradcamServer]
-"""Makes the run's client, given the function that hears of its failed requests."""
 
 Finisher = Callable[[RunOutput, GradcamServer], None]
 """Work after the frames are done (e.g. pictures for the frame inspector), in the thread."""
-
-OUTAGE_CLEARS_S = 1.0
-"""An outage is over once frames advance this long after the last failed request (answers
-received before the failure may still be composed just after it)."""
-
-
-@dataclass(frozen=True)
-class Outage:
-    """The server stopped answering during the run: since when, and until when it is retried
-    (wall-clock seconds), and the last error seen."""
-
-    since: float
-    until: float
-    problem: str
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """Where a run is, for the page to draw."""
 
-    phase: str  # "starting", "first pass", "frames", "finishing", "done", "failed", "stopped"
+    phase: Phase
     done: int  # frames of the current pass
     total: int | None
-    elapsed: float  # seconds since the run started
     pass_elapsed: float  # seconds since the current pass started
     outage: Outage | None = None
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("done", "failed", "stopped")
+        return self.phase.finished
 
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a run failed, how far it got, and what it made before it failed."""
-
-    message: str
-    frames_done: int
-    total: int | None
-    server_lost: bool
-    video: Path | None = None  # the heat-map video of the frames done
-    predictions: Path | None = None  # their predictions (JSONL)
+    def progress_bar(self) -> tuple[float, str]:
+        """The progress bar's fraction and text."""
+        if self.phase is Phase.STARTING:
+            return 0.0, "Starting..."
+        if self.phase is Phase.FINISHING:
+            return 1.0, "Finishing..."
+        fraction = jobs.progress_fraction(self.done, self.total)
+        what = "Whole-clip pass: frame" if self.phase is Phase.FIRST_PASS else "Frame"
+        return fraction, jobs.progress_text(self.done, self.total, self.pass_elapsed, what)
 
 
 def _count_lines(path: Path) -> int:
@@ -77,8 +54,71 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
-class BackgroundRun:
-    """One run of `jobs.run` in a daemon thread, with progress, an outage notice and stop."""
+class FramesRun(BackgroundTask):
+    """A run over the frames of `source` into `folder`, with progress, at most `max_frames`
+    frames, and its folder removed when it is stopped."""
+
+    thread_name = "dashboard-run"
+    what = "run"
+    """What the page calls it (in the frame limit's message)."""
+
+    def __init__(
+        self,
+        source: Path,
+        folder: Path,
+        is_image: bool,
+        max_frames: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.folder = folder
+        self.is_image = is_image
+        self.max_frames = max_frames
+        self._done = 0
+        self._total: int | None = None
+        self._pass_started = self.started
+        self._over_limit = False
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            elapsed = self.clock() - self._pass_started
+            return Snapshot(self._phase, self._done, self._total, elapsed, self.outage)
+
+    def stop(self, reason: str = "stopped", timeout: float = 10.0) -> None:
+        """Stop the run and remove its files (waits for the thread up to `timeout` s)."""
+        super().stop(reason)
+        self.wait(timeout)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _progress(self, phase: Phase) -> Callable[[int, int | None], None]:
+        def report(done: int, total: int | None) -> None:
+            with self._lock:
+                if phase != self._phase or done < self._done:  # a new pass
+                    self._pass_started = self.clock()
+                self._progressed(phase)
+                self._done, self._total = done, total
+            if self.max_frames is not None and done > self.max_frames:
+                self._over_limit = True
+                self.cancel.set()
+
+        return report
+
+    def _ended_by(self, error: Exception) -> Failure | None:
+        failure = super()._ended_by(error)
+        if self._over_limit:
+            failure = Failure(
+                f"The video has more than {self.max_frames} frames, the most this page runs; "
+                f"the {self.what} was stopped."
+            )
+        if failure is None:
+            return None
+        with self._lock:
+            return dataclasses.replace(failure, frames_done=self._done, total=self._total)
+
+
+class FileRun(FramesRun):
+    """One run of `jobs.run` (a heat-map video, or picture, and its predictions); `result` is
+    its `RunOutput` once done, `failure` says what was made before a failure."""
 
     def __init__(
         self,
@@ -89,153 +129,46 @@ class BackgroundRun:
         is_image: bool,
         max_frames: int | None = None,
         finish: Finisher | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(source, folder, is_image, max_frames)
         self.make_server = make_server
         self.request = request
-        self.source = source
-        self.folder = folder
-        self.is_image = is_image
-        self.max_frames = max_frames
         self.finish = finish
-        self.clock = clock
-        self.cancel = threading.Event()
         self.result: RunOutput | None = None
-        self.failure: Failure | None = None
-        self._lock = threading.Lock()
-        self._phase = "starting"
-        self._done = 0
-        self._total: int | None = None
-        self._started = clock()
-        self._pass_started = self._started
-        self._last_progress = self._started
-        self._outage: Outage | None = None
-        self._last_notice = 0.0
-        self._over_limit = False
-        self._thread = threading.Thread(target=self._work, name="dashboard-run", daemon=True)
 
-    # -- the page's side
-
-    def start(self) -> BackgroundRun:
-        self._thread.start()
-        return self
-
-    def snapshot(self) -> Snapshot:
-        with self._lock:
-            outage = self._outage if self._in_outage() else None
-            now = self.clock()
-            return Snapshot(
-                self._phase,
-                self._done,
-                self._total,
-                now - self._started,
-                now - self._pass_started,
-                outage,
-            )
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the run and remove its files (waits for the thread up to `timeout` s)."""
-        self.cancel.set()
-        self._thread.join(timeout)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the run to end; whether it has."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    # -- the thread's side
-
-    def _in_outage(self) -> bool:
-        return self._outage is not None and (
-            self._last_progress <= self._last_notice + OUTAGE_CLEARS_S
-        )
-
-    def _on_retry(self, notice: RetryNotice) -> None:
-        now = self.clock()
-        with self._lock:
-            if not self._in_outage():
-                until = time.time() + (notice.give_up_at - now)
-                self._outage = Outage(time.time(), until, notice.problem)
-            else:
-                assert self._outage is not None
-                self._outage = Outage(self._outage.since, self._outage.until, notice.problem)
-            self._last_notice = now
-
-    def _progress(self, phase: str) -> Callable[[int, int | None], None]:
-        def report(done: int, total: int | None) -> None:
-            with self._lock:
-                now = self.clock()
-                if phase != self._phase or done < self._done:  # a new pass
-                    self._pass_started = now
-                self._phase, self._done, self._total = phase, done, total
-                self._last_progress = now
-            if self.max_frames is not None and done > self.max_frames:
-                self._over_limit = True
-                self.cancel.set()
-
-        return report
-
-    def _set_phase(self, phase: str) -> None:
-        with self._lock:
-            self._phase = phase
-
-    def _work(self) -> None:
-        server = None
+    def _run(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        server = self.make_server(self._on_retry)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            server = self.make_server(self._on_retry)
             result = jobs.run(
                 server,
                 self.request,
                 self.source,
                 self.folder,
                 self.is_image,
-                self._progress("frames"),
-                first_pass_progress=self._progress("first pass"),
+                self._progress(Phase.RUNNING),
+                first_pass_progress=self._progress(Phase.FIRST_PASS),
                 cancel=self.cancel,
                 keep_partial=True,
             )
-            self._set_phase("finishing")
+            self._progressed(Phase.FINISHING)
             if self.finish is not None:
                 self.finish(result, server)
             self.result = result
-            self._set_phase("done")
-        except Exception as error:
-            self._ended_by(error, "run")
         finally:
-            if server is not None:
-                server.close()
+            server.close()
 
-    def _ended_by(self, error: Exception, what: str) -> None:
-        """How a run that raised `error` ended: stopped, over the frame limit, or failed with
-        one line for the page (`what` names the run in the limit's message)."""
-        if isinstance(error, Cancelled) and not self._over_limit:
-            self._set_phase("stopped")
-        elif isinstance(error, Cancelled):
-            self._fail(
-                f"The video has more than {self.max_frames} frames, the most this page "
-                f"runs; the {what} was stopped.",
-                server_lost=False,
-            )
-        elif isinstance(error, GradcamError):
-            self._fail(str(error), server_lost=isinstance(error, ServerUnavailable))
-        else:  # unforeseen: still one line for the page
-            self._fail(f"unexpected {type(error).__name__}: {error}", server_lost=False)
-
-    def _fail(self, message: str, server_lost: bool) -> None:
-        output = self.folder / jobs.output_name(self.is_image, self.source)
-        video = partial_video_path(output)
+    def _ended_by(self, error: Exception) -> Failure | None:
+        """The failure, with the frames written before it (their video and predictions)."""
+        failure = super()._ended_by(error)
+        if failure is None:
+            return None
+        video = partial_video_path(self.folder / jobs.output_name(self.is_image, self.source))
         predictions = self.folder / "predictions.jsonl.partial"
         done = _count_lines(predictions)
-        with self._lock:
-            total = self._total
-        self.failure = Failure(
-            message=message,
+        return dataclasses.replace(
+            failure,
             frames_done=done,
-            total=total,
-            server_lost=server_lost,
             video=video if video.is_file() else None,
             predictions=predictions if done else None,
         )
-        self._set_phase("failed")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 
 import streamlit as st
@@ -14,7 +13,7 @@ from gradcam_dashboard import (
     servers,
 )
 from gradcam_dashboard.config import DashboardConfig, ServerChoice
-from gradcam_dashboard.runner import BackgroundRun, Snapshot
+from gradcam_dashboard.runner import FramesRun, Snapshot
 from gradcam_dashboard.servers import ServerStatus
 
 LOAD_REFRESH_S = 5
@@ -65,7 +64,7 @@ def server_choice_ui(config: DashboardConfig) -> ServerChoice:
 def status_ui(status: ServerStatus, snapshot: Snapshot | None) -> None:
     """One line saying whether the server answers (during a run, as the run sees it)."""
     if snapshot is not None and snapshot.outage is not None:
-        until = datetime.datetime.fromtimestamp(snapshot.outage.until).strftime("%H:%M:%S")
+        until = snapshot.outage.until_clock
         st.error(f"Not answering; retrying until {until}", icon=":material/cloud_off:")
     elif snapshot is not None:
         st.success("Live: your run is in progress", icon=":material/cloud_done:")
@@ -91,7 +90,7 @@ def status_fragment(config: DashboardConfig, choice: ServerChoice) -> None:
     never says something else than the status line.
     """
     state = st.session_state
-    run: BackgroundRun | None = state.get("active_run") or state.get(compare_mode.RUN)
+    run: FramesRun | None = state.get("active_run") or state.get(compare_mode.RUN)
     snapshot = run.snapshot() if run is not None else None
     if snapshot is None:
         status = server_status(choice.url, state.get("attempt", 0), config)

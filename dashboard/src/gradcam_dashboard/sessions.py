@@ -16,7 +16,9 @@ import tempfile
 import time
 import unicodedata
 import weakref
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 PREFIX = "session-"
 MARKER = ".last-used"
@@ -110,6 +112,14 @@ def clear(folder: Path) -> None:
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
+
+
+def when_session_ends(state: Mapping[str, Any], stop: Callable[..., object], *args: object) -> None:
+    """Call `stop(*args)` once the browser session whose state this is ends (tab closed):
+    when Streamlit disposes of its `FolderJanitor`."""
+    janitor = state.get("janitor")
+    if janitor is not None:
+        weakref.finalize(janitor, stop, *args)
 
 
 def new_subfolder(folder: Path, prefix: str) -> Path:

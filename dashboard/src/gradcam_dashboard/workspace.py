@@ -16,7 +16,7 @@ from gradcam_dashboard import (
 )
 from gradcam_dashboard.config import DashboardConfig
 from gradcam_dashboard.preview import Preview
-from gradcam_dashboard.runner import BackgroundRun
+from gradcam_dashboard.runner import FileRun
 from gradcam_dashboard.sessions import (
     FolderJanitor,
     SessionFolders,
@@ -72,7 +72,7 @@ def workspace(config: DashboardConfig) -> Path:
 def forget_files(folder: Path) -> None:
     """Stop a run, and remove this session's input and results (files and page state)."""
     state = st.session_state
-    run: BackgroundRun | None = state.pop("active_run", None)
+    run: FileRun | None = state.pop("active_run", None)
     if run is not None:
         run.stop()
     live_view.discard()
