@@ -38,8 +38,9 @@ def encode_loop(
     photo: str = "chelsea",
     keyframe_seconds: float = 1.0,
 ) -> tuple[av.video.stream.VideoStream, list[av.Packet]]:
-    """The looping clip encoded once (H.264 in MPEG-TS, headers with every key frame): its
-    stream, to copy the codec parameters from, and its packets in order."""
+    """The looping clip encoded once (H.264 in MPEG-TS, BT.709 limited range, headers with
+    every key frame): its stream, to copy the codec parameters from, and its packets in
+    order."""
     rate = Fraction(fps).limit_denominator(1001)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mpegts") as container:
@@ -55,8 +56,14 @@ def encode_loop(
         )
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
+        context = stream.codec_context  # tagged BT.709, limited range, as HD cameras send
+        context.colorspace = context.color_primaries = context.color_trc = 1
+        context.color_range = 1
         for index, rgb in enumerate(pan_zoom_frames(LOOP_FRAMES, size, photo)):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame = frame.reformat(
+                format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+            )
             frame.pts, frame.time_base = index, 1 / rate
             for packet in stream.encode(frame):
                 container.mux(packet)
