@@ -16,6 +16,7 @@ import numpy as np
 from .errors import InputError
 from .live_output import restream_format
 from .live_source import SourceEvent, SourceInfo
+from .pipeline import ENCODER_PRESETS
 from .source_guard import SourceGuard
 
 LiveEvent = SourceEvent
@@ -42,6 +43,10 @@ class LiveSettings:
         request refused because the queue is full (None: wait and retry as files do).
     keyframe_seconds: key-frame interval of the recording and the re-stream, which is how
         much a crash can lose at most.
+    encoder_preset: libx264 preset of the recording (the re-stream is always `ultrafast`).
+        A live run must keep up with its source on the same CPU, so the fastest by default:
+        at 1920x1080 it costs about 0.4 of `superfast`'s CPU for about 1.4 times the bytes
+        (bench/results/encoder_cost.md); `JobSettings.encoder_preset` is for files.
     guard: for an address a stranger typed: every opening is checked and confined (see
         `source_guard`); None trusts the address.
     max_size: the largest frame (long side, short side) in either orientation: a source
@@ -62,6 +67,7 @@ class LiveSettings:
     buffer: int | None = None
     queue_timeout: float | None = 0.25
     keyframe_seconds: float = 1.0
+    encoder_preset: str = "ultrafast"
     guard: SourceGuard | None = None
     max_size: tuple[int, int] | None = None
     max_fps: float | None = None
@@ -78,6 +84,11 @@ class LiveSettings:
             raise InputError("the queue time-out must be positive")
         if self.restream is not None:
             restream_format(self.restream)
+        if self.encoder_preset not in ENCODER_PRESETS:
+            raise InputError(
+                f"unknown encoder preset {self.encoder_preset!r}; choose from "
+                f"{', '.join(ENCODER_PRESETS)}"
+            )
         if (self.max_fps is not None and self.max_fps <= 0) or (
             self.max_bytes is not None and self.max_bytes <= 0
         ):
