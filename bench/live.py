@@ -21,7 +21,10 @@ predictions. Per source it reports:
   file of the same frames (`process_media`, every frame, as fast as they go) in the same round.
   ``explained / min(source rate, file ceiling)`` near 1 means real-time mode loses nothing
   beyond what the machine cannot do;
-* CPU per explained frame: the client process and Triton.
+* CPU per explained frame: the client process and Triton, and the client's by stage (its
+  threads, while the source sends): reading and decoding, preparing and sending, the gRPC
+  calls, composing, recording and logging, FFmpeg's own threads (decoder and recording
+  encoder), the rest. At 25 frames/s two cores give 80 ms of CPU a frame to share.
 
 Sources and sizes run in interleaved rounds whose order rotates.
 
@@ -37,6 +40,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="seconds of sending left out of the steady share"
     )
+    parser.add_argument(
+        "--preset",
+        default=LiveSettings.encoder_preset,
+        help=f"libx264 preset of the recordings ({LiveSettings.encoder_preset})",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run (about a minute)")
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -103,8 +112,45 @@ def steady_figures(predictions: Path | None, sent: int, first: int) -> dict[str,
     }
 
 
+STAGES = {
+    "live-source": "read and decode",
+    "live-infer-dispatch": "prepare and send",
+    "live-infer": "gRPC calls",
+    "live-run": "hand answers on",
+    "compose": "compose",
+    "deliver": "record and log",
+    "ffmpeg": "FFmpeg threads (decoder, encoder)",
+}
+"""The client's threads by stage (`LiveJob`'s thread names; FFmpeg's threads have none)."""
+
+
+def thread_cpu() -> dict[str, tuple[str, float]]:
+    """Each thread of this process: its stage (`STAGES`, else "other") and CPU seconds."""
+    names = {str(t.native_id): t.name.rstrip("0123456789_") for t in threading.enumerate()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    threads = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        name = names.get(task.name) or ("ffmpeg" if comm.startswith("python") else comm)
+        seconds = (int(fields[11]) + int(fields[12])) / ticks
+        threads[task.name] = (name if name in STAGES else "other", seconds)
+    return threads
+
+
+def stage_cpu(before: dict[str, tuple[str, float]]) -> Counter[str]:
+    """CPU seconds by stage since `before` (a `thread_cpu`), of the threads still running."""
+    spent: Counter[str] = Counter()
+    for tid, (stage, seconds) in thread_cpu().items():
+        spent[stage] += seconds - before.get(tid, (stage, 0.0))[1]
+    return spent
+
+
 def live_run(
-    server: Any, size: tuple[int, int], fps: float, seconds: float, warmup: float, work: Path
+    server: Any, size: tuple[int, int], fps: float, args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
     """One live run: the source sends for `seconds`, the client explains what it can."""
     client = GradcamServer(server.urls.grpc, MODEL)
@@ -115,23 +161,31 @@ def live_run(
         f"udp://127.0.0.1:{port}",
         work / f"live-{size[0]}x{size[1]}-{fps:g}.mp4",
         JobSettings(),
-        LiveSettings(reconnect_deadline=0, read_timeout=2, open_timeout=30),
+        LiveSettings(
+            reconnect_deadline=0, read_timeout=2, open_timeout=30, encoder_preset=args.preset
+        ),
         predictions=work / f"live-{size[0]}x{size[1]}-{fps:g}.jsonl",
     )
     outcome: dict[str, Any] = {}
     cpu = time.process_time()
     server_cpu = benchlib.server_cpu_seconds(server)
-    thread = threading.Thread(target=lambda: outcome.setdefault("result", job.run()))
+    threads = thread_cpu()
+    thread = threading.Thread(
+        target=lambda: outcome.setdefault("result", job.run()), name="live-run"
+    )
     thread.start()
     time.sleep(0.5)
+    seconds = args.seconds
     stream = SampleStream(job.address, fps=fps, size=size, seconds=seconds).start()
     sent = stream.wait(seconds + 60)
+    stages = stage_cpu(threads)  # before the run ends, while FFmpeg's threads are there
+    sent_processed = job.stats.processed
     thread.join(60)
     stats = outcome["result"].stats
     client_cpu = time.process_time() - cpu
     server_cpu = benchlib.server_cpu_seconds(server) - server_cpu
     processed = max(1, stats.processed)
-    steady = steady_figures(job.predictions_path, sent, round(warmup * fps))
+    steady = steady_figures(job.predictions_path, sent, round(args.warmup * fps))
     return {
         "size": f"{size[0]}x{size[1]}",
         "fps": fps,
@@ -147,7 +201,42 @@ def live_run(
         **steady,
         "client_cpu_ms_per_frame": 1000 * client_cpu / processed,
         "server_cpu_ms_per_frame": 1000 * server_cpu / processed,
+        "stage_cpu_ms_per_frame": {
+            stage: 1000 * stages[stage] / max(1, sent_processed) for stage in [*STAGES, "other"]
+        },
     }
+
+
+def stage_table(runs: list[dict[str, Any]], args: argparse.Namespace) -> tuple[str, str]:
+    """Medians over rounds of each source's CPU per explained frame, by stage."""
+    stages = [*STAGES, "other"]
+    rows = []
+    for size, fps in [(s, f) for s in args.sizes for f in args.rates]:
+        label = f"{size[0]}x{size[1]}"
+        mine = [r for r in runs if r["size"] == label and r["fps"] == fps]
+        cells = [benchlib.median([r["stage_cpu_ms_per_frame"][s] for r in mine]) for s in stages]
+        triton = benchlib.median([r["server_cpu_ms_per_frame"] for r in mine])
+        rows.append(
+            [
+                label,
+                f"{fps:g}",
+                *(f"{c:.1f}" for c in cells),
+                f"{sum(cells):.1f}",
+                f"{triton:.1f}",
+                f"{sum(cells) + triton:.1f}",
+                f"{1000 * (os.cpu_count() or 1) / fps:.0f}",
+            ]
+        )
+    headers = [
+        "source",
+        "frames/s",
+        *(STAGES.get(s, s) for s in stages),
+        "client",
+        "Triton",
+        "client + Triton",
+        "budget",
+    ]
+    return benchlib.table(headers, rows)
 
 
 def file_ceiling(server: Any, clip: Path, work: Path) -> float:
@@ -183,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                     ceilings.setdefault(label, []).append(ceiling)
                     log(f"round {round_index + 1}, file ceiling {label}: {ceiling:.1f} frames/s")
                 for size, fps in benchlib.rotated(variants, round_index):
-                    run = live_run(server, size, fps, args.seconds, args.warmup, work)
+                    run = live_run(server, size, fps, args, work)
                     run["round"] = round_index + 1
                     run["ceiling_fps"] = benchlib.median(ceilings[run["size"]])
                     run["explained_vs_possible"] = run["explained_fps"] / min(
@@ -236,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     text, md = benchlib.table(headers, rows)
     print(text)
+    stage_text, stage_md = stage_table(runs, args)
+    print(stage_text)
     load, load_end = machine["load_average"], [round(x, 2) for x in os.getloadavg()]
     markdown = (
         f"# Live sources ({machine['time']}, {machine['cpus']} CPUs, load {load} at the start, "
@@ -243,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         f"`.venv/bin/python bench/live.py {' '.join(sys.argv[1:] if argv is None else argv)}`: "
         f"{args.rounds} round(s) of {args.seconds:g} s per source; medians over rounds.\n\n"
         f"{md}\n"
+        f"\n## CPU per explained frame, by stage (ms)\n\n"
+        f"The client's threads while the source sent (recordings: libx264 {args.preset}), "
+        f"Triton's processes over the run; the budget is what the machine's "
+        f"{machine['cpus']} cores give a frame at the source's rate.\n\n"
+        f"{stage_md}\n"
     )
     benchlib.write_results(
         name,
