@@ -50,7 +50,7 @@ from benchlib import log
 
 from gradcam_client.live import LiveJob, LiveSettings
 from gradcam_client.pipeline import JobSettings, process_media
-from gradcam_client.sample_stream import SampleStream
+from gradcam_client.sample_stream import SampleStream, send
 from gradcam_client.samples import pan_zoom_frames, write_frames
 from gradcam_client.triton import GradcamServer
 from gradcam_server.local_triton import free_port
@@ -239,6 +239,26 @@ def stage_table(runs: list[dict[str, Any]], args: argparse.Namespace) -> tuple[s
     return benchlib.table(headers, rows)
 
 
+def sender_cost(size: tuple[int, int], fps: float, seconds: float = 4.0) -> dict[str, float]:
+    """CPU of the sample sender in this process: its one-off encode of the loop, then per
+    frame sent (to a UDP port nobody reads)."""
+    started = time.process_time()
+    first: list[float] = []
+
+    def sent(count: int) -> None:
+        if count == 1:
+            first.append(time.process_time())
+
+    frames = send(
+        f"udp://127.0.0.1:{free_port()}", fps=fps, size=size, seconds=seconds, on_frame=sent
+    )
+    done = time.process_time()
+    return {
+        "encode_once_s": first[0] - started,
+        "ms_per_frame_sent": 1000 * (done - first[0]) / max(1, frames - 1),
+    }
+
+
 def file_ceiling(server: Any, clip: Path, work: Path) -> float:
     """Frames/s of the file pipeline on `clip`: the most this client and server can do."""
     client = GradcamServer(server.urls.grpc, MODEL)
@@ -257,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         repository = work / "repository"
         benchlib.export_model(benchlib.load_source(MODEL), repository, MODEL)
         clips = {}
+        senders = {}
         for size in args.sizes:
+            senders[f"{size[0]}x{size[1]}"] = sender_cost(size, args.rates[0])
             n = 150
             clips[size] = write_frames(
                 work / f"clip-{size[0]}x{size[1]}.mp4", pan_zoom_frames(n, size), n, size, 25
@@ -333,7 +355,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{load_end} at the end)\n\n"
         f"`.venv/bin/python bench/live.py {' '.join(sys.argv[1:] if argv is None else argv)}`: "
         f"{args.rounds} round(s) of {args.seconds:g} s per source; medians over rounds.\n\n"
-        f"{md}\n"
+        f"{md}\n\n"
+        f"The sample sender, measured alone at {args.rates[0]:g} frames/s: "
+        + ", ".join(
+            f"{label}: {c['encode_once_s']:.1f} s of CPU to encode its loop once, then "
+            f"{c['ms_per_frame_sent']:.2f} ms a frame sent"
+            for label, c in senders.items()
+        )
+        + ".\n"
         f"\n## CPU per explained frame, by stage (ms)\n\n"
         f"The client's threads while the source sent (recordings: libx264 {args.preset}), "
         f"Triton's processes over the run; the budget is what the machine's "
@@ -348,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": vars(args),
             "runs": runs,
             "ceilings": ceilings,
+            "sender": senders,
         },
         markdown,
         args.output_dir,
