@@ -28,7 +28,7 @@ predictions. Per source it reports:
 
 Sources and sizes run in interleaved rounds whose order rotates.
 
-    .venv/bin/python bench/live.py            # about 5 minutes on 2 cores
+    .venv/bin/python bench/live.py            # about 10 minutes on 2 cores
     .venv/bin/python bench/live.py --quick    # smoke run
 """
 
