@@ -161,6 +161,8 @@ def test_the_client_keeps_up_with_a_25_fps_source_and_counts_what_it_skips(trito
     recorded = decoded_frames(tmp_path / "live.mp4")
     assert len(recorded) == stats.processed
     assert recorded[0].shape == (360, 640, 3)
+    with av.open(str(tmp_path / "live.mp4")) as recording:  # ultrafast, the live default
+        assert recording.streams.video[0].codec_context.profile == "Constrained Baseline"
     blue, red = heat_colours(recorded[len(recorded) // 2])
     assert blue > 0.03 and red > 0.03  # the heat map is over the picture
     assert np.array_equal(frames[-1].rgb().shape, (360, 640, 3))

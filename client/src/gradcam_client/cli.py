@@ -182,9 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument(
         "--preset",
-        default=JobSettings.encoder_preset,
         choices=ENCODER_PRESETS,
-        help="libx264 speed: slower presets make smaller files at the same quality",
+        help="libx264 speed: slower presets make smaller files at the same quality "
+        f"(default: {JobSettings.encoder_preset}; a live recording {LiveSettings.encoder_preset})",
     )
     out.add_argument(
         "--encoder",
@@ -355,7 +355,7 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
         batch_size=8 if args.batch_size is None else args.batch_size,
         max_in_flight=4 if args.max_in_flight is None else args.max_in_flight,
         on_corrupt="raise" if args.stop_on_corrupt else "skip",
-        encoder_preset=args.preset,
+        encoder_preset=args.preset or JobSettings.encoder_preset,
         crf=args.crf,
         encoder=args.encoder,
     )
@@ -498,6 +498,7 @@ def live_settings_from(args: argparse.Namespace) -> LiveSettings:
         batch_size=args.batch_size,
         max_in_flight=args.max_in_flight,
         queue_timeout=args.queue_timeout or None,
+        encoder_preset=args.preset or LiveSettings.encoder_preset,
     )
 
 

@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from gradcam_client.errors import InputError
+from gradcam_client.jobs.settings import ENCODER_PRESETS
 from gradcam_client.live.output import restream_format
 from gradcam_client.live.source import SourceEvent, SourceInfo
 from gradcam_client.live.source_guard import SourceGuard
@@ -32,7 +33,7 @@ class LiveSettings:
     open_timeout / read_timeout: seconds to wait for a source to start / for its next data.
     reconnect_deadline: seconds to keep reopening a source that stopped (0: end the run).
     duration: stop after this many seconds (None: until stopped or the source ends).
-    restream: an address to send the composed frames to (see `live.output.Restream`).
+    restream: an address to send the composed frames to (see `live_output.Restream`).
     batch_size / max_in_flight: frames per request at most, and requests in flight at most;
         small values keep the latency low (None: in real time one frame, the newest, per
         request, otherwise `JobSettings`' batch size up to 4; in flight at most 2).
@@ -42,8 +43,12 @@ class LiveSettings:
         request refused because the queue is full (None: wait and retry as files do).
     keyframe_seconds: key-frame interval of the recording and the re-stream, which is how
         much a crash can lose at most.
+    encoder_preset: libx264 preset of the recording (the re-stream is always `ultrafast`).
+        A live run must keep up with its source on the same CPU, so the fastest by default:
+        at 1920x1080 it costs about 0.4 of `superfast`'s CPU for about 1.4 times the bytes
+        (bench/results/encoder_cost.md); `JobSettings.encoder_preset` is for files.
     guard: for an address a stranger typed: every opening is checked and confined (see
-        `live.source_guard`); None trusts the address.
+        `source_guard`); None trusts the address.
     max_size: the largest frame (long side, short side) in either orientation: a source
         declaring larger frames is refused, one whose frames grow larger is stopped.
     max_fps: a source declaring a higher frame rate is refused.
@@ -62,6 +67,7 @@ class LiveSettings:
     buffer: int | None = None
     queue_timeout: float | None = 0.25
     keyframe_seconds: float = 1.0
+    encoder_preset: str = "ultrafast"
     guard: SourceGuard | None = None
     max_size: tuple[int, int] | None = None
     max_fps: float | None = None
@@ -78,6 +84,11 @@ class LiveSettings:
             raise InputError("the queue time-out must be positive")
         if self.restream is not None:
             restream_format(self.restream)
+        if self.encoder_preset not in ENCODER_PRESETS:
+            raise InputError(
+                f"unknown encoder preset {self.encoder_preset!r}; choose from "
+                f"{', '.join(ENCODER_PRESETS)}"
+            )
         if (self.max_fps is not None and self.max_fps <= 0) or (
             self.max_bytes is not None and self.max_bytes <= 0
         ):

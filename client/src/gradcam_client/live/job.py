@@ -476,7 +476,7 @@ class LiveJob:
             segment.writer = VideoWriter(
                 path,
                 info,
-                preset=self.settings.encoder_preset,
+                preset=self.live.encoder_preset,
                 crf=self.settings.crf,
                 encoder=self.settings.encoder,
                 threads=self.settings.encoder_threads,

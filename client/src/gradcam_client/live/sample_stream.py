@@ -12,6 +12,7 @@ playlist with one-second segments (serve its folder over HTTP).
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import signal
 import subprocess
@@ -31,6 +32,49 @@ LOOP_FRAMES = 100
 """Distinct frames of the looping clip (4 s at 25 frames/s)."""
 
 
+def encode_loop(
+    fps: float = 25.0,
+    size: tuple[int, int] = (640, 360),
+    photo: str = "chelsea",
+    keyframe_seconds: float = 1.0,
+) -> tuple[av.video.stream.VideoStream, list[av.Packet]]:
+    """The looping clip encoded once (H.264 in MPEG-TS, BT.709 limited range, headers with
+    every key frame): its stream, to copy the codec parameters from, and its packets in
+    order."""
+    rate = Fraction(fps).limit_denominator(1001)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mpegts") as container:
+        stream = container.add_stream(
+            "libx264",
+            rate=rate,
+            options={
+                "preset": "ultrafast",
+                "tune": "zerolatency",
+                "g": str(max(1, round(fps * keyframe_seconds))),
+                "x264-params": "repeat-headers=1",
+            },
+        )
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        context = stream.codec_context  # tagged BT.709, limited range, as HD cameras send
+        context.colorspace = context.color_primaries = context.color_trc = 1
+        context.color_range = 1
+        for index, rgb in enumerate(pan_zoom_frames(LOOP_FRAMES, size, photo)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame = frame.reformat(
+                format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+            )
+            frame.pts, frame.time_base = index, 1 / rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    buffer.seek(0)
+    clip = av.open(buffer, format="mpegts")
+    template = clip.streams.video[0]
+    return template, [packet for packet in clip.demux(template) if packet.size]
+
+
 def send(
     url: str,
     *,
@@ -43,11 +87,14 @@ def send(
     on_frame: Callable[[int], None] | None = None,
 ) -> int:
     """Send the looping clip to `url` in real time until `stop` is set or `seconds` have
-    passed; returns the frames sent. (FFmpeg holds Python's lock while it waits for a reader
-    to connect: run this in its own process, as `SampleStream` does.)"""
+    passed; returns the frames sent. The clip is encoded once, before sending starts; its
+    packets are then re-timestamped and sent, so sending costs almost no CPU (as a camera
+    that encodes in hardware). (FFmpeg holds Python's lock while it waits for a reader to
+    connect: run this in its own process, as `SampleStream` does.)"""
     stop = stop or threading.Event()
-    frames = [np.ascontiguousarray(f) for f in pan_zoom_frames(LOOP_FRAMES, size, photo)]
-    rate = Fraction(fps).limit_denominator(1001)
+    template, packets = encode_loop(fps, size, photo, keyframe_seconds)
+    step = round(1 / (fps * template.time_base))  # one frame in the stream's time base
+    first = packets[0].pts
     sent = 0
     if url.endswith(".m3u8"):  # a live HLS playlist in a folder, for an HTTP server to serve
         muxer = "hls"
@@ -55,32 +102,21 @@ def send(
     else:
         muxer, options = "mpegts", {}
     with av.open(url, "w", format=muxer, options=options) as container:
-        stream = container.add_stream(
-            "libx264",
-            rate=rate,
-            options={
-                "preset": "ultrafast",
-                "tune": "zerolatency",
-                "g": str(max(1, round(fps * keyframe_seconds))),
-            },
-        )
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
+        stream = container.add_stream_from_template(template)
         start = time.monotonic()
         while not stop.is_set() and (seconds is None or sent < round(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(frames[sent % len(frames)], format="rgb24")
-            frame.pts = sent
-            frame.time_base = 1 / rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
+            source = packets[sent % len(packets)]
+            packet = av.Packet(bytes(source))
+            packet.pts = packet.dts = sent * step + first
+            packet.time_base, packet.stream = template.time_base, stream
+            packet.is_keyframe = source.is_keyframe
+            container.mux(packet)
             sent += 1
             if on_frame is not None:
                 on_frame(sent)
             delay = start + sent / fps - time.monotonic()
             if delay > 0:
                 stop.wait(delay)
-        for packet in stream.encode(None):
-            container.mux(packet)
     return sent
 
 
