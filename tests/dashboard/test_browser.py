@@ -538,8 +538,16 @@ def live_page_url(triton, dashboard_folder, live_stream) -> Iterator[str]:
 
 
 def live_picture(page, stream: str = "s1") -> np.ndarray:
-    """The pixels of a stream's live frame as the browser shows them."""
-    png = page.locator(f".st-key-live-frame-{stream} img").screenshot()
+    """The pixels of a stream's live frame as the browser shows them (once it has loaded:
+    a frame being swapped in has no height yet)."""
+    selector = f".st-key-live-frame-{stream} img"
+    page.wait_for_function(
+        "s => { const i = document.querySelector(s); return i && i.complete && i.naturalHeight > 0"
+        " && i.getBoundingClientRect().height > 0.5 * i.getBoundingClientRect().width * "
+        "i.naturalHeight / i.naturalWidth; }",
+        arg=selector,
+    )
+    png = page.locator(selector).screenshot()
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(np.int16)
 
 
