@@ -43,6 +43,7 @@ from .media_types import (
     CorruptPolicy,
     DecodeReport,
     Frame,
+    Planes,
     SkippedFrame,
     VideoInfo,
     frame_step,
@@ -243,6 +244,16 @@ def copy_planes(frame: av.VideoFrame) -> np.ndarray:
     return picture
 
 
+def decoded_planes(frame: av.VideoFrame) -> Planes:
+    """The three planes of a yuv420p frame as views of the frame's own memory (no copy; each
+    keeps the frame alive). Read-only: a decoder reads its past frames to decode the next."""
+    views = []
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        views.append(rows[:, : plane.width])
+    return Planes(*views)
+
+
 class Scalers:
     """FFmpeg's scaler set up once for every frame of a read: setting one up per frame (as
     `av.VideoFrame.reformat` does) costs more than scaling a frame to the model's size."""
@@ -252,8 +263,11 @@ class Scalers:
         self._thumbnail = VideoReformatter()
         self.rgb = VideoReformatter()
 
-    def picture(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-        """A decoded frame as a yuv420p BT.709 limited-range picture of (width, height)."""
+    def picture(
+        self, frame: av.VideoFrame, width: int, height: int, copy: bool = True
+    ) -> np.ndarray | Planes:
+        """A decoded frame as a yuv420p BT.709 limited-range picture of (width, height):
+        copied into one array, or without `copy` the frame's own `Planes`."""
         as_is = (
             frame.format.name == "yuv420p"
             and frame.colorspace == 1
@@ -272,7 +286,7 @@ class Scalers:
                 threads=1,
                 **_source_colors(frame),
             )
-        return copy_planes(frame)
+        return copy_planes(frame) if copy else decoded_planes(frame)
 
     def thumbnail(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         """The frame scaled to `size` (width, height) as RGB, in one pass."""
@@ -448,19 +462,25 @@ class MediaReader:
         info = self.info
         return not info.is_image and not info.rotation and not (info.width % 2 or info.height % 2)
 
-    def pictures(self, thumbnail: tuple[int, int] | None = None) -> Pictures:
+    def pictures(self, thumbnail: tuple[int, int] | None = None, *, copy: bool = True) -> Pictures:
         """The frames as yuv420p pictures (see `Frame`), each with an RGB thumbnail of
         `thumbnail` = (width, height) when given; only for inputs that are `yuv_ready`.
 
         A yuv420p BT.709 input is handed over as decoded; other pixel formats and colour
-        matrices are converted by FFmpeg's scaler, which also makes the thumbnail.
+        matrices are converted by FFmpeg's scaler, which also makes the thumbnail. Each
+        picture is a copy of its own, or without `copy` the decoder's read-only `Planes`
+        (for a reader that composes into pictures of its own).
         """
         if not self.yuv_ready:
             raise ValueError(f"{self.path}: rotated, odd-sized or still input; iterate RGB frames")
-        return Pictures(self, thumbnail)
+        return Pictures(self, thumbnail, copy)
 
     def _frames(
-        self, *, yuv: bool = False, thumbnail: tuple[int, int] | None = None
+        self,
+        *,
+        yuv: bool = False,
+        thumbnail: tuple[int, int] | None = None,
+        copy: bool = True,
     ) -> Iterator[Frame]:
         self.report = DecodeReport()
         if self._image is not None:
@@ -481,7 +501,8 @@ class MediaReader:
         for frame, pts in in_display_order(f for f, _stream in decoder.frames()):
             small = scalers.thumbnail(frame, thumbnail) if thumbnail else None
             if yuv:
-                image, pixel_format = scalers.picture(frame, info.width, info.height), "yuv420p"
+                image = scalers.picture(frame, info.width, info.height, copy)
+                pixel_format = "yuv420p"
             else:
                 image, pixel_format = to_rgb(frame, info.rotation, scalers.rgb), "rgb24"
                 if image.shape[:2] != (info.height, info.width):  # resolution changed
@@ -505,13 +526,14 @@ class Pictures:
 
     reader: MediaReader
     thumbnail: tuple[int, int] | None = None
+    copy: bool = True
 
     @property
     def path(self) -> Path:
         return self.reader.path
 
     def __iter__(self) -> Iterator[Frame]:
-        return self.reader._frames(yuv=True, thumbnail=self.thumbnail)
+        return self.reader._frames(yuv=True, thumbnail=self.thumbnail, copy=self.copy)
 
 
 def open_media(

@@ -25,7 +25,14 @@ import numpy as np
 
 from gradcam_client import contract
 from gradcam_client.compose import CompositionSettings, Layout, compose_frame, format_label
-from gradcam_client.compose_yuv import draw_label_yuv, overlay_yuv
+from gradcam_client.compose_yuv import (
+    AnyPicture,
+    PicturePool,
+    compose_on_calling_thread,
+    draw_label_yuv,
+    overlay_yuv,
+    picture_size,
+)
 from gradcam_client.contract import ModelInfo
 from gradcam_client.errors import (
     Cancelled,
@@ -389,10 +396,10 @@ def frame_outputs(result: BatchResult) -> list[FrameOutput]:
 class MapRenderer:
     """Smooths, normalises and composes the selected maps onto full-resolution frames.
 
-    Creating one makes OpenCV run on the calling thread only (`cv2.setNumThreads(1)`, for
-    the whole process): the frames of a job are decoded, composed and encoded on threads of
-    their own already, and OpenCV's worker threads only added their hand-offs and spinning
-    (see "Where the client's time goes" in `bench/README.md`).
+    Creating one makes OpenCV and numpy's BLAS run on the calling thread only, for the whole
+    process (`compose_on_calling_thread`). A yuv420p frame is composed into a picture of the
+    renderer's own `PicturePool`, never in place, so a decoder's planes can be read as they
+    are.
     """
 
     def __init__(
@@ -402,7 +409,8 @@ class MapRenderer:
         class_names: tuple[str, ...],
         clip_maxima: list[float] | None = None,
     ) -> None:
-        cv2.setNumThreads(1)
+        compose_on_calling_thread()
+        self.pictures = PicturePool()
         self.panels = panels
         self.settings = settings
         self.class_names = class_names
@@ -443,10 +451,14 @@ class MapRenderer:
         return compose_frame(image, self._heats(maps), self.settings.composition, label)
 
     def render_picture(
-        self, picture: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
+        self,
+        picture: AnyPicture,
+        maps: dict[str, np.ndarray],
+        class_index: int,
+        probability: float,
     ) -> np.ndarray:
-        """`render` for the overlay layout on a yuv420p picture (see `compose_yuv`), in place:
-        the picture becomes the output frame."""
+        """`render` for the overlay layout on a yuv420p picture (see `compose_yuv`): the
+        output frame, a picture of the renderer's pool (`picture` is only read)."""
         ((title, heat),) = self._heats(maps).items()
         composition = self.settings.composition
         out = overlay_yuv(
@@ -455,7 +467,7 @@ class MapRenderer:
             composition.colormap,
             composition.alpha,
             interpolation=composition.interpolation,
-            out=picture,
+            out=self.pictures.take(*picture_size(picture)),
         )
         if composition.show_titles and title:
             draw_label_yuv(out, title, "top-left")
@@ -567,11 +579,11 @@ class _Job:
         self.yuv = composes_in_yuv(settings, self.reader.yuv_ready)
 
     def frames(self, thumbnails: bool = True) -> Iterable[Frame]:
-        """The input's frames: yuv420p pictures (with model-size thumbnails unless
+        """The input's frames: the decoder's yuv420p planes (with model-size thumbnails unless
         `thumbnails` is false) when composing in YUV, else RGB images."""
         if self.yuv:
             size = (self.info.input_width, self.info.input_height)
-            return self.reader.pictures(size if thumbnails else None)
+            return self.reader.pictures(size if thumbnails else None, copy=False)
         return self.reader
 
     def check_cancel(self) -> None:
