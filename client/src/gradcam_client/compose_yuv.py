@@ -25,13 +25,12 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from functools import cache, lru_cache
+from functools import lru_cache
 
 import av
 import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
-from threadpoolctl import threadpool_limits
 
 from .compose import (
     BOX_SHADE,
@@ -158,16 +157,6 @@ class PicturePool:
         return picture
 
 
-@cache
-def compose_on_calling_thread() -> None:
-    """Make OpenCV and numpy's BLAS compute on the thread that calls them (for the whole
-    process): the frames of a job are decoded, composed and encoded on threads of their own
-    already, and the libraries' worker threads only added their hand-offs and their spinning
-    after each small operation (see "Where the client's time goes" in `bench/README.md`)."""
-    cv2.setNumThreads(1)
-    threadpool_limits(1, user_api="blas")
-
-
 @lru_cache(maxsize=32)
 def colormap_yuv(colormap: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lookup tables index 0..255 -> Y, U, V (uint8, BT.709 limited range) of a colour map."""
@@ -258,7 +247,7 @@ def color_planes(
     scaled = (max(1, height // scale), max(1, width // scale))
     rows, columns = _resize_matrices(heat.shape, scaled, interpolation)
     # numpy's BLAS: three times as fast as cv2.gemm here (OpenCV bundles an old OpenBLAS);
-    # `compose_on_calling_thread` keeps it on this thread
+    # `runtime.prepare_for_frames` keeps it on the calling thread
     upsampled = np.matmul(rows @ heat, columns, out=take("heat", scaled, np.float32))
     index = cv2.convertScaleAbs(upsampled, dst=take("index", scaled), alpha=255.0)
     luma_table, u_table, v_table = colormap_yuv(colormap)

@@ -28,7 +28,6 @@ from gradcam_client.compose import CompositionSettings, Layout, compose_frame, f
 from gradcam_client.compose_yuv import (
     AnyPicture,
     PicturePool,
-    compose_on_calling_thread,
     draw_label_yuv,
     overlay_yuv,
     picture_size,
@@ -50,6 +49,7 @@ from gradcam_client.normalize import (
     TemporalSmoother,
 )
 from gradcam_client.results import MapStore, PredictionLog, frame_record
+from gradcam_client.runtime import prepare_for_frames
 from gradcam_client.targets import TargetChoice, video_class
 from gradcam_client.triton import BatchResult, GradcamServer
 from gradcam_client.video_io import (
@@ -396,10 +396,10 @@ def frame_outputs(result: BatchResult) -> list[FrameOutput]:
 class MapRenderer:
     """Smooths, normalises and composes the selected maps onto full-resolution frames.
 
-    Creating one makes OpenCV and numpy's BLAS run on the calling thread only, for the whole
-    process (`compose_on_calling_thread`). A yuv420p frame is composed into a picture of the
-    renderer's own `PicturePool`, never in place, so a decoder's planes can be read as they
-    are.
+    Creating one makes OpenCV and numpy's BLAS run on the calling thread only and malloc keep
+    freed blocks, for the whole process (`runtime.prepare_for_frames`). A yuv420p frame is
+    composed into a picture of the renderer's own `PicturePool`, never in place, so a
+    decoder's planes can be read as they are.
     """
 
     def __init__(
@@ -409,7 +409,7 @@ class MapRenderer:
         class_names: tuple[str, ...],
         clip_maxima: list[float] | None = None,
     ) -> None:
-        compose_on_calling_thread()
+        prepare_for_frames()
         self.pictures = PicturePool()
         self.panels = panels
         self.settings = settings
