@@ -94,7 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--output-dir", type=Path, default=benchlib.RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--worker", choices=("client", "transcode"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=("client", "transcode", "request", "parts"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--malloc-defaults", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--own", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -165,8 +169,120 @@ def run_client(clip: Path, out: Path, url: str, model: str, preset: str, crf: in
     return process_media(GradcamServer(url, model), clip, out, settings).frames
 
 
+def requests(url: str, model: str, malloc_defaults: bool, count: int = 60) -> dict[str, float]:
+    """CPU of `count` requests of 8 model-size frames (client side), glibc's malloc as it
+    comes (`malloc_defaults`) or keeping freed blocks as the client has it."""
+    import resource
+
+    import numpy as np
+
+    from gradcam_client.remote.server import GradcamServer
+    from gradcam_client.runtime import keep_freed_memory
+
+    if not malloc_defaults:
+        keep_freed_memory()
+    server = GradcamServer(url, model)
+    info = server.model_info()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (8, info.input_height, info.input_width, 3), np.uint8)
+    targets = np.full(8, -1, np.int32)
+    server.infer(frames, targets)  # connected, warm
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    cpu = time.process_time()
+    for _ in range(count):
+        server.infer(frames, targets)
+    cpu = time.process_time() - cpu
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return {"frames": 8 * count, "cpu": cpu, "faults": faults}
+
+
+def parts(clip: Path, own: Path, url: str, model: str, preset: str, crf: int) -> dict[str, Any]:
+    """The client's per-frame work on one thread (libx264 on one thread too), part by part,
+    beside a transcode of its own output on one thread: CPU seconds of each part."""
+    import collections
+
+    import av
+    import numpy as np
+
+    from gradcam_client.jobs.file_stream import heat_map_writer
+    from gradcam_client.jobs.settings import JobSettings, select_panels
+    from gradcam_client.media import open_media
+    from gradcam_client.remote.server import GradcamServer
+    from gradcam_client.render.renderer import MapRenderer, encode, explanation, frame_outputs
+
+    clock = time.process_time
+    server = GradcamServer(url, model)
+    info = server.model_info()
+    settings = JobSettings(encoder_preset=preset, crf=crf, encoder_threads=1)
+    client: collections.Counter[str] = collections.Counter()
+    reader = open_media(clip)
+    renderer = MapRenderer(select_panels(info, settings), settings, info.class_names)
+    writer = heat_map_writer(own.with_name("parts.mp4"), reader.info, settings, "libx264")
+    writer.open()
+    size = (info.input_width, info.input_height)
+    batch: list[Any] = []
+    decoded = 0
+
+    def flush() -> None:
+        started = clock()
+        thumbnails = np.stack([frame.thumbnail for frame in batch])
+        answers = frame_outputs(server.infer(thumbnails, np.full(len(batch), -1, np.int32)))
+        client["request"] += clock() - started
+        for frame, answer in zip(batch, answers, strict=True):
+            started = clock()
+            composed = renderer.compose(frame, *explanation(answer))
+            client["compose"] += clock() - started
+            started = clock()
+            encode(writer, composed)
+            client["encode"] += clock() - started
+        batch.clear()
+
+    frames = iter(reader.pictures(size, copy=False))
+    started = clock()
+    for frame in frames:
+        client["read"] += clock() - started
+        decoded += 1
+        batch.append(frame)
+        if len(batch) == 8:
+            flush()
+        started = clock()
+    client["read"] += clock() - started
+    if batch:
+        flush()
+    started = clock()
+    writer.close()
+    client["encode"] += clock() - started
+    floor: collections.Counter[str] = collections.Counter()
+    with av.open(str(own)) as source, av.open(str(own.with_name("parts_tc.mp4")), "w") as sink:
+        video = source.streams.video[0]
+        stream = sink.add_stream("libx264", rate=video.average_rate)
+        stream.options = {"crf": str(crf), "preset": preset}
+        stream.codec_context.thread_count = 1
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        stream.time_base = video.time_base
+        started = clock()
+        for frame in source.decode(video):
+            floor["decode"] += clock() - started
+            frame.pict_type = av.video.frame.PictureType.NONE
+            started = clock()
+            sink.mux(stream.encode(frame))
+            floor["encode"] += clock() - started
+            started = clock()
+        floor["decode"] += clock() - started
+        started = clock()
+        sink.mux(stream.encode(None))
+        floor["encode"] += clock() - started
+    return {"frames": decoded, "client": dict(client), "transcode": dict(floor)}
+
+
 def worker(args: argparse.Namespace) -> None:
     """One job in this process; prints frames, CPU seconds and wall seconds as JSON."""
+    if args.worker == "request":
+        print(json.dumps(requests(args.url, args.model, args.malloc_defaults)))
+        return
+    if args.worker == "parts":
+        print(json.dumps(parts(args.clip, args.own, args.url, args.model, args.preset, args.crf)))
+        return
     if args.worker == "client":
         import gradcam_client.jobs.file_job  # noqa: F401  (imports are not the job)
 
@@ -193,12 +309,13 @@ def measure(
     cores: int,
     args: argparse.Namespace,
     keep: bool = False,
-) -> dict[str, float]:
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
     """Run one job in a fresh process pinned to `cores` CPUs (`keep`: keep its output)."""
     allowed = sorted(os.sched_getaffinity(0))[:cores]
     command = [sys.executable, __file__, "--worker", variant, "--clip", str(clip)]
     command += ["--out", str(out), "--url", url, "--model", model]
-    command += ["--preset", args.preset, "--crf", str(args.crf)]
+    command += ["--preset", args.preset, "--crf", str(args.crf), *(extra or [])]
     done = subprocess.run(
         command,
         capture_output=True,
@@ -227,7 +344,9 @@ def _per_frame(job: Any, frames: int) -> tuple[float, float]:
     )
 
 
-def levers(clip: Path, work: Path, preset: str, crf: int) -> list[dict[str, Any]]:
+def levers(
+    clip: Path, work: Path, preset: str, crf: int, url: str, cores: int, args: argparse.Namespace
+) -> list[dict[str, Any]]:
     """The client's stages alone on `clip`, the way it works now beside the way it worked
     before where that is a choice of call; CPU per frame of the whole process."""
     import av
@@ -236,10 +355,20 @@ def levers(clip: Path, work: Path, preset: str, crf: int) -> list[dict[str, Any]
     from av.video.reformatter import VideoReformatter
 
     from gradcam_client.media import VideoWriter, open_media
-    from gradcam_client.media.reader import Scalers, copy_planes
+    from gradcam_client.media.reader import Scalers, copy_planes, decoded_planes
     from gradcam_client.media.writer import choose_encoder, usable_encoder
-    from gradcam_client.render.compose_yuv import draw_label_yuv, overlay_yuv
+    from gradcam_client.render.compose_yuv import (
+        PicturePool,
+        _label_shading,
+        _resize_matrices,
+        draw_label_yuv,
+        overlay_yuv,
+        picture_size,
+        planes,
+    )
+    from gradcam_client.runtime import prepare_for_frames
 
+    prepare_for_frames()
     reader = open_media(clip)
     with av.open(str(clip)) as source:
         decoded = list(source.decode(source.streams.video[0]))
@@ -249,8 +378,11 @@ def levers(clip: Path, work: Path, preset: str, crf: int) -> list[dict[str, Any]
     count = len(decoded)
     y, x = np.mgrid[0:7, 0:7]
     heat = np.exp(-((y - 2.8) ** 2 + (x - 4.2) ** 2) / 4.0).astype(np.float32)
+    size = picture_size(pictures[0])
+    rows, columns = _resize_matrices(heat.shape, (size[0] // 2, size[1] // 2), "cubic")
+    upsampled = np.empty((size[0] // 2, size[1] // 2), np.float32)
     scalers = Scalers()
-    threads = cv2.getNumThreads()
+    pool = PicturePool()
 
     def decode() -> None:
         with av.open(str(clip)) as source:
@@ -261,14 +393,39 @@ def levers(clip: Path, work: Path, preset: str, crf: int) -> list[dict[str, Any]
         for frame in decoded:
             VideoReformatter().reformat(frame, 224, 224, "rgb24", interpolation="AREA")
 
-    def overlay(opencv_threads: int) -> Any:
-        def job() -> None:
-            cv2.setNumThreads(opencv_threads)
-            for picture in pictures:
-                overlay_yuv(picture, heat, out=picture)
-            cv2.setNumThreads(1)
+    def gemm() -> None:  # OpenCV's bundled OpenBLAS
+        for _ in decoded:
+            cv2.gemm(cv2.gemm(rows, heat, 1.0, None, 0.0), columns, 1.0, None, 0.0, dst=upsampled)
 
-        return job
+    def matmul() -> None:
+        for _ in decoded:
+            np.matmul(rows @ heat, columns, out=upsampled)
+
+    def overlay_in_place() -> None:
+        for frame in decoded:
+            picture = copy_planes(frame)
+            overlay_yuv(picture, heat, out=picture)
+
+    def overlay_from_planes() -> None:
+        for frame in decoded:
+            overlay_yuv(decoded_planes(frame), heat, out=pool.take(*size))
+
+    def labels_numpy() -> None:
+        for picture in pictures:
+            for text, corner in (("Grad-CAM", "top-left"), ("tabby 0.90", "bottom-left")):
+                (left, top, right, bottom), gains = _label_shading(text, corner, size)
+                luma, u, v = planes(picture)
+                regions = (
+                    luma[top:bottom, left:right],
+                    u[top // 2 : bottom // 2, left // 2 : right // 2],
+                    v[top // 2 : bottom // 2, left // 2 : right // 2],
+                )
+                for plane, (gain, offset) in zip(regions, gains, strict=True):
+                    values = plane * gain
+                    values += offset
+                    np.rint(values, out=values)
+                    np.clip(values, 0, 255, out=values)
+                    plane[:] = values
 
     def labels() -> None:
         for picture in pictures:
@@ -291,27 +448,38 @@ def levers(clip: Path, work: Path, preset: str, crf: int) -> list[dict[str, Any]
 
         return job
 
-    rows = [
+    rows_ = [
         ("decode", "FFmpeg's frames, nothing else", decode),
-        ("yuv420p picture", "to_ndarray: two copies (before)",
-         lambda: [frame.to_ndarray() for frame in decoded]),
-        ("yuv420p picture", "one copy (now)", lambda: [copy_planes(f) for f in decoded]),
+        ("yuv420p picture", "one copy (before)", lambda: [copy_planes(f) for f in decoded]),
+        ("yuv420p picture", "the decoder's planes, no copy (now)",
+         lambda: [decoded_planes(f) for f in decoded]),
         ("thumbnail", "a scaler set up for each frame (before)", thumbnails_per_frame),
         ("thumbnail", "one scaler for the read (now)",
          lambda: [scalers.thumbnail(f, (224, 224)) for f in decoded]),
-        ("overlay", f"OpenCV's {threads} threads (before)", overlay(threads)),
-        ("overlay", "OpenCV on the calling thread (now)", overlay(1)),
-        ("labels", "two labels, shading kept per text (now)", labels),
+        ("heat to chroma resolution", "cv2.gemm (before)", gemm),
+        ("heat to chroma resolution", "numpy's BLAS on the calling thread (now)", matmul),
+        ("overlay", "on a copy, in place (before)", overlay_in_place),
+        ("overlay", "from the decoder's planes into a reused picture (now)", overlay_from_planes),
+        ("labels", "two labels, numpy arithmetic (before)", labels_numpy),
+        ("labels", "two labels, OpenCV arithmetic (now)", labels),
         ("RGB frame to yuv420p", "a scaler for each frame (before)", rgb_per_frame),
         ("encode", "composed yuv420p (the default path)", encode()),
-        ("encode", "composed RGB, one scaler in the writer (now)", encode(rgb_in=True)),
+        ("encode", "composed RGB, one scaler in the writer", encode(rgb_in=True)),
     ]  # fmt: skip
     results = []
-    for lever, variant, job in rows:
+    for lever, variant, job in rows_:
         cpu, wall = _per_frame(job, count)
         results.append({"lever": lever, "variant": variant, "cpu_ms": cpu, "wall_ms": wall})
         log(f"lever {lever}: {variant}: {cpu:.2f} ms CPU/frame, {wall:.2f} ms wall/frame")
-    cv2.setNumThreads(threads)
+    for defaults, variant in ((True, "malloc's defaults (before)"),
+                              (False, "freed blocks kept (now)")):  # fmt: skip
+        answer = measure("request", clip, work / "none.mp4", url, ZERO, cores, args,
+                         extra=["--malloc-defaults"] if defaults else [])  # fmt: skip
+        cpu = 1000 * answer["cpu"] / answer["frames"]
+        results.append({"lever": "requests of 8 frames (client side)", "variant": variant,
+                        "cpu_ms": cpu, "wall_ms": None,
+                        "page_faults_per_frame": answer["faults"] / answer["frames"]})  # fmt: skip
+        log(f"lever requests: {variant}: {cpu:.2f} ms CPU/frame")
     started = time.perf_counter()
     usable_encoder.cache_clear()
     chosen = choose_encoder("auto")
@@ -378,15 +546,23 @@ def main(argv: list[str] | None = None) -> int:
                             f"{1000 * result['cpu'] / result['frames']:.1f} ms CPU/frame, "
                             f"{result['frames'] / result['wall']:.1f} frames/s"
                         )
-        lever_results = {}
-        if not args.no_levers:
-            for height in heights:
-                lever_results[f"{height}p"] = levers(clips[height], work, args.preset, args.crf)
+            lever_results, part_results = {}, {}
+            if not args.no_levers:
+                model = ZERO if ZERO in models else models[0]
+                for height in heights:
+                    lever_results[f"{height}p"] = levers(
+                        clips[height], work, args.preset, args.crf, url, max(cores), args
+                    )
+                    part_results[f"{height}p"] = measure(
+                        "parts", clips[height], work / "parts.mp4", url, model, max(cores), args,
+                        extra=["--own", str(own[height, model])],
+                    )  # fmt: skip
     report = summarise(runs, sizes, models, cores, machine, args)
     if lever_results:
-        lever_md = lever_table(lever_results)
-        report["markdown"] += "\n\n" + lever_md
+        report["markdown"] += "\n\n" + lever_table(lever_results)
+        report["markdown"] += "\n\n" + parts_table(part_results)
         report["data"]["levers"] = lever_results
+        report["data"]["parts"] = part_results
     print(report["text"])
     from gradcam_client.jobs.settings import JobSettings
 
@@ -421,6 +597,41 @@ def lever_table(results: dict[str, list[dict[str, Any]]]) -> str:
             "client's way now, and where it was a choice of call, the way before. The "
             "hardware-encoder row gives the milliseconds spent finding out whether NVENC opens "
             "(once per process).",
+            "",
+            md,
+        ]
+    )
+
+
+def parts_table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown: the client's parts beside the transcode's, ms CPU per frame at every size."""
+    heights = list(results)
+    names = [
+        ("client", "read (decode, thumbnail)", "read"),
+        ("client", "requests (client side)", "request"),
+        ("client", "compose (maps, overlay, labels)", "compose"),
+        ("client", "encode", "encode"),
+        ("transcode", "decode", "decode"),
+        ("transcode", "encode", "encode"),
+    ]
+    rows = []
+    for side, label, key in names:
+        rows.append([side, label, *[1000 * results[h][side].get(key, 0.0) / results[h]["frames"]
+                                    for h in heights]])  # fmt: skip
+    for side in ("client", "transcode"):
+        rows.append([side, "all parts", *[1000 * sum(results[h][side].values())
+                                          / results[h]["frames"] for h in heights]])  # fmt: skip
+    headers = ["side", "part", *[f"{h} ms CPU/frame" for h in heights]]
+    _, md = benchlib.table(headers, rows)
+    return "\n".join(
+        [
+            "## The parts, one thread",
+            "",
+            "What the client's work is made of (zero-cost model), each part timed on one thread "
+            "with libx264 on one thread too, beside a transcode of its output on one thread "
+            "(one run): what 1.2 leaves room for, and where it goes. The client decodes its "
+            "input and encodes the composed frames; the transcode decodes and encodes the "
+            "client's own output (the same pictures after one round of H.264).",
             "",
             md,
         ]

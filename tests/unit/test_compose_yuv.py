@@ -115,3 +115,65 @@ def test_a_picture_composed_twice_in_place_matches_a_fresh_composition(frame) ->
         draw_label_yuv(picture, "tabby cat 0.90", "bottom-left")
     assert np.array_equal(labelled[0], labelled[1])
     assert not np.array_equal(labelled[0], to_yuv420p(frame))
+
+
+def test_the_decoder_planes_compose_as_the_copied_picture_and_stay_untouched(frame) -> None:
+    """Composing reads a decoder's padded planes in place (no copy) and writes elsewhere."""
+    from gradcam_client.media.reader import copy_planes, decoded_planes
+
+    decoded = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
+        format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
+    )
+    views = decoded_planes(decoded)
+    assert views.y.base is not None and views.y.strides[0] >= 640  # the frame's own rows
+    before = copy_planes(decoded)
+    got = overlay_yuv(views, blob(), "jet", 0.5)
+    draw_label_yuv(got, "tabby cat 0.90", "bottom-left")
+    expected = overlay_yuv(before.copy(), blob(), "jet", 0.5)
+    draw_label_yuv(expected, "tabby cat 0.90", "bottom-left")
+    assert np.array_equal(got, expected)
+    assert np.array_equal(copy_planes(decoded), before)
+
+
+def test_a_pool_picture_is_taken_again_only_once_nothing_refers_to_it() -> None:
+    from gradcam_client.render.compose_yuv import PicturePool
+
+    pool = PicturePool(size=4)
+    first, second = pool.take(8, 8), pool.take(8, 8)
+    assert first.shape == (12, 8) and second is not first
+    a, b = id(first), id(second)
+    view = planes(first).u  # a view keeps its picture
+    encoded = av.VideoFrame.from_numpy_buffer(second, format="yuv420p")  # as the writer does
+    del first, second
+    third = pool.take(8, 8)
+    assert id(third) not in (a, b)
+    del view
+    assert id(pool.take(8, 8)) == a  # its last view is gone
+    del encoded
+    again = pool.take(8, 8)
+    assert id(again) in (a, b)  # the encoder's frame let go of the second one
+    assert id(pool.take(8, 8)) == ({a, b} - {id(again)}).pop()
+    assert pool.take(16, 8).shape == (24, 8)  # another size: a picture of its own
+
+
+def test_a_renderer_leaves_its_input_untouched_and_reuses_its_pictures(frame) -> None:
+    from gradcam_client.jobs.settings import JobSettings, select_panels
+    from gradcam_client.remote.contract import LayerInfo, ModelInfo
+    from gradcam_client.render.renderer import MapRenderer
+
+    info = ModelInfo(
+        name="m",
+        input_height=224,
+        input_width=224,
+        class_names=("cat", "dog"),
+        layers=(LayerInfo("top", 7, 7),),
+        methods=("gradcam",),
+    )
+    settings = JobSettings()
+    renderer = MapRenderer(select_panels(info, settings), settings, info.class_names)
+    picture = to_yuv420p(frame)
+    kept = picture.copy()
+    maps = {"top": blob()[None]}
+    outputs = [id(renderer.render_picture(picture, maps, 0, 0.9)) for _ in range(3)]
+    assert np.array_equal(picture, kept)
+    assert len(set(outputs)) == 1  # each output let go before the next frame

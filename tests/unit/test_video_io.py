@@ -479,6 +479,14 @@ def test_pictures_are_the_rgb_frames_in_yuv420p(
         assert picture.thumbnail.shape == (24, 32, 3)
         small = cv2.resize(frame.image, (32, 24), interpolation=cv2.INTER_AREA)
         assert mean_abs_diff(picture.thumbnail, small) < 3
+    from gradcam_client.media.frames import Planes
+    from gradcam_client.render.compose_yuv import planes
+
+    # the decoder's own planes, without a copy: the same pixels
+    for picture, own in zip(pictures, reader.pictures(copy=False), strict=True):
+        assert isinstance(own.image, Planes) and own.thumbnail is None
+        for mine, theirs in zip(own.image, planes(picture.image), strict=True):
+            assert np.array_equal(mine, theirs)
 
 
 def test_rotated_input_has_no_pictures(tmp_path: Path) -> None:

@@ -231,10 +231,10 @@ class _CompareJob:
         self.yuv = settings.yuv and self.reader.yuv_ready and not settings.composition.heat_weighted
 
     def frames(self) -> Iterable[Frame]:
-        """The input's frames: yuv420p pictures with the models' thumbnail when composing in
-        yuv420p (see `render.compose_yuv`), else RGB images."""
+        """The input's frames: the decoder's yuv420p planes with the models' thumbnail when
+        composing in yuv420p (see `compose_yuv`), else RGB images."""
         if self.yuv:
-            return self.reader.pictures(self.stream.thumbnail_size())
+            return self.reader.pictures(self.stream.thumbnail_size(), copy=False)
         return self.reader
 
     def advance(self) -> None:

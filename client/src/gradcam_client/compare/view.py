@@ -21,6 +21,7 @@ from gradcam_client.compare.results import FrameComparison
 from gradcam_client.media.frames import Frame
 from gradcam_client.render.compose import FONT, pad_to_even
 from gradcam_client.render.compose_yuv import (
+    AnyPicture,
     RgbToPicture,
     picture_size,
     resize_picture,
@@ -159,16 +160,16 @@ class PairRenderer:
 
     def render_picture(
         self,
-        picture: np.ndarray,
+        picture: AnyPicture,
         explained_a: tuple[dict[str, np.ndarray], int, float],
         explained_b: tuple[dict[str, np.ndarray], int, float],
         comparison: FrameComparison,
     ) -> np.ndarray:
-        """`render` for a yuv420p picture of even size: a yuv420p comparison picture (the
-        picture itself becomes A's half)."""
+        """`render` for a yuv420p picture of even size: a yuv420p comparison picture
+        (`picture` is only read)."""
         if picture_size(picture)[::-1] != self.half:
             picture = resize_picture(picture, self.half)
-        right = self.b.render_picture(picture.copy(), *explained_b)
+        right = self.b.render_picture(picture, *explained_b)
         left = self.a.render_picture(picture, *explained_a)
         band = self.to_picture(pad_to_even(self.band(comparison)))
         return tile_pictures([[left, right], [band]])

@@ -134,11 +134,11 @@ class _Job:
         self.yuv = composes_in_yuv(settings, self.reader.yuv_ready)
 
     def frames(self, thumbnails: bool = True) -> Iterable[Frame]:
-        """The input's frames: yuv420p pictures (with model-size thumbnails unless
+        """The input's frames: the decoder's yuv420p planes (with model-size thumbnails unless
         `thumbnails` is false) when composing in YUV, else RGB images."""
         if self.yuv:
             size = (self.info.input_width, self.info.input_height)
-            return self.reader.pictures(size if thumbnails else None)
+            return self.reader.pictures(size if thumbnails else None, copy=False)
         return self.reader
 
     def check_cancel(self) -> None:

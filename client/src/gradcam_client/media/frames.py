@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -58,12 +58,25 @@ class VideoInfo:
         return None
 
 
+class Planes(NamedTuple):
+    """A yuv420p picture as its three planes: Y (H, W), then U and V (H/2, W/2), uint8.
+
+    They may be views of a decoder's frame (rows need not be contiguous) that the decoder
+    still uses as a reference for later frames: read them, never write into them.
+    """
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One decoded frame: upright uint8 image with its presentation time.
 
     image: RGB (H, W, 3) for pixel_format "rgb24"; for "yuv420p" the (H * 3 / 2, W) array of
-        `av.VideoFrame.to_ndarray` (luma, then the U and V planes), BT.709 limited range.
+        `av.VideoFrame.to_ndarray` (luma, then the U and V planes), BT.709 limited range, or
+        the decoder's own `Planes` of it (read-only; see `MediaReader.pictures`).
     index: position among the yielded frames (skipped corrupt frames are not counted).
     pts: presentation timestamp in `VideoInfo.time_base` units; time: the same in seconds.
     duration: how long the frame is shown, in `VideoInfo.time_base` units, if known.

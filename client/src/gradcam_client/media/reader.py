@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -48,6 +49,7 @@ from gradcam_client.media.frames import (
     CorruptPolicy,
     DecodeReport,
     Frame,
+    Planes,
     SkippedFrame,
     VideoInfo,
     frame_step,
@@ -248,6 +250,16 @@ def copy_planes(frame: av.VideoFrame) -> np.ndarray:
     return picture
 
 
+def decoded_planes(frame: av.VideoFrame) -> Planes:
+    """The three planes of a yuv420p frame as views of the frame's own memory (no copy; each
+    keeps the frame alive). Read-only: a decoder reads its past frames to decode the next."""
+    views = []
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        views.append(rows[:, : plane.width])
+    return Planes(*views)
+
+
 class Scalers:
     """FFmpeg's scaler set up once for every frame of a read: setting one up per frame (as
     `av.VideoFrame.reformat` does) costs more than scaling a frame to the model's size."""
@@ -257,8 +269,11 @@ class Scalers:
         self._thumbnail = VideoReformatter()
         self.rgb = VideoReformatter()
 
-    def picture(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-        """A decoded frame as a yuv420p BT.709 limited-range picture of (width, height)."""
+    def picture(
+        self, frame: av.VideoFrame, width: int, height: int, copy: bool = True
+    ) -> np.ndarray | Planes:
+        """A decoded frame as a yuv420p BT.709 limited-range picture of (width, height):
+        copied into one array, or without `copy` the frame's own `Planes`."""
         as_is = (
             frame.format.name == "yuv420p"
             and frame.colorspace == 1
@@ -277,15 +292,22 @@ class Scalers:
                 threads=1,
                 **_source_colors(frame),
             )
-        return copy_planes(frame)
+        return copy_planes(frame) if copy else decoded_planes(frame)
 
     def image(
-        self, frame: av.VideoFrame, size: tuple[int, int], yuv: bool, rotation: int = 0
-    ) -> tuple[np.ndarray, str]:
+        self,
+        frame: av.VideoFrame,
+        size: tuple[int, int],
+        yuv: bool,
+        rotation: int = 0,
+        *,
+        copy: bool = True,
+    ) -> tuple[Any, str]:
         """What a job composes on, with its pixel format: a yuv420p picture of `size` (width,
-        height), or the upright RGB frame resized to `size` when it differs."""
+        height; without `copy`, the decoder's own `Planes` where it can), or the upright RGB
+        frame resized to `size` when it differs."""
         if yuv:
-            return self.picture(frame, *size), "yuv420p"
+            return self.picture(frame, *size, copy), "yuv420p"
         image = to_rgb(frame, rotation, self.rgb)
         if image.shape[:2] != (size[1], size[0]):  # a resolution change, or an odd size
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -455,19 +477,25 @@ class MediaReader:
         info = self.info
         return not info.is_image and not info.rotation and not (info.width % 2 or info.height % 2)
 
-    def pictures(self, thumbnail: tuple[int, int] | None = None) -> Pictures:
+    def pictures(self, thumbnail: tuple[int, int] | None = None, *, copy: bool = True) -> Pictures:
         """The frames as yuv420p pictures (see `Frame`), each with an RGB thumbnail of
         `thumbnail` = (width, height) when given; only for inputs that are `yuv_ready`.
 
         A yuv420p BT.709 input is handed over as decoded; other pixel formats and colour
-        matrices are converted by FFmpeg's scaler, which also makes the thumbnail.
+        matrices are converted by FFmpeg's scaler, which also makes the thumbnail. Each
+        picture is a copy of its own, or without `copy` the decoder's read-only `Planes`
+        (for a reader that composes into pictures of its own).
         """
         if not self.yuv_ready:
             raise ValueError(f"{self.path}: rotated, odd-sized or still input; iterate RGB frames")
-        return Pictures(self, thumbnail)
+        return Pictures(self, thumbnail, copy)
 
     def _frames(
-        self, *, yuv: bool = False, thumbnail: tuple[int, int] | None = None
+        self,
+        *,
+        yuv: bool = False,
+        thumbnail: tuple[int, int] | None = None,
+        copy: bool = True,
     ) -> Iterator[Frame]:
         self.report = DecodeReport()
         if self._image is not None:
@@ -487,7 +515,9 @@ class MediaReader:
         scalers = Scalers()
         for frame, pts in in_display_order(f for f, _stream in decoder.frames()):
             small = scalers.thumbnail(frame, thumbnail) if thumbnail else None
-            image, pixel_format = scalers.image(frame, info.resolution_wh, yuv, info.rotation)
+            image, pixel_format = scalers.image(
+                frame, info.resolution_wh, yuv, info.rotation, copy=copy
+            )
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + step
             last_pts = pts
@@ -507,13 +537,14 @@ class Pictures:
 
     reader: MediaReader
     thumbnail: tuple[int, int] | None = None
+    copy: bool = True
 
     @property
     def path(self) -> Path:
         return self.reader.path
 
     def __iter__(self) -> Iterator[Frame]:
-        return self.reader._frames(yuv=True, thumbnail=self.thumbnail)
+        return self.reader._frames(yuv=True, thumbnail=self.thumbnail, copy=self.copy)
 
 
 def open_media(

@@ -16,11 +16,13 @@ yuv420p does anyway:
 
 A picture is the (H * 3 / 2, W) uint8 array PyAV uses for yuv420p (`av.VideoFrame.to_ndarray`):
 the luma rows, then the U and the V plane, each (H/2, W/2), stored one after the other. Width
-and height must be even.
+and height must be even. Where a picture is only read, its `Planes` do as well: the decoder's
+own planes, blended into a picture of a `PicturePool` without being copied first.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from functools import lru_cache
@@ -41,27 +43,36 @@ from gradcam_client.render.compose import (
     place_label,
 )
 
+from .media_types import Planes
+
+AnyPicture = np.ndarray | Planes
+"""A yuv420p picture to read from: one (H * 3 / 2, W) array, or its `Planes`."""
+
 _BT709 = np.array(
     [[0.2126, 0.7152, 0.0722], [-0.114572, -0.385428, 0.5], [0.5, -0.454153, -0.045847]],
     np.float64,
 )
 
 
-def planes(picture: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def planes(picture: AnyPicture) -> Planes:
     """Views (Y, U, V) of a yuv420p picture: (H, W), (H/2, W/2), (H/2, W/2)."""
+    if isinstance(picture, Planes):
+        return picture
     height, width = picture.shape[0] * 2 // 3, picture.shape[1]
     flat = picture.reshape(-1)
     luma = height * width
     quarter = luma // 4
-    return (
+    return Planes(
         flat[:luma].reshape(height, width),
         flat[luma : luma + quarter].reshape(height // 2, width // 2),
         flat[luma + quarter : luma + 2 * quarter].reshape(height // 2, width // 2),
     )
 
 
-def picture_size(picture: np.ndarray) -> tuple[int, int]:
+def picture_size(picture: AnyPicture) -> tuple[int, int]:
     """(height, width) of the frame a yuv420p picture holds."""
+    if isinstance(picture, Planes):
+        return picture.y.shape[0], picture.y.shape[1]
     return picture.shape[0] * 2 // 3, picture.shape[1]
 
 
@@ -70,11 +81,11 @@ def empty_picture(height: int, width: int) -> np.ndarray:
     return np.empty((height * 3 // 2, width), np.uint8)
 
 
-def resize_picture(picture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_picture(picture: AnyPicture, size: tuple[int, int]) -> np.ndarray:
     """A yuv420p picture scaled to `size` (width, height, both even), plane by plane (area
     interpolation when shrinking, linear when growing)."""
     width, height = size
-    shrinking = picture.shape[1] >= width
+    shrinking = picture_size(picture)[1] >= width
     code = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     out = empty_picture(height, width)
     for source, target in zip(planes(picture), planes(out), strict=True):
@@ -97,7 +108,7 @@ class RgbToPicture:
         ).to_ndarray()
 
 
-def tile_pictures(rows: list[list[np.ndarray]]) -> np.ndarray:
+def tile_pictures(rows: list[list[AnyPicture]]) -> np.ndarray:
     """One yuv420p picture of rows of pictures, placed left to right then top to bottom; the
     pictures of a row share a height, the rows a width (all sizes even)."""
     heights = [picture_size(row[0])[0] for row in rows]
@@ -117,6 +128,34 @@ def tile_pictures(rows: list[list[np.ndarray]]) -> np.ndarray:
             left += piece_width
         top += height
     return out
+
+
+class PicturePool:
+    """Pictures to compose into, each taken again once nothing else refers to it.
+
+    A picture handed to the encoder is held by the queues, the frame that wraps it and the
+    encoder until it is encoded (FFmpeg's reference to it is a reference to the array), and
+    by any view of it. A fresh array for every frame would instead cost the kernel's zeroed
+    pages again and again (a 3840x2160 picture is 3000 of them). Used by one thread.
+    """
+
+    _FREE = 3  # the pool's list, the loop's name and getrefcount's own argument
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._pictures: list[np.ndarray] = []
+
+    def take(self, height: int, width: int) -> np.ndarray:
+        """An uninitialised yuv420p picture of (height, width) that nothing else uses."""
+        shape = (height * 3 // 2, width)
+        for picture in self._pictures:
+            if picture.shape == shape and sys.getrefcount(picture) <= self._FREE:
+                return picture
+        picture = empty_picture(height, width)
+        if len(self._pictures) == self.size:  # all still in use, or of another size
+            self._pictures.pop(0)
+        self._pictures.append(picture)
+        return picture
 
 
 @lru_cache(maxsize=32)
@@ -208,16 +247,9 @@ def color_planes(
     scale = heat_scale or heat_scale_for(heat.shape, size)
     scaled = (max(1, height // scale), max(1, width // scale))
     rows, columns = _resize_matrices(heat.shape, scaled, interpolation)
-    # OpenCV's matrix product runs on the calling thread; numpy's BLAS would wake threads
-    # that keep spinning after each product
-    upsampled = cv2.gemm(
-        cv2.gemm(rows, heat, 1.0, None, 0.0),
-        columns,
-        1.0,
-        None,
-        0.0,
-        dst=take("heat", scaled, np.float32),
-    )
+    # numpy's BLAS: three times as fast as cv2.gemm here (OpenCV bundles an old OpenBLAS);
+    # `runtime.prepare_for_frames` keeps it on the calling thread
+    upsampled = np.matmul(rows @ heat, columns, out=take("heat", scaled, np.float32))
     index = cv2.convertScaleAbs(upsampled, dst=take("index", scaled), alpha=255.0)
     luma_table, u_table, v_table = colormap_yuv(colormap)
     chroma = (height // 2, width // 2)
@@ -240,7 +272,7 @@ def color_planes(
 
 
 def overlay_yuv(
-    picture: np.ndarray,
+    picture: AnyPicture,
     heat: np.ndarray,
     colormap: str = "jet",
     alpha: float = 0.5,
@@ -251,11 +283,10 @@ def overlay_yuv(
 ) -> np.ndarray:
     """The heat, colour-mapped, blended over `picture` with `alpha`: a new yuv420p picture, or
     `out` (which may be `picture` itself, to blend in place)."""
-    colors = color_planes(
-        heat, picture_size(picture), colormap, interpolation, heat_scale, take=_SCRATCH.take
-    )
+    size = picture_size(picture)
+    colors = color_planes(heat, size, colormap, interpolation, heat_scale, take=_SCRATCH.take)
     if out is None:
-        out = np.empty_like(picture)
+        out = empty_picture(*size)
     for source, target, color in zip(planes(picture), planes(out), colors, strict=True):
         cv2.addWeighted(source, 1.0 - alpha, color, alpha, 0.0, dst=target)
     return out
@@ -336,8 +367,7 @@ def draw_label_yuv(picture: np.ndarray, text: str, corner: Corner = "top-left") 
         v[top // 2 : bottom // 2, left // 2 : right // 2],
     )
     for plane, (gain, offset) in zip(regions, gains, strict=True):
-        values = plane * gain
-        values += offset
-        np.rint(values, out=values)
-        np.clip(values, 0, 255, out=values)
-        plane[:] = values
+        # in float32, rounded half to even and saturated into the plane's own memory
+        values = cv2.multiply(plane, gain, dtype=cv2.CV_32F)
+        cv2.add(values, offset, dst=values)
+        cv2.convertScaleAbs(values, dst=plane)

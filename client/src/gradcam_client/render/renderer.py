@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import cv2
 import numpy as np
 
 from gradcam_client.jobs.results import MapStore
@@ -18,12 +17,19 @@ from gradcam_client.media import (
 )
 from gradcam_client.remote.server import BatchResult
 from gradcam_client.render.compose import Layout, compose_frame, format_label
-from gradcam_client.render.compose_yuv import draw_label_yuv, overlay_yuv
+from gradcam_client.render.compose_yuv import (
+    AnyPicture,
+    PicturePool,
+    draw_label_yuv,
+    overlay_yuv,
+    picture_size,
+)
 from gradcam_client.render.normalize import (
     Normalizer,
     Scope,
     TemporalSmoother,
 )
+from gradcam_client.runtime import prepare_for_frames
 
 
 @dataclass
@@ -55,10 +61,10 @@ def frame_outputs(result: BatchResult) -> list[FrameOutput]:
 class MapRenderer:
     """Smooths, normalises and composes the selected maps onto full-resolution frames.
 
-    Creating one makes OpenCV run on the calling thread only (`cv2.setNumThreads(1)`, for
-    the whole process): the frames of a job are decoded, composed and encoded on threads of
-    their own already, and OpenCV's worker threads only added their hand-offs and spinning
-    (see "Where the client's time goes" in `bench/README.md`).
+    Creating one makes OpenCV and numpy's BLAS run on the calling thread only and malloc keep
+    freed blocks, for the whole process (`runtime.prepare_for_frames`). A yuv420p frame is
+    composed into a picture of the renderer's own `PicturePool`, never in place, so a
+    decoder's planes can be read as they are.
     """
 
     def __init__(
@@ -68,7 +74,8 @@ class MapRenderer:
         class_names: tuple[str, ...],
         clip_maxima: list[float] | None = None,
     ) -> None:
-        cv2.setNumThreads(1)
+        prepare_for_frames()
+        self.pictures = PicturePool()
         self.panels = panels
         self.settings = settings
         self.class_names = class_names
@@ -109,10 +116,14 @@ class MapRenderer:
         return compose_frame(image, self._heats(maps), self.settings.composition, label)
 
     def render_picture(
-        self, picture: np.ndarray, maps: dict[str, np.ndarray], class_index: int, probability: float
+        self,
+        picture: AnyPicture,
+        maps: dict[str, np.ndarray],
+        class_index: int,
+        probability: float,
     ) -> np.ndarray:
-        """`render` for the overlay layout on a yuv420p picture (see `render.compose_yuv`), in
-        place: the picture becomes the output frame."""
+        """`render` for the overlay layout on a yuv420p picture (see `render.compose_yuv`):
+        the output frame, a picture of the renderer's pool (`picture` is only read)."""
         ((title, heat),) = self._heats(maps).items()
         composition = self.settings.composition
         out = overlay_yuv(
@@ -121,7 +132,7 @@ class MapRenderer:
             composition.colormap,
             composition.alpha,
             interpolation=composition.interpolation,
-            out=picture,
+            out=self.pictures.take(*picture_size(picture)),
         )
         if composition.show_titles and title:
             draw_label_yuv(out, title, "top-left")
