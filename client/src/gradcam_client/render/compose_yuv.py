@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from gradcam_client.media.frames import Planes
 from gradcam_client.render.compose import (
     BOX_SHADE,
     FONT,
@@ -42,8 +43,6 @@ from gradcam_client.render.compose import (
     colormap_code,
     place_label,
 )
-
-from .media_types import Planes
 
 AnyPicture = np.ndarray | Planes
 """A yuv420p picture to read from: one (H * 3 / 2, W) array, or its `Planes`."""
