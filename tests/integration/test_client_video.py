@@ -13,7 +13,7 @@ import pytest
 from client_runs import psnr, read_jsonl, run_cli
 from served_models import ALL_METHODS, TINY
 
-from gradcam_client.jobs import file_job as pipeline
+from gradcam_client.jobs import file_stream
 from gradcam_client.jobs.file_job import process_media
 from gradcam_client.jobs.settings import JobSettings
 from gradcam_client.media import VideoWriter, iter_frames, open_media, probe, read_timestamps
@@ -157,7 +157,7 @@ def test_the_output_video_is_the_input_with_reference_heat_maps(
 ):
     clip = clips[kind]
     RecordingWriter.instances.clear()
-    monkeypatch.setattr(pipeline, "VideoWriter", RecordingWriter)
+    monkeypatch.setattr(file_stream, "VideoWriter", RecordingWriter)
     output = tmp_path / "out.mp4"
     settings = JobSettings(batch_size=3, max_in_flight=2, yuv=compose_in == "yuv")
     result = process_media(tiny, clip, output, settings)
@@ -249,7 +249,7 @@ def test_clip_scope_takes_two_passes_and_keeps_every_frame(tiny, clips, tmp_path
     running = process_media(tiny, clip, tmp_path / "running.mp4",
                             predictions=tmp_path / "running.jsonl")  # fmt: skip
     RecordingWriter.instances.clear()
-    monkeypatch.setattr(pipeline, "VideoWriter", RecordingWriter)
+    monkeypatch.setattr(file_stream, "VideoWriter", RecordingWriter)
     result = process_media(tiny, clip, tmp_path / "clip.mp4", JobSettings(scope="clip"),
                            predictions=tmp_path / "clip.jsonl")  # fmt: skip
     assert result.frames == running.frames == 12
