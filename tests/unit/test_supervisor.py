@@ -62,6 +62,8 @@ def test_the_command_and_its_children_end_with_the_launcher(tmp_path, signum) ->
         [sys.executable, "-c", LAUNCHER, str(tmp_path / "log"), FAMILY],
         stdout=subprocess.PIPE,
         text=True,
+        # as from a terminal, also when the suite itself runs under nohup (SIGHUP ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     try:
         assert launcher.stdout is not None
